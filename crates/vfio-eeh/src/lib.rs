@@ -1,0 +1,30 @@
+//! PowerPC EEH (Enhanced Error Handling) for PCI devices passed through to
+//! virtual machines with VFIO.
+//!
+//! This crate is the pure core of vfio-eeh: it never touches files, sockets
+//! or clocks. It holds
+//!
+//! * [`addr`]: host PCI addresses, guest addresses (virtual PHB BUID plus
+//!   bus/slot/function) and the PAPR configuration-address cell;
+//! * [`uapi`]: the VFIO structures and ioctl numbers the project uses, with
+//!   per-architecture ioctl encoding (x86_64/arm64 and powerpc64);
+//! * [`mapping`]: the per-VM table from guest addresses to host devices and
+//!   their PEs;
+//! * [`ops`]: EEH operations and PE states as VFIO and PAPR name them;
+//! * [`backend`]: the one trait between the front ends and a host.
+//!
+//! ```
+//! use vfio_eeh::addr::{GuestAddr, PciAddr};
+//!
+//! let host: PciAddr = "0000:01:00.0".parse()?;
+//! let guest: GuestAddr = "0x800000020000000:00:01.0".parse()?;
+//! assert_eq!(host.to_string(), "0000:01:00.0");
+//! assert_eq!(guest.config_addr().raw(), 0x0000_0800);
+//! # Ok::<(), vfio_eeh::addr::AddrError>(())
+//! ```
+
+pub mod addr;
+pub mod backend;
+pub mod mapping;
+pub mod ops;
+pub mod uapi;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of vfio-eeh on a fresh Debian 12 machine: installs what is
+# missing (as root, via apt-get), then formatting, lints, unit, property,
+# header-comparison and end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need: C compilers and the UAPI headers for the
+# header comparisons.
+need_pkgs=()
+need() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
+need gcc
+need linux-libc-dev
+need gcc-powerpc64le-linux-gnu
+need libc6-dev-ppc64el-cross
+if ((${#need_pkgs[@]})); then
+    echo "== installing ${need_pkgs[*]}"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "error: missing packages ${need_pkgs[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    apt-get update -qq || echo "warning: apt-get update reported errors; trying the install anyway" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+    cargo test --workspace --locked --doc
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
