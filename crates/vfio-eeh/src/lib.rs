@@ -11,7 +11,8 @@
 //! * [`mapping`]: the per-VM table from guest addresses to host devices and
 //!   their PEs;
 //! * [`ops`]: EEH operations and PE states as VFIO and PAPR name them;
-//! * [`backend`]: the one trait between the front ends and a host.
+//! * [`backend`]: the one trait between the front ends and a host;
+//! * [`topology`]: a host's PHBs, IOMMU groups (PEs) and devices.
 //!
 //! ```
 //! use vfio_eeh::addr::{GuestAddr, PciAddr};
@@ -27,4 +28,5 @@ pub mod addr;
 pub mod backend;
 pub mod mapping;
 pub mod ops;
+pub mod topology;
 pub mod uapi;
