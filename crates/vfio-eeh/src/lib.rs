@@ -28,5 +28,6 @@ pub mod addr;
 pub mod backend;
 pub mod mapping;
 pub mod ops;
+pub mod pe;
 pub mod topology;
 pub mod uapi;
