@@ -1,0 +1,394 @@
+//! One VM's RTAS EEH firmware: argument checks, address resolution and the
+//! handler of each call.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::calls::{status, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR, ERRINJCT_IOA_BUS_ERROR_64};
+use super::codec::{DecodeError, RtasArgs};
+use super::memory::GuestMemory;
+use crate::addr::{Buid, ConfigAddr, PeId};
+use crate::backend::{errno, BackendError, EehBackend};
+use crate::mapping::{AddrMaps, Mapped, VmId};
+use crate::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
+
+/// The fixed "unavailable" hint QEMU gives, and ours when the host cannot tell.
+pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
+/// `ibm,errinjct` work buffers sit on a 1 KiB boundary.
+const ERRINJCT_BUFFER_ALIGN: u64 = 1024;
+
+/// How the firmware answers where QEMU and PAPR-as-written differ (see the
+/// module docs of [`crate::rtas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RtasPolicy {
+    /// read-slot-reset-state2 reports the host's remaining delay (else 1000 ms).
+    pub exact_unavailable_delay: bool,
+    /// get-config-addr-info2 function 1 says whether the PE is shared (else
+    /// always "shared").
+    pub truthful_shared_pe: bool,
+    /// slot-error-detail returns the host's log and function 2 marks the PE
+    /// permanently unavailable (else always "no log").
+    pub papr_slot_error_detail: bool,
+    /// The errinjct calls are offered.
+    pub errinjct: bool,
+}
+
+impl RtasPolicy {
+    /// QEMU's answers.
+    pub const QEMU: RtasPolicy = RtasPolicy {
+        exact_unavailable_delay: false,
+        truthful_shared_pe: false,
+        papr_slot_error_detail: false,
+        errinjct: false,
+    };
+}
+
+impl Default for RtasPolicy {
+    /// Ours: every answer truthful, every call offered.
+    fn default() -> Self {
+        RtasPolicy {
+            exact_unavailable_delay: true,
+            truthful_shared_pe: true,
+            papr_slot_error_detail: true,
+            errinjct: true,
+        }
+    }
+}
+
+/// What a call needs besides the firmware's own state: the VM's address
+/// map, the host, and the VM's memory.
+pub struct RtasContext<'a> {
+    /// Address maps; only the serving VM's table is used.
+    pub maps: &'a AddrMaps,
+    /// The host (or the VMM's container path to it).
+    pub backend: &'a dyn EehBackend,
+    /// Guest real memory, for calls that take buffer addresses.
+    pub memory: &'a mut dyn GuestMemory,
+}
+
+/// The status and output cells of a call, in buffer order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    cells: [u32; 5],
+    len: usize,
+}
+
+impl Reply {
+    /// Status first, then `outputs`.
+    fn new(status: i32, outputs: &[u32]) -> Self {
+        let mut cells = [0; 5];
+        cells[0] = status.cast_unsigned();
+        cells[1..=outputs.len()].copy_from_slice(outputs);
+        Reply { cells, len: 1 + outputs.len() }
+    }
+
+    /// A bare status.
+    fn status_only(status: i32) -> Self {
+        Reply::new(status, &[])
+    }
+
+    /// `ibm,open-errinjct` puts the status second.
+    fn open_errinjct(status: i32, token: u32) -> Self {
+        let mut reply = Reply::new(status, &[token]);
+        reply.cells.swap(0, 1);
+        reply
+    }
+
+    /// The return cells.
+    pub fn cells(&self) -> &[u32] {
+        &self.cells[..self.len]
+    }
+}
+
+/// What one served call was, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtasOutcome {
+    /// The call, if the token named one.
+    pub call: Option<RtasCall>,
+    /// The PAPR status returned.
+    pub status: i32,
+}
+
+type CallResult = Result<Reply, i32>;
+
+/// One VM's RTAS EEH firmware.
+#[derive(Debug, Clone)]
+pub struct EehRtas {
+    vm: VmId,
+    tokens: TokenTable,
+    policy: RtasPolicy,
+    errinjct_open: Option<u32>,
+    next_errinjct_token: u32,
+    permanently_unavailable: HashSet<PeId>,
+}
+
+impl EehRtas {
+    /// The firmware of `vm`, with its token table and answer policy.
+    pub fn new(vm: VmId, tokens: TokenTable, policy: RtasPolicy) -> Self {
+        EehRtas {
+            vm,
+            tokens,
+            policy,
+            errinjct_open: None,
+            next_errinjct_token: 1,
+            permanently_unavailable: HashSet::new(),
+        }
+    }
+
+    /// The VM served.
+    pub fn vm(&self) -> VmId {
+        self.vm
+    }
+
+    /// The token table (what `/rtas` advertises).
+    pub fn tokens(&self) -> &TokenTable {
+        &self.tokens
+    }
+
+    /// Serves the RTAS call in `buf` and writes its return cells in place.
+    ///
+    /// A buffer that cannot be decoded is refused with nothing written (the
+    /// hypercall fails); every other failure is a PAPR status in the buffer.
+    pub fn serve(&mut self, buf: &mut [u8], ctx: &mut RtasContext<'_>) -> Result<RtasOutcome, DecodeError> {
+        let args = RtasArgs::decode(buf)?;
+        let call = self.tokens.call(args.token);
+        let reply = match call {
+            Some(call) => self.handle(call, &args, ctx),
+            None => Reply::status_only(status::PARAMETER_ERROR),
+        };
+        args.write_rets(buf, reply.cells());
+        let status = match call {
+            Some(RtasCall::OpenErrinjct) if args.nret() >= 2 => reply.cells()[1].cast_signed(),
+            _ => reply.cells()[0].cast_signed(),
+        };
+        Ok(RtasOutcome { call, status })
+    }
+
+    /// Serves one decoded call.
+    pub fn handle(&mut self, call: RtasCall, args: &RtasArgs, ctx: &mut RtasContext<'_>) -> Reply {
+        if args.args().len() != call.nargs() || !call.accepts_nret(args.nret()) {
+            return Reply::status_only(status::PARAMETER_ERROR);
+        }
+        let a = args.args();
+        let result = match call {
+            RtasCall::SetEehOption => self.set_eeh_option(ctx, a),
+            RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, a),
+            RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, a),
+            RtasCall::ReadSlotResetState2 => self.read_slot_reset_state(ctx, a, args.nret()),
+            RtasCall::ReadSlotResetState => self.read_slot_reset_state(ctx, a, args.nret()),
+            RtasCall::SetSlotReset => self.set_slot_reset(ctx, a),
+            RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, a),
+            RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, a),
+            RtasCall::OpenErrinjct => Ok(self.open_errinjct()),
+            RtasCall::Errinjct => self.errinjct(ctx, a),
+            RtasCall::CloseErrinjct => self.close_errinjct(a),
+        };
+        result.unwrap_or_else(|status| match call {
+            RtasCall::OpenErrinjct => Reply::open_errinjct(status, 0),
+            _ => Reply::status_only(status),
+        })
+    }
+
+    /// Resolves the (config address, BUID hi, BUID lo) cells that start every
+    /// address-taking call, within this VM only.
+    fn target(&self, maps: &AddrMaps, config: u32, buid_hi: u32, buid_lo: u32) -> Result<Mapped, i32> {
+        let config = ConfigAddr::from_raw(config).map_err(|_| status::PARAMETER_ERROR)?;
+        maps.resolve(self.vm, Buid::from_cells(buid_hi, buid_lo), config).map_err(|_| status::PARAMETER_ERROR)
+    }
+
+    fn op(ctx: &RtasContext<'_>, pe: PeId, op: EehOp, failure: i32) -> CallResult {
+        ctx.backend.pe_op(pe, op).map(|_| Reply::status_only(status::SUCCESS)).map_err(|_| failure)
+    }
+
+    fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        let op = match a[3] {
+            0 => EehOp::Disable,
+            1 => EehOp::Enable,
+            2 => EehOp::UnfreezeIo,
+            3 => EehOp::UnfreezeDma,
+            // 4 and 5 (io-event interrupts) need "ibm,io-events-capable".
+            _ => return Err(status::PARAMETER_ERROR),
+        };
+        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+    }
+
+    fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        let vm = ctx.maps.vm(self.vm).map_err(|_| status::PARAMETER_ERROR)?;
+        let (_, pe_addr) = vm.pe_config_addr(target.pe).ok_or(status::PARAMETER_ERROR)?;
+        Ok(Reply::new(status::SUCCESS, &[pe_addr.raw()]))
+    }
+
+    fn get_config_addr_info2(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        match a[3] {
+            0 => self.pe_config_addr(ctx, a),
+            1 => {
+                let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+                let shared = if self.policy.truthful_shared_pe {
+                    let functions = ctx.backend.devices_of(target.pe).map_err(|_| status::PARAMETER_ERROR)?;
+                    functions.len() > 1
+                } else {
+                    true
+                };
+                Ok(Reply::new(status::SUCCESS, &[if shared { 2 } else { 1 }]))
+            }
+            _ => Err(status::PARAMETER_ERROR),
+        }
+    }
+
+    fn read_slot_reset_state(&self, ctx: &mut RtasContext<'_>, a: &[u32], nret: usize) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        let (state, unavailable_ms) = if self.permanently_unavailable.contains(&target.pe) {
+            (PeState::Unavailable, 0)
+        } else {
+            let pe_status = ctx.backend.status(target.pe).map_err(|_| status::PARAMETER_ERROR)?;
+            let delay = match pe_status.unavailable_for {
+                Some(delay) if self.policy.exact_unavailable_delay => delay_hint_ms(delay),
+                _ => DEFAULT_UNAVAILABLE_MS,
+            };
+            (pe_status.state, if pe_status.state == PeState::Unavailable { delay } else { 0 })
+        };
+        const EEH_CAPABLE: u32 = 1;
+        let reply = match nret {
+            3 => Reply::new(status::SUCCESS, &[state.raw(), EEH_CAPABLE]),
+            4 => Reply::new(status::SUCCESS, &[state.raw(), EEH_CAPABLE, unavailable_ms]),
+            _ => Reply::new(status::SUCCESS, &[state.raw(), EEH_CAPABLE, unavailable_ms, 0]),
+        };
+        Ok(reply)
+    }
+
+    fn set_slot_reset(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        let op = match a[3] {
+            0 => EehOp::ResetDeactivate,
+            1 => EehOp::Reset(ResetKind::Hot),
+            3 => EehOp::Reset(ResetKind::Fundamental),
+            _ => return Err(status::PARAMETER_ERROR),
+        };
+        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+    }
+
+    fn configure(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        Self::op(ctx, target.pe, EehOp::Configure, status::PARAMETER_ERROR)
+    }
+
+    fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        let (return_buffer, return_len, function) = (a[5], a[6], a[7]);
+        const TEMPORARY: u32 = 1;
+        const PERMANENT: u32 = 2;
+        if function != TEMPORARY && function != PERMANENT {
+            return Err(status::PARAMETER_ERROR);
+        }
+        if !self.policy.papr_slot_error_detail {
+            return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
+        }
+        let log = ctx.backend.error_log(target.pe).map_err(|_| status::HARDWARE_ERROR)?;
+        if function == PERMANENT {
+            self.permanently_unavailable.insert(target.pe);
+        }
+        let Some(log) = log else {
+            return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
+        };
+        let len = log.len().min(return_len as usize);
+        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| status::PARAMETER_ERROR)?;
+        Ok(Reply::status_only(status::SUCCESS))
+    }
+
+    fn open_errinjct(&mut self) -> Reply {
+        if !self.policy.errinjct {
+            return Reply::open_errinjct(status::PARAMETER_ERROR, 0);
+        }
+        if self.errinjct_open.is_some() {
+            return Reply::open_errinjct(status::ERRINJCT_OWNERSHIP, 0);
+        }
+        let token = self.next_errinjct_token;
+        self.next_errinjct_token = self.next_errinjct_token.wrapping_add(1).max(1);
+        self.errinjct_open = Some(token);
+        Reply::open_errinjct(status::SUCCESS, token)
+    }
+
+    fn check_errinjct_owner(&self, token: u32) -> Result<(), i32> {
+        if !self.policy.errinjct {
+            return Err(status::PARAMETER_ERROR);
+        }
+        if self.errinjct_open != Some(token) {
+            return Err(status::ERRINJCT_OWNERSHIP);
+        }
+        Ok(())
+    }
+
+    fn errinjct(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
+        let (class, token, buffer) = (a[0], a[1], u64::from(a[2]));
+        self.check_errinjct_owner(token)?;
+        let (kind, words) = match class {
+            ERRINJCT_IOA_BUS_ERROR => (ErrType::Bus32, 6),
+            ERRINJCT_IOA_BUS_ERROR_64 => (ErrType::Bus64, 8),
+            _ => return Err(status::PARAMETER_ERROR),
+        };
+        if buffer % ERRINJCT_BUFFER_ALIGN != 0 {
+            return Err(status::PARAMETER_ERROR);
+        }
+        let mut bytes = [0u8; 32];
+        ctx.memory.read(buffer, &mut bytes[..4 * words]).map_err(|_| status::PARAMETER_ERROR)?;
+        let w: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4"))).collect();
+        let wide = |hi: u32, lo: u32| u64::from(hi) << 32 | u64::from(lo);
+        // ioa-bus-error: addr, mask, config, hi, lo, func; -64: addr(2), mask(2), config, hi, lo, func.
+        let (addr, mask, rest) = match kind {
+            ErrType::Bus32 => (u64::from(w[0]), u64::from(w[1]), &w[2..6]),
+            ErrType::Bus64 => (wide(w[0], w[1]), wide(w[2], w[3]), &w[4..8]),
+        };
+        let target = self.target(ctx.maps, rest[0], rest[1], rest[2])?;
+        let func = ErrFunc::from_raw(rest[3]).ok_or(status::PARAMETER_ERROR)?;
+        let injection = ErrInjection { kind, func, addr, mask };
+        ctx.backend.pe_op(target.pe, EehOp::InjectErr(injection)).map_err(|e| injection_status(&e))?;
+        Ok(Reply::status_only(status::SUCCESS))
+    }
+
+    fn close_errinjct(&mut self, a: &[u32]) -> CallResult {
+        self.check_errinjct_owner(a[0])?;
+        self.errinjct_open = None;
+        Ok(Reply::status_only(status::SUCCESS))
+    }
+}
+
+/// The "PE Unavailable Info" for a known delay: milliseconds, rounded up, at
+/// least 1 while the wait is finite (0 means "permanently unavailable").
+fn delay_hint_ms(delay: Duration) -> u32 {
+    if delay.is_zero() {
+        return 0;
+    }
+    u32::try_from(delay.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX).max(1)
+}
+
+/// The status for a failed injection: argument errors are "parameter error",
+/// the rest "hardware error".
+fn injection_status(error: &BackendError) -> i32 {
+    match error.errno() {
+        errno::EINVAL | errno::ERANGE | errno::ENOTTY | errno::EOPNOTSUPP => status::PARAMETER_ERROR,
+        _ => status::HARDWARE_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_hints_round_up_and_keep_zero_for_permanent() {
+        assert_eq!(delay_hint_ms(Duration::ZERO), 0);
+        assert_eq!(delay_hint_ms(Duration::from_nanos(1)), 1);
+        assert_eq!(delay_hint_ms(Duration::from_micros(1_500_001)), 1501);
+        assert_eq!(delay_hint_ms(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
+
+    #[test]
+    fn open_errinjct_reply_puts_status_second() {
+        assert_eq!(Reply::open_errinjct(0, 7).cells(), &[7, 0]);
+        assert_eq!(Reply::open_errinjct(-4, 0).cells(), &[0, (-4i32).cast_unsigned()]);
+    }
+}

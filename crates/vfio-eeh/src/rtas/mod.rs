@@ -1,0 +1,46 @@
+//! The PAPR RTAS EEH front end: a guest's EEH calls, which name devices by
+//! guest address, served through one VM's address map onto a host backend.
+//!
+//! [`EehRtas`] is one VM's EEH firmware. [`EehRtas::serve`] takes the RTAS
+//! argument buffer as guest memory holds it and writes the return cells back
+//! in place; every failure is a PAPR status, never a panic, and a call that
+//! fails its checks touches nothing.
+//!
+//! # The two models
+//!
+//! * The seed's: the host holds the mapping. Serve with the host's
+//!   [`AddrMaps`](crate::mapping::AddrMaps) and the host backend itself.
+//! * Upstream's: the VMM holds the mapping and reaches the host only through
+//!   `VFIO_EEH_PE_OP` on containers it owns. Serve with the VMM's own map and
+//!   a [`ContainerPath`](crate::container::ContainerPath) as the backend.
+//!
+//! The handlers are the same; only what the backend can tell differs (the
+//! container path cannot carry the remaining reset delay or an error log).
+//!
+//! # Where we differ from QEMU
+//!
+//! QEMU allows one host PE per virtual PHB and answers accordingly. Because
+//! the seed maps each device, we serve several host PEs under one virtual PHB,
+//! and [`RtasPolicy::default`] answers truthfully:
+//!
+//! | call | QEMU ([`RtasPolicy::QEMU`]) | ours ([`RtasPolicy::default`]) |
+//! |---|---|---|
+//! | get-config-addr-info2 fn 0 | `(bus << 16) \| 1` | the PE's lowest mapped function, register byte 1: PEs under one PHB get distinct addresses, all functions of one PE the same |
+//! | get-config-addr-info2 fn 1 | always 2 (shared) | 1 or 2: whether the host PE has more than one function |
+//! | read-slot-reset-state2, state 5 | always 1000 ms | the host's true remaining delay (1000 ms when the host cannot tell) |
+//! | slot-error-detail | always 1 (no log) | the host's error log (status 0), 1 when there is none; function 2 marks the PE permanently unavailable |
+//! | open-errinjct / errinjct / close-errinjct | not offered (-3) | `ioa-bus-error` and `ioa-bus-error-64` onto the backend's injection |
+//! | get-config-addr-info, read-slot-reset-state, configure-bridge | not registered | served (the older forms) |
+//!
+//! The PE-address form is ours under both policies: QEMU's `(bus << 16) | 1`
+//! cannot tell two PEs on one bus apart.
+
+mod calls;
+mod codec;
+mod handlers;
+mod memory;
+
+pub use calls::{status, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR, ERRINJCT_IOA_BUS_ERROR_64};
+pub use codec::{DecodeError, RtasArgs, HEADER_BYTES, MAX_CELLS};
+pub use handlers::{EehRtas, Reply, RtasContext, RtasOutcome, RtasPolicy};
+pub use memory::{FlatMemory, GuestMemory, MemoryError};
