@@ -26,8 +26,10 @@
 
 pub mod addr;
 pub mod backend;
+pub mod container;
 pub mod mapping;
 pub mod ops;
 pub mod pe;
+pub mod rtas;
 pub mod topology;
 pub mod uapi;
