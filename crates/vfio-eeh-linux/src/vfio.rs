@@ -1,0 +1,455 @@
+//! Safe wrappers over the VFIO container, group and device files.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use vfio_eeh::addr::PeId;
+//! use vfio_eeh_linux::sys::Sys;
+//! use vfio_eeh_linux::vfio::{Container, Group};
+//!
+//! let dev = Path::new("/dev/vfio");
+//! let container = Container::open(&Sys, dev)?;
+//! let group = Group::open(&Sys, dev, PeId(3))?;
+//! group.attach(&container)?;
+//! container.set_iommu(container.best_iommu()?)?;
+//! let device = group.device("0000:01:00.0".parse()?)?;
+//! let vendor = device.config_read_u16(0)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use vfio_eeh::addr::{PciAddr, PeId};
+use vfio_eeh::backend::PeOpReply;
+use vfio_eeh::ops::{EehOp, PeState};
+use vfio_eeh::uapi::{self, Encoding, VfioIoctl};
+use zerocopy::IntoBytes;
+
+use crate::fd::{IoctlArg, VfioFd, VfioSystem};
+
+/// Why a VFIO operation failed. Each names the file it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum VfioError {
+    /// A config-space access of the wrong size or outside the region.
+    #[error("Config access of {len} bytes at {offset:#x} is outside the {size}-byte config region of {path}")]
+    ConfigRange {
+        /// The device.
+        path: String,
+        /// Offset in config space.
+        offset: u64,
+        /// Bytes asked for.
+        len: usize,
+        /// Size of the region.
+        size: u64,
+    },
+    /// A read or write on a device region failed or was short.
+    #[error("Cannot {what} {len} bytes at {offset:#x} of {path}")]
+    Access {
+        /// "read" or "write".
+        what: &'static str,
+        /// The device.
+        path: String,
+        /// File offset.
+        offset: u64,
+        /// Bytes asked for.
+        len: usize,
+        /// The OS error, or `UnexpectedEof` / `WriteZero` for a short access.
+        #[source]
+        source: io::Error,
+    },
+    /// The container speaks another VFIO API version.
+    #[error("{path} speaks VFIO API version {found}, not {}", uapi::VFIO_API_VERSION)]
+    ApiVersion {
+        /// The container file.
+        path: PathBuf,
+        /// The version it answered.
+        found: i32,
+    },
+    /// A VFIO ioctl failed.
+    #[error("{ioctl} on {path} failed")]
+    Ioctl {
+        /// The ioctl's name.
+        ioctl: &'static str,
+        /// The file (and device) it was issued on.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The container offers none of the IOMMU types this crate can use.
+    #[error("{path} offers no IOMMU type this host can use (sPAPR TCE v2/v1, type1 v2/v1)")]
+    NoIommu {
+        /// The container file.
+        path: PathBuf,
+    },
+    /// The container does not offer `VFIO_EEH`: no EEH on this host.
+    #[error("{path} does not offer the VFIO_EEH extension: the host has no EEH (only POWER hosts do)")]
+    NoEeh {
+        /// The container file.
+        path: PathBuf,
+    },
+    /// A VFIO file does not exist.
+    #[error("{path} does not exist: {hint}")]
+    NotFound {
+        /// The missing file.
+        path: PathBuf,
+        /// What that means.
+        hint: &'static str,
+    },
+    /// The group has devices not bound to vfio-pci.
+    #[error("IOMMU group {group} is not viable: not every device of it is bound to vfio-pci")]
+    NotViable {
+        /// The group.
+        group: PeId,
+    },
+    /// Opening a VFIO file failed.
+    #[error("Cannot open {path}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The OS error (`EACCES` without permission).
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl VfioError {
+    /// The errno behind the error, where the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            VfioError::Access { source, .. } | VfioError::Ioctl { source, .. } | VfioError::Open { source, .. } => {
+                source.raw_os_error()
+            }
+            VfioError::NotFound { .. } => Some(libc::ENOENT),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a VFIO file, telling a missing file apart from other failures.
+fn open<S: VfioSystem>(sys: &S, path: PathBuf, hint: &'static str) -> Result<S::Fd, VfioError> {
+    sys.open(&path).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => VfioError::NotFound { path, hint },
+        _ => VfioError::Open { path, source },
+    })
+}
+
+/// An open VFIO file with what its errors name and the encoding it speaks.
+#[derive(Debug)]
+struct File<F> {
+    fd: F,
+    path: String,
+    encoding: Encoding,
+}
+
+impl<F: VfioFd> File<F> {
+    fn error(&self, ioctl: VfioIoctl) -> impl FnOnce(io::Error) -> VfioError + '_ {
+        move |source| VfioError::Ioctl { ioctl: ioctl.name, path: self.path.clone(), source }
+    }
+
+    /// Issues `ioctl` with `arg`.
+    ///
+    /// # Safety
+    ///
+    /// `arg` must be valid for `ioctl` on this fd kind (see [`VfioFd::ioctl`]).
+    unsafe fn ioctl(&self, ioctl: VfioIoctl, arg: IoctlArg<'_>) -> Result<i32, VfioError> {
+        // SAFETY: forwarded from this fn's contract.
+        unsafe { self.fd.ioctl(ioctl.number(self.encoding), arg) }.map_err(self.error(ioctl))
+    }
+
+    /// Issues an ioctl that takes an integer by value.
+    fn ioctl_value(&self, ioctl: VfioIoctl, value: u64) -> Result<i32, VfioError> {
+        debug_assert!(matches!(
+            ioctl,
+            uapi::GET_API_VERSION
+                | uapi::CHECK_EXTENSION
+                | uapi::SET_IOMMU
+                | uapi::GROUP_UNSET_CONTAINER
+                | uapi::DEVICE_RESET
+        ));
+        // SAFETY: every by-value VFIO ioctl used in this module (API version,
+        // check extension, set IOMMU, unset container, device reset) reads
+        // its argument as an integer or ignores it; none dereferences it.
+        unsafe { self.ioctl(ioctl, IoctlArg::Value(value)) }
+    }
+}
+
+/// The IOMMU model a container is set to (`VFIO_SET_IOMMU`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IommuType {
+    /// `VFIO_SPAPR_TCE_v2_IOMMU`: POWER8 and later; the one EEH hosts use.
+    SpaprTceV2,
+    /// `VFIO_SPAPR_TCE_IOMMU`: POWER7.
+    SpaprTce,
+    /// `VFIO_TYPE1v2_IOMMU`: x86 and arm64.
+    Type1V2,
+    /// `VFIO_TYPE1_IOMMU`.
+    Type1,
+}
+
+impl IommuType {
+    /// In order of preference.
+    pub const ALL: [IommuType; 4] = [IommuType::SpaprTceV2, IommuType::SpaprTce, IommuType::Type1V2, IommuType::Type1];
+
+    /// The extension number.
+    pub const fn raw(self) -> u32 {
+        match self {
+            IommuType::SpaprTceV2 => uapi::VFIO_SPAPR_TCE_V2_IOMMU,
+            IommuType::SpaprTce => uapi::VFIO_SPAPR_TCE_IOMMU,
+            IommuType::Type1V2 => uapi::VFIO_TYPE1V2_IOMMU,
+            IommuType::Type1 => uapi::VFIO_TYPE1_IOMMU,
+        }
+    }
+}
+
+/// The VFIO container, `/dev/vfio/vfio`.
+#[derive(Debug)]
+pub struct Container<F> {
+    file: File<F>,
+    path: PathBuf,
+}
+
+impl<F: VfioFd> Container<F> {
+    /// Opens `dev_dir/vfio` and checks the API version.
+    pub fn open<S: VfioSystem<Fd = F>>(sys: &S, dev_dir: &Path) -> Result<Self, VfioError> {
+        let path = dev_dir.join("vfio");
+        let hint = "the vfio module is not loaded, or this host has no VFIO";
+        let fd = open(sys, path.clone(), hint)?;
+        let container =
+            Container { file: File { fd, path: path.display().to_string(), encoding: sys.encoding() }, path };
+        let found = container.api_version()?;
+        if found != uapi::VFIO_API_VERSION {
+            return Err(VfioError::ApiVersion { path: container.path, found });
+        }
+        Ok(container)
+    }
+
+    /// `VFIO_GET_API_VERSION`.
+    pub fn api_version(&self) -> Result<i32, VfioError> {
+        self.file.ioctl_value(uapi::GET_API_VERSION, 0)
+    }
+
+    /// `VFIO_CHECK_EXTENSION`: whether the container offers `extension`.
+    pub fn check_extension(&self, extension: u32) -> Result<bool, VfioError> {
+        Ok(self.file.ioctl_value(uapi::CHECK_EXTENSION, extension.into())? > 0)
+    }
+
+    /// The first of [`IommuType::ALL`] the container offers.
+    pub fn best_iommu(&self) -> Result<IommuType, VfioError> {
+        for iommu in IommuType::ALL {
+            if self.check_extension(iommu.raw())? {
+                return Ok(iommu);
+            }
+        }
+        Err(VfioError::NoIommu { path: self.path.clone() })
+    }
+
+    /// `VFIO_SET_IOMMU`; needs a group attached first.
+    pub fn set_iommu(&self, iommu: IommuType) -> Result<(), VfioError> {
+        self.file.ioctl_value(uapi::SET_IOMMU, iommu.raw().into()).map(drop)
+    }
+
+    /// Fails with [`VfioError::NoEeh`] unless the container offers `VFIO_EEH`.
+    pub fn require_eeh(&self) -> Result<(), VfioError> {
+        if self.check_extension(uapi::VFIO_EEH)? {
+            Ok(())
+        } else {
+            Err(VfioError::NoEeh { path: self.path.clone() })
+        }
+    }
+
+    /// `VFIO_EEH_PE_OP` on the PE of the container's (single) group.
+    pub fn eeh_pe_op(&self, op: EehOp) -> Result<PeOpReply, VfioError> {
+        let arg = uapi::VfioEehPeOp::from(op);
+        // SAFETY: the container serves VFIO_EEH_PE_OP with a pointer to a
+        // `struct vfio_eeh_pe_op`, which it only reads, at most `argsz` = 40
+        // bytes: exactly the bytes of `arg`.
+        let ret = unsafe { self.file.ioctl(uapi::EEH_PE_OP, IoctlArg::In(arg.as_bytes())) }?;
+        if op != EehOp::GetState {
+            return Ok(PeOpReply::Done);
+        }
+        u32::try_from(ret).ok().and_then(PeState::from_raw).map(PeOpReply::State).ok_or_else(|| VfioError::Ioctl {
+            ioctl: uapi::EEH_PE_OP.name,
+            path: self.file.path.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidData, format!("Unknown PE state {ret}")),
+        })
+    }
+}
+
+/// What `VFIO_GROUP_GET_STATUS` says about a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// Every device of the group is bound to vfio-pci (or no driver).
+    pub viable: bool,
+    /// The group is attached to a container.
+    pub container_set: bool,
+}
+
+/// An IOMMU group, `/dev/vfio/<group>`.
+#[derive(Debug)]
+pub struct Group<F> {
+    file: File<F>,
+    group: PeId,
+}
+
+impl<F: VfioFd> Group<F> {
+    /// Opens `dev_dir/<group>`.
+    pub fn open<S: VfioSystem<Fd = F>>(sys: &S, dev_dir: &Path, group: PeId) -> Result<Self, VfioError> {
+        let path = dev_dir.join(group.0.to_string());
+        let hint = "no device of this IOMMU group is bound to vfio-pci";
+        let fd = open(sys, path.clone(), hint)?;
+        Ok(Group { file: File { fd, path: path.display().to_string(), encoding: sys.encoding() }, group })
+    }
+
+    /// The group number.
+    pub fn number(&self) -> PeId {
+        self.group
+    }
+
+    /// `VFIO_GROUP_GET_STATUS`.
+    pub fn status(&self) -> Result<GroupStatus, VfioError> {
+        let mut status = uapi::VfioGroupStatus { argsz: 8, flags: 0 };
+        // SAFETY: a group fd serves GROUP_GET_STATUS with a pointer to a
+        // `struct vfio_group_status`, which it reads and writes back (8 bytes,
+        // `argsz` = 8): exactly the bytes of `status`.
+        unsafe { self.file.ioctl(uapi::GROUP_GET_STATUS, IoctlArg::InOut(status.as_mut_bytes())) }?;
+        Ok(GroupStatus {
+            viable: status.flags & uapi::VFIO_GROUP_FLAGS_VIABLE != 0,
+            container_set: status.flags & uapi::VFIO_GROUP_FLAGS_CONTAINER_SET != 0,
+        })
+    }
+
+    /// Checks that the group is viable, then attaches it to `container`
+    /// (`VFIO_GROUP_SET_CONTAINER`).
+    pub fn attach(&self, container: &Container<F>) -> Result<(), VfioError> {
+        if !self.status()?.viable {
+            return Err(VfioError::NotViable { group: self.group });
+        }
+        let container_fd: i32 = container.file.fd.raw();
+        // SAFETY: a group fd serves GROUP_SET_CONTAINER with a pointer to an
+        // `int` holding the container fd, which it only reads: 4 bytes.
+        unsafe { self.file.ioctl(uapi::GROUP_SET_CONTAINER, IoctlArg::In(container_fd.as_bytes())) }.map(drop)
+    }
+
+    /// `VFIO_GROUP_UNSET_CONTAINER`.
+    pub fn detach(&self) -> Result<(), VfioError> {
+        self.file.ioctl_value(uapi::GROUP_UNSET_CONTAINER, 0).map(drop)
+    }
+
+    /// `VFIO_GROUP_GET_DEVICE_FD`: opens a device of the group, and reads
+    /// where its config space is.
+    pub fn device(&self, addr: PciAddr) -> Result<Device<F>, VfioError> {
+        let name = CString::new(addr.to_string()).expect("a PCI address has no NUL byte");
+        // SAFETY: a group fd serves GROUP_GET_DEVICE_FD with a pointer to a
+        // NUL-terminated device name, which it only reads up to the NUL; on
+        // success it returns a new device fd that nothing else owns.
+        let fd = unsafe {
+            self.file
+                .fd
+                .ioctl_fd(uapi::GROUP_GET_DEVICE_FD.number(self.file.encoding), IoctlArg::In(name.as_bytes_with_nul()))
+        }
+        .map_err(self.file.error(uapi::GROUP_GET_DEVICE_FD))?;
+        let path = format!("{} device {addr}", self.file.path);
+        let mut device = Device {
+            file: File { fd, path, encoding: self.file.encoding },
+            addr,
+            config: uapi::VfioRegionInfo::default(),
+        };
+        device.config = device.region_info(uapi::VFIO_PCI_CONFIG_REGION_INDEX)?;
+        Ok(device)
+    }
+}
+
+/// A device of a group, from `VFIO_GROUP_GET_DEVICE_FD`.
+#[derive(Debug)]
+pub struct Device<F> {
+    file: File<F>,
+    addr: PciAddr,
+    config: uapi::VfioRegionInfo,
+}
+
+impl<F: VfioFd> Device<F> {
+    /// The device's host address.
+    pub fn addr(&self) -> PciAddr {
+        self.addr
+    }
+
+    /// `VFIO_DEVICE_GET_INFO`.
+    pub fn info(&self) -> Result<uapi::VfioDeviceInfo, VfioError> {
+        let mut info = uapi::VfioDeviceInfo { argsz: 20, ..Default::default() };
+        // SAFETY: a device fd serves DEVICE_GET_INFO with a pointer to a
+        // `struct vfio_device_info`, read and written back up to `argsz` = 20
+        // bytes: exactly the bytes of `info`.
+        unsafe { self.file.ioctl(uapi::DEVICE_GET_INFO, IoctlArg::InOut(info.as_mut_bytes())) }?;
+        Ok(info)
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` for region `index`.
+    pub fn region_info(&self, index: u32) -> Result<uapi::VfioRegionInfo, VfioError> {
+        let mut info = uapi::VfioRegionInfo { argsz: 32, index, ..Default::default() };
+        // SAFETY: a device fd serves DEVICE_GET_REGION_INFO with a pointer to
+        // a `struct vfio_region_info`, read and written back up to `argsz` =
+        // 32 bytes (capabilities beyond it are not written when they do not
+        // fit): exactly the bytes of `info`.
+        unsafe { self.file.ioctl(uapi::DEVICE_GET_REGION_INFO, IoctlArg::InOut(info.as_mut_bytes())) }?;
+        Ok(info)
+    }
+
+    /// `VFIO_DEVICE_RESET`.
+    pub fn reset(&self) -> Result<(), VfioError> {
+        self.file.ioctl_value(uapi::DEVICE_RESET, 0).map(drop)
+    }
+
+    /// The file offset of `len` bytes at config `offset`, checked against the
+    /// config region.
+    fn config_offset(&self, offset: u64, len: usize) -> Result<u64, VfioError> {
+        let size = self.config.size;
+        let end = u64::try_from(len).ok().and_then(|len| offset.checked_add(len));
+        match end {
+            Some(end) if end <= size => Ok(self.config.offset + offset),
+            _ => Err(VfioError::ConfigRange { path: self.file.path.clone(), offset, len, size }),
+        }
+    }
+
+    fn access_error(&self, what: &'static str, offset: u64, len: usize) -> impl FnOnce(io::Error) -> VfioError + '_ {
+        move |source| VfioError::Access { what, path: self.file.path.clone(), offset, len, source }
+    }
+
+    /// Reads config space at `offset` into `buf`, through the config region.
+    pub fn config_read(&self, offset: u64, buf: &mut [u8]) -> Result<(), VfioError> {
+        let at = self.config_offset(offset, buf.len())?;
+        let len = buf.len();
+        match self.file.fd.read_at(buf, at) {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Err(e) => Err(e),
+        }
+        .map_err(self.access_error("read", at, len))
+    }
+
+    /// Writes `buf` to config space at `offset`, through the config region.
+    pub fn config_write(&self, offset: u64, buf: &[u8]) -> Result<(), VfioError> {
+        let at = self.config_offset(offset, buf.len())?;
+        match self.file.fd.write_at(buf, at) {
+            Ok(n) if n == buf.len() => Ok(()),
+            Ok(_) => Err(io::ErrorKind::WriteZero.into()),
+            Err(e) => Err(e),
+        }
+        .map_err(self.access_error("write", at, buf.len()))
+    }
+
+    /// Reads a little-endian config word (PCI config space is little-endian).
+    pub fn config_read_u16(&self, offset: u64) -> Result<u16, VfioError> {
+        let mut bytes = [0; 2];
+        self.config_read(offset, &mut bytes)?;
+        Ok(u16::from_le_bytes(bytes))
+    }
+
+    /// Reads a little-endian config dword.
+    pub fn config_read_u32(&self, offset: u64) -> Result<u32, VfioError> {
+        let mut bytes = [0; 4];
+        self.config_read(offset, &mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+}
