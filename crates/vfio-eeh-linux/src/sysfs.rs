@@ -276,7 +276,7 @@ impl Sysfs {
 /// (a group is one PE on POWER).
 fn mixed_pes(group: PeId, members: &[PciDevice]) -> Option<SysfsError> {
     let first = members.iter().find_map(|d| d.eeh_pe)?;
-    if members.iter().all(|d| d.eeh_pe.map_or(true, |pe| pe == first)) {
+    if members.iter().filter_map(|d| d.eeh_pe).all(|pe| pe == first) {
         return None;
     }
     let pes = members

@@ -18,30 +18,29 @@ fn addr(text: &str) -> PciAddr {
     text.parse().unwrap()
 }
 
-/// `(domain, [(group, [device])])`, the shape of a topology.
-fn shape(topo: &Topology) -> Vec<(u32, Vec<(u32, Vec<String>)>)> {
-    topo.phbs
-        .iter()
-        .map(|phb| {
-            let groups =
-                phb.groups.iter().map(|g| (g.pe.0, g.devices.iter().map(|d| d.addr.to_string()).collect())).collect();
-            (phb.domain, groups)
-        })
-        .collect()
+/// One line per group: `domain/group: devices`.
+fn shape(topo: &Topology) -> Vec<String> {
+    let mut lines = Vec::new();
+    for phb in &topo.phbs {
+        for group in &phb.groups {
+            let devices: Vec<String> = group.devices.iter().map(|d| d.addr.to_string()).collect();
+            lines.push(format!("{:04x}/{}: {}", phb.domain, group.pe, devices.join(" ")));
+        }
+    }
+    lines
 }
 
 #[test]
 fn powernv_tree_has_phbs_groups_and_devices() {
     let topo = Sysfs::new(fixture("powernv")).topology().unwrap();
     assert_eq!(topo.problems, Vec::<String>::new());
-    let devs = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
         shape(&topo),
-        vec![
-            (0x0000, vec![(1, devs(&["0000:01:00.0", "0000:01:00.1"]))]),
-            (0x0001, vec![(2, devs(&["0001:01:00.0", "0001:01:00.1", "0001:01:00.2", "0001:01:00.3"]))]),
-            (0x0002, vec![(3, devs(&["0002:01:00.0"]))]),
-            (0x0030, vec![(5, devs(&["0030:01:00.0"]))]),
+        [
+            "0000/1: 0000:01:00.0 0000:01:00.1",
+            "0001/2: 0001:01:00.0 0001:01:00.1 0001:01:00.2 0001:01:00.3",
+            "0002/3: 0002:01:00.0",
+            "0030/5: 0030:01:00.0",
         ]
     );
     let ungrouped: Vec<String> = topo.ungrouped.iter().map(|d| d.addr.to_string()).collect();
