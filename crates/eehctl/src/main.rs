@@ -1,0 +1,71 @@
+//! `eehctl`: drive EEH on a simulated or a real host.
+//!
+//! `main` parses the command line, sets up logging on stderr and hands the
+//! command to its module; each command is one module with an `Args` struct
+//! and a `run` function. Exit codes: 0 ok, 1 failure, 2 usage.
+
+mod host;
+mod output;
+mod topo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Drive PowerPC EEH on a simulated or a real (VFIO) host.
+#[derive(Debug, Parser)]
+#[command(name = "eehctl", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: host::HostArgs,
+    /// Print JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show PHBs, IOMMU groups (PEs) and devices, with passthrough readiness.
+    Topo(topo::Args),
+}
+
+impl Command {
+    /// Whether the command needs EEH (rather than only the topology), which
+    /// decides what `--host auto` picks.
+    fn needs_eeh(&self) -> bool {
+        match self {
+            Command::Topo(_) => false,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::INFO,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .init();
+    let out = output::Output { json: cli.json };
+    let result = host::select(&cli.global, cli.command.needs_eeh()).and_then(|host| match cli.command {
+        Command::Topo(args) => topo::run(&host, &args, &out),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
