@@ -101,3 +101,58 @@ fn real_machine_devices_are_listed() {
     let table = text(&table.get_output().stdout);
     assert!(expected.iter().all(|addr| table.contains(addr.as_str())), "{table}");
 }
+
+/// Runs eehctl as an unprivileged user (root reads files whatever their
+/// mode): through `setpriv` as `nobody` when this is root.
+fn unprivileged() -> Option<Command> {
+    let bin = assert_cmd::cargo::cargo_bin("eehctl");
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let mut cmd = if !root {
+        Command::new(bin)
+    } else if Path::new("/usr/bin/setpriv").exists() {
+        let mut cmd = Command::new("/usr/bin/setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin);
+        cmd
+    } else {
+        return None;
+    };
+    cmd.args(["--dev-vfio", "/nonexistent/vfio"]);
+    Some(cmd)
+}
+
+#[test]
+fn unreadable_entries_are_named_and_the_rest_is_listed() {
+    use std::fs::{set_permissions, Permissions};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mut cmd) = unprivileged() else {
+        eprintln!("skipped: root without setpriv");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("eehctl-perm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    let status = std::process::Command::new("cp").arg("-a").arg(fixture("powernv")).arg(&dir).status().unwrap();
+    assert!(status.success());
+    let root = dir.join("powernv");
+    let vendor = root.join("devices/pci0002:00/0002:01:00.0/vendor");
+    set_permissions(&vendor, Permissions::from_mode(0o000)).unwrap();
+    let out = cmd.args(["topo", "--json", "--sysfs"]).arg(&root).output().unwrap();
+    let devices = root.join("bus/pci/devices");
+    set_permissions(&devices, Permissions::from_mode(0o000)).unwrap();
+    let unlisted = unprivileged().unwrap().args(["topo", "--sysfs"]).arg(&root).output().unwrap();
+    set_permissions(&devices, Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let via_link = root.join("bus/pci/devices/0002:01:00.0/vendor");
+    assert_eq!(
+        json["problems"],
+        serde_json::json!([format!("Cannot read {}: Permission denied (os error 13)", via_link.display())])
+    );
+    assert_eq!(json["phbs"].as_array().unwrap().len(), 4);
+    assert_eq!(json["phbs"][2]["groups"][0]["devices"][0]["vendor"], "0xffff");
+    assert_eq!(unlisted.status.code(), Some(1));
+    let stderr = text(&unlisted.stderr);
+    assert!(stderr.contains(&format!("Cannot list {}: Permission denied", devices.display())), "{stderr}");
+}
