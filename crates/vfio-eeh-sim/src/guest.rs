@@ -1,0 +1,489 @@
+//! The Linux pseries guest's EEH code, modelled: what a guest kernel (5.10
+//! and later) does to probe, detect, recover and give up, driven entirely
+//! through RTAS buffers and the guest's own config and MMIO accesses.
+//!
+//! The sequence follows `eeh_pseries.c` and `eeh_driver.c`:
+//!
+//! * **probe**: `get-config-addr-info2` function 1 (is the function in a PE?),
+//!   function 0 (the PE address), then `set-eeh-option(enable)`;
+//! * **detect**: an all-ones config read makes the guest ask
+//!   `read-slot-reset-state2`; a stopped PE starts recovery;
+//! * **recover**: count the freeze (more than `max_freezes` in an hour is
+//!   permanent failure), `error_detected`, wait while the PE is unavailable,
+//!   collect the log (thaw MMIO, `configure-pe`, `slot-error-detail(1)`),
+//!   then, for a driver that needs a reset, `set-slot-reset` hot and
+//!   deactivate with the hold and settle sleeps, wait until active,
+//!   `configure-pe`, restore the BARs, `slot_reset`, `resume`;
+//! * **give up**: `slot-error-detail(2)`, `error_detected(perm_failure)`, the
+//!   devices are removed.
+//!
+//! The guest's sleeps run on the [`Clock`] the platform gives, so on the
+//! virtual clock a whole recovery takes microseconds and its downtime is
+//! exact.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use vfio_eeh::addr::{Buid, ConfigAddr, GuestAddr};
+use vfio_eeh::ops::PeState;
+use vfio_eeh::rtas::{status, RtasArgs, RtasCall, TokenTable};
+
+use crate::clock::Clock;
+
+/// What the guest kernel reaches: the hypervisor's RTAS entry, its PCI
+/// config and MMIO accesses, and time.
+pub trait GuestPlatform {
+    /// The `/rtas` tokens the firmware advertises.
+    fn tokens(&self) -> &TokenTable;
+    /// The RTAS hypercall on a buffer in guest memory; `false` if the
+    /// hypervisor refused the buffer outright.
+    fn rtas(&mut self, buf: &mut [u8]) -> bool;
+    /// A 32-bit config read (`ibm,read-pci-config`).
+    fn config_read32(&mut self, dev: GuestAddr, offset: u16) -> u32;
+    /// A 32-bit config write (`ibm,write-pci-config`).
+    fn config_write32(&mut self, dev: GuestAddr, offset: u16, value: u32);
+    /// A 32-bit MMIO read at `offset` into BAR `bar`.
+    fn mmio_read32(&mut self, dev: GuestAddr, bar: u8, offset: u64) -> u32;
+    /// The guest's clock.
+    fn clock(&self) -> &dyn Clock;
+}
+
+/// The guest kernel's EEH timings (Linux's values by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GuestTiming {
+    /// Sleep after asserting a reset (`EEH_PE_RST_HOLD_TIME`, 250 ms).
+    pub reset_hold: Duration,
+    /// Sleep after deasserting it (`EEH_PE_RST_SETTLE_TIME`, 1800 ms).
+    pub reset_settle: Duration,
+    /// Lowest wait for an "unavailable" hint (`EEH_STATE_MIN_WAIT_TIME`, 1 s).
+    pub min_wait: Duration,
+    /// Longest wait for a PE to become available (300 s).
+    pub max_wait: Duration,
+}
+
+impl Default for GuestTiming {
+    fn default() -> Self {
+        GuestTiming {
+            reset_hold: Duration::from_millis(250),
+            reset_settle: Duration::from_millis(1800),
+            min_wait: Duration::from_secs(1),
+            max_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The guest's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GuestConfig {
+    /// Freezes allowed in an hour before a PE is given up
+    /// (`eeh_max_freezes`, 5).
+    pub max_freezes: u32,
+    /// The freeze-count window (one hour).
+    pub freeze_window: Duration,
+    /// Sleeps and waits.
+    pub timing: GuestTiming,
+}
+
+impl Default for GuestConfig {
+    fn default() -> Self {
+        GuestConfig { max_freezes: 5, freeze_window: Duration::from_secs(3600), timing: GuestTiming::default() }
+    }
+}
+
+/// Something the guest did or saw, with its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestEvent {
+    /// Guest clock time.
+    pub at: Duration,
+    /// The PE, by its PE config address and PHB.
+    pub pe: Option<GuestPeId>,
+    /// What happened.
+    pub what: GuestEventKind,
+}
+
+/// A guest PE: its PHB and PE config address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GuestPeId {
+    /// The virtual PHB.
+    pub buid: Buid,
+    /// The PE config address.
+    pub addr: ConfigAddr,
+}
+
+/// The kinds of [`GuestEvent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GuestEventKind {
+    /// An RTAS call and its status.
+    Rtas {
+        /// The call's name.
+        call: &'static str,
+        /// Its status.
+        status: i32,
+    },
+    /// EEH enabled on a function ("EEH: Capable adapter found").
+    EehEnabled {
+        /// The function.
+        dev: GuestAddr,
+    },
+    /// A function is not in a PE; EEH stays off for it.
+    NotCapable {
+        /// The function.
+        dev: GuestAddr,
+    },
+    /// A freeze was detected.
+    FreezeDetected {
+        /// The state read.
+        state: PeState,
+        /// Freezes in the current window, this one included.
+        freeze_count: u32,
+    },
+    /// The error log was collected.
+    ErrorLog {
+        /// Its length in bytes (0: the firmware had none).
+        bytes: usize,
+    },
+    /// A driver callback ran.
+    Driver {
+        /// `error_detected`, `mmio_enabled`, `slot_reset`, `resume`.
+        callback: &'static str,
+    },
+    /// "EEH: Recovery successful."
+    Recovered {
+        /// From detection to resume.
+        downtime: Duration,
+    },
+    /// The PE was given up and its devices removed.
+    PermanentFailure {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a recovery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing was wrong.
+    Healthy,
+    /// Recovered after this much downtime.
+    Recovered(Duration),
+    /// Given up: devices removed.
+    Failed,
+}
+
+/// One PE as the guest tracks it.
+#[derive(Debug, Clone)]
+struct PeRecord {
+    functions: Vec<GuestAddr>,
+    saved_bars: BTreeMap<GuestAddr, [u32; 6]>,
+    freeze_count: u32,
+    window_start: Option<Duration>,
+    removed: bool,
+}
+
+/// Config offset of BAR 0.
+const BAR0: u16 = 0x10;
+
+/// The guest kernel's EEH subsystem.
+#[derive(Debug, Clone)]
+pub struct GuestEeh {
+    config: GuestConfig,
+    pes: BTreeMap<GuestPeId, PeRecord>,
+    pe_of: BTreeMap<GuestAddr, GuestPeId>,
+    events: Vec<GuestEvent>,
+}
+
+/// The BUID cells that follow a config address in every EEH call.
+fn pe_args(pe: GuestPeId) -> [u32; 3] {
+    [pe.addr.raw(), pe.buid.hi(), pe.buid.lo()]
+}
+
+impl GuestEeh {
+    /// A guest with no devices probed yet.
+    pub fn new(config: GuestConfig) -> Self {
+        GuestEeh { config, pes: BTreeMap::new(), pe_of: BTreeMap::new(), events: Vec::new() }
+    }
+
+    /// Everything the guest did, in order.
+    pub fn events(&self) -> &[GuestEvent] {
+        &self.events
+    }
+
+    /// The PE of a probed, EEH-enabled function.
+    pub fn pe_of(&self, dev: GuestAddr) -> Option<GuestPeId> {
+        self.pe_of.get(&dev).copied()
+    }
+
+    /// Whether the PE's devices were removed after a permanent failure.
+    pub fn is_removed(&self, pe: GuestPeId) -> bool {
+        self.pes.get(&pe).is_some_and(|r| r.removed)
+    }
+
+    /// Freezes counted in the PE's current window.
+    pub fn freeze_count(&self, pe: GuestPeId) -> u32 {
+        self.pes.get(&pe).map_or(0, |r| r.freeze_count)
+    }
+
+    fn note(&mut self, p: &dyn GuestPlatform, pe: Option<GuestPeId>, what: GuestEventKind) {
+        self.events.push(GuestEvent { at: p.clock().now(), pe, what });
+    }
+
+    /// Makes one RTAS call; returns its status and output cells.
+    fn call(
+        &mut self,
+        p: &mut dyn GuestPlatform,
+        call: RtasCall,
+        args: &[u32],
+        pe: Option<GuestPeId>,
+    ) -> (i32, Vec<u32>) {
+        let nret = if call == RtasCall::ReadSlotResetState2 { 4 } else { call_nret(call) };
+        let Some(token) = p.tokens().token(call) else {
+            self.note(p, pe, GuestEventKind::Rtas { call: call.name(), status: status::PARAMETER_ERROR });
+            return (status::PARAMETER_ERROR, Vec::new());
+        };
+        let request = RtasArgs::new(token, args, nret);
+        let mut buf = request.encode();
+        let rets =
+            if p.rtas(&mut buf) { request.read_rets(&buf) } else { vec![status::HARDWARE_ERROR.cast_unsigned()] };
+        let status = rets.first().map_or(status::HARDWARE_ERROR, |s| s.cast_signed());
+        self.note(p, pe, GuestEventKind::Rtas { call: call.name(), status });
+        (status, rets.get(1..).map(<[u32]>::to_vec).unwrap_or_default())
+    }
+
+    /// Probes functions as `pseries_eeh_init_edev` does and enables EEH on
+    /// their PEs. Returns the functions found EEH-capable.
+    pub fn probe(&mut self, p: &mut dyn GuestPlatform, functions: &[GuestAddr]) -> Vec<GuestAddr> {
+        let mut capable = Vec::new();
+        for &dev in functions {
+            let cells = [dev.config_addr().raw(), dev.buid().hi(), dev.buid().lo()];
+            let (st, out) = self.call(p, RtasCall::GetConfigAddrInfo2, &[cells[0], cells[1], cells[2], 1], None);
+            if st != status::SUCCESS || out.first().copied().unwrap_or(0) == 0 {
+                self.note(p, None, GuestEventKind::NotCapable { dev });
+                continue;
+            }
+            let (st, out) = self.call(p, RtasCall::GetConfigAddrInfo2, &[cells[0], cells[1], cells[2], 0], None);
+            let Some(addr) = out.first().filter(|_| st == status::SUCCESS).and_then(|&a| ConfigAddr::from_raw(a).ok())
+            else {
+                self.note(p, None, GuestEventKind::NotCapable { dev });
+                continue;
+            };
+            let pe = GuestPeId { buid: dev.buid(), addr };
+            let [a0, a1, a2] = pe_args(pe);
+            let (st, _) = self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 1], Some(pe));
+            if st != status::SUCCESS {
+                self.note(p, Some(pe), GuestEventKind::NotCapable { dev });
+                continue;
+            }
+            let bars = Self::read_bars(p, dev);
+            let record = self.pes.entry(pe).or_insert_with(|| PeRecord {
+                functions: Vec::new(),
+                saved_bars: BTreeMap::new(),
+                freeze_count: 0,
+                window_start: None,
+                removed: false,
+            });
+            record.functions.push(dev);
+            record.saved_bars.insert(dev, bars);
+            self.pe_of.insert(dev, pe);
+            self.note(p, Some(pe), GuestEventKind::EehEnabled { dev });
+            capable.push(dev);
+        }
+        capable
+    }
+
+    fn read_bars(p: &mut dyn GuestPlatform, dev: GuestAddr) -> [u32; 6] {
+        let mut bars = [0; 6];
+        for (i, bar) in (0u16..).zip(bars.iter_mut()) {
+            *bar = p.config_read32(dev, BAR0 + 4 * i);
+        }
+        bars
+    }
+
+    /// A driver's config read of its device's vendor/device word, with the
+    /// EEH check a pseries kernel makes on an all-ones result
+    /// (`eeh_dev_check_failure`), recovering if the PE is frozen.
+    pub fn check_config(&mut self, p: &mut dyn GuestPlatform, dev: GuestAddr) -> Outcome {
+        let value = p.config_read32(dev, 0);
+        self.check_value(p, dev, value)
+    }
+
+    /// A driver's MMIO read through `eeh_readl`, with the same check.
+    pub fn check_mmio(&mut self, p: &mut dyn GuestPlatform, dev: GuestAddr, bar: u8, offset: u64) -> Outcome {
+        let value = p.mmio_read32(dev, bar, offset);
+        self.check_value(p, dev, value)
+    }
+
+    /// `eeh_dev_check_failure` for a value just read from `dev`.
+    fn check_value(&mut self, p: &mut dyn GuestPlatform, dev: GuestAddr, value: u32) -> Outcome {
+        let Some(pe) = self.pe_of(dev) else { return Outcome::Healthy };
+        if value != u32::MAX || self.is_removed(pe) {
+            return Outcome::Healthy;
+        }
+        // A failed query or an active PE is a false positive.
+        match self.read_state(p, pe) {
+            None | Some((PeState::Normal, _)) => Outcome::Healthy,
+            Some((state, _)) => self.recover(p, pe, state),
+        }
+    }
+
+    /// `eeh_handle_normal_event`: recovers a frozen PE or gives it up.
+    fn recover(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, state: PeState) -> Outcome {
+        let detected_at = p.clock().now();
+        let freeze_count = self.count_freeze(pe, detected_at);
+        self.note(p, Some(pe), GuestEventKind::FreezeDetected { state, freeze_count });
+        if freeze_count > self.config.max_freezes {
+            let reason = format!("failed {freeze_count} times in the last hour");
+            return self.give_up(p, pe, reason);
+        }
+        self.note(p, Some(pe), GuestEventKind::Driver { callback: "error_detected" });
+        if !self.wait_available(p, pe) {
+            return self.give_up(p, pe, "the PE stayed unavailable".into());
+        }
+        self.collect_log(p, pe, 1);
+        if let Err(reason) = self.reset(p, pe) {
+            return self.give_up(p, pe, reason);
+        }
+        self.note(p, Some(pe), GuestEventKind::Driver { callback: "slot_reset" });
+        self.note(p, Some(pe), GuestEventKind::Driver { callback: "resume" });
+        let downtime = p.clock().now().saturating_sub(detected_at);
+        self.note(p, Some(pe), GuestEventKind::Recovered { downtime });
+        Outcome::Recovered(downtime)
+    }
+
+    /// `eeh_pe_update_time_stamp` and the count: a freeze more than a window
+    /// after the first one of the window starts a new window.
+    fn count_freeze(&mut self, pe: GuestPeId, now: Duration) -> u32 {
+        let window = self.config.freeze_window;
+        let record = self.pes.get_mut(&pe).expect("a probed PE");
+        match record.window_start {
+            Some(start) if now.saturating_sub(start) <= window => {}
+            _ => {
+                record.window_start = Some(now);
+                record.freeze_count = 0;
+            }
+        }
+        record.freeze_count += 1;
+        record.freeze_count
+    }
+
+    /// Reads the PE state: `Some(state)` on success.
+    fn read_state(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Option<(PeState, u32)> {
+        let [a0, a1, a2] = pe_args(pe);
+        let (st, out) = self.call(p, RtasCall::ReadSlotResetState2, &[a0, a1, a2], Some(pe));
+        if st != status::SUCCESS {
+            return None;
+        }
+        let state = PeState::from_raw(*out.first()?)?;
+        Some((state, out.get(2).copied().unwrap_or(0)))
+    }
+
+    /// `eeh_wait_state`: polls while the PE is unavailable, sleeping the
+    /// firmware's hint clamped to [min_wait, max_wait]. False on a
+    /// permanent "unavailable", a failed read, or when the budget runs out.
+    fn wait_available(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> bool {
+        let timing = self.config.timing;
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.read_state(p, pe) {
+                Some((PeState::Unavailable, 0)) | None => return false,
+                Some((PeState::Unavailable, hint_ms)) => {
+                    let wait = Duration::from_millis(hint_ms.into()).clamp(timing.min_wait, timing.max_wait);
+                    if waited + wait > timing.max_wait {
+                        return false;
+                    }
+                    p.clock().sleep(wait);
+                    waited += wait;
+                }
+                Some(_) => return true,
+            }
+        }
+    }
+
+    /// `eeh_slot_error_detail`: thaw MMIO for the log, `configure-pe`, then
+    /// `slot-error-detail` with `function` (1 temporary, 2 permanent).
+    fn collect_log(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, function: u32) {
+        let [a0, a1, a2] = pe_args(pe);
+        if let Some((PeState::Stopped, _)) = self.read_state(p, pe) {
+            self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 2], Some(pe));
+        }
+        self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+        const LOG_BUFFER: u32 = 0x10_0000;
+        const LOG_MAX: u32 = 2048;
+        let args = [a0, a1, a2, 0, 0, LOG_BUFFER, LOG_MAX, function];
+        let (st, _) = self.call(p, RtasCall::SlotErrorDetail, &args, Some(pe));
+        let bytes = if st == status::SUCCESS { LOG_MAX as usize } else { 0 };
+        self.note(p, Some(pe), GuestEventKind::ErrorLog { bytes });
+    }
+
+    /// `eeh_pe_reset_full` plus `configure-pe` and the BAR restore.
+    fn reset(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Result<(), String> {
+        let [a0, a1, a2] = pe_args(pe);
+        let timing = self.config.timing;
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let (st, _) = self.call(p, RtasCall::SetSlotReset, &[a0, a1, a2, 1], Some(pe));
+            if st != status::SUCCESS {
+                continue;
+            }
+            p.clock().sleep(timing.reset_hold);
+            self.call(p, RtasCall::SetSlotReset, &[a0, a1, a2, 0], Some(pe));
+            p.clock().sleep(timing.reset_settle);
+            self.thaw_if_frozen(p, pe);
+            if self.wait_available(p, pe) {
+                self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+                self.restore_bars(p, pe);
+                return Ok(());
+            }
+        }
+        Err(format!("reset failed {ATTEMPTS} times"))
+    }
+
+    /// After a reset the host has normally thawed the PE; thaw what is left.
+    fn thaw_if_frozen(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) {
+        let [a0, a1, a2] = pe_args(pe);
+        match self.read_state(p, pe) {
+            Some((PeState::Stopped, _)) => {
+                self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 2], Some(pe));
+                self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 3], Some(pe));
+            }
+            Some((PeState::StoppedDma, _)) => {
+                self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 3], Some(pe));
+            }
+            _ => {}
+        }
+    }
+
+    fn restore_bars(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) {
+        let saved: Vec<(GuestAddr, [u32; 6])> =
+            self.pes[&pe].saved_bars.iter().map(|(&dev, &bars)| (dev, bars)).collect();
+        for (dev, bars) in saved {
+            for (i, bar) in (0u16..).zip(bars) {
+                p.config_write32(dev, BAR0 + 4 * i, bar);
+            }
+        }
+    }
+
+    /// Permanent failure: the log with function 2, `error_detected` with
+    /// `pci_channel_io_perm_failure`, devices removed.
+    fn give_up(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, reason: String) -> Outcome {
+        self.collect_log(p, pe, 2);
+        self.note(p, Some(pe), GuestEventKind::Driver { callback: "error_detected" });
+        if let Some(record) = self.pes.get_mut(&pe) {
+            record.removed = true;
+        }
+        self.note(p, Some(pe), GuestEventKind::PermanentFailure { reason });
+        Outcome::Failed
+    }
+
+    /// The functions of a PE.
+    pub fn functions(&self, pe: GuestPeId) -> &[GuestAddr] {
+        self.pes.get(&pe).map_or(&[], |r| &r.functions)
+    }
+}
+
+/// The `nret` the guest passes for a call.
+fn call_nret(call: RtasCall) -> usize {
+    (1..=5).find(|&n| call.accepts_nret(n)).expect("every call accepts some nret")
+}
