@@ -99,6 +99,11 @@ impl SimVmm {
         &self.host
     }
 
+    /// Guest memory (RTAS buffers, error logs, errinjct work buffers).
+    pub fn memory_mut(&mut self) -> &mut FlatMemory {
+        &mut self.memory
+    }
+
     /// Every RTAS call served so far, with its status.
     pub fn rtas_outcomes(&self) -> &[RtasOutcome] {
         &self.outcomes

@@ -1,0 +1,54 @@
+//! The simulator's policy knobs, in one struct whose [`Default`] behaves like
+//! a Linux PowerNV host.
+
+use serde::{Deserialize, Serialize};
+use vfio_eeh::pe::{FreezePolicy, ResetTiming};
+
+/// How `VFIO_EEH_PE_RESET_DEACTIVATE` (and hot/fundamental reset) wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeactivatePolicy {
+    /// Like the Linux kernel: a reset sleeps the hold time on the clock, and
+    /// a deactivate sleeps the settle time and returns with the PE normal.
+    Blocking,
+    /// Returns at once; the PE reports [`Unavailable`](vfio_eeh::ops::PeState::Unavailable)
+    /// with the true remaining delay until it is usable.
+    Reporting,
+}
+
+/// What `VFIO_EEH_PE_INJECT_ERR` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectionMode {
+    /// Arm: the first matching access freezes the PE (the hardware way).
+    OnAccess,
+    /// Freeze the PE at once (for tests that want no access).
+    Immediate,
+}
+
+/// The simulator's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// When repeated freezes fail a PE (Linux: more than 5 in an hour).
+    pub freeze_policy: FreezePolicy,
+    /// Reset hold and settle times (Linux: 250 ms, 1800 ms).
+    pub reset: ResetTiming,
+    /// Whether resets block on the clock.
+    pub deactivate: DeactivatePolicy,
+    /// Whether injections wait for an access.
+    pub injection: InjectionMode,
+    /// Events kept per PE; older ones are dropped.
+    pub events_per_pe: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            freeze_policy: FreezePolicy::default(),
+            reset: ResetTiming::default(),
+            deactivate: DeactivatePolicy::Blocking,
+            injection: InjectionMode::OnAccess,
+            events_per_pe: 1024,
+        }
+    }
+}

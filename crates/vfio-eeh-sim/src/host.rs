@@ -1,0 +1,342 @@
+//! [`SimHost`]: the simulated PowerNV host, its PEs under per-PE locks, and
+//! its [`EehBackend`] implementation.
+//!
+//! Each PE is one mutex holding its state machine, its devices' state, the
+//! armed injection, the latched error log and its event ring. Lookups go
+//! through maps built once, so the hot path (an access or an op) takes one
+//! uncontended-per-PE lock and allocates nothing. Timed steps (reset hold and
+//! settle) run on the host's [`Clock`], never under a lock.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use vfio_eeh::addr::{PciAddr, PeId};
+use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply, PeStatus};
+use vfio_eeh::ops::{EehOp, ErrInjection};
+use vfio_eeh::pe::{Applied, Effect, FreezeOutcome, FreezeScope, PeMachine};
+use vfio_eeh::topology::{self, Topology};
+use vfio_eeh::uapi::VfioEehPeOp;
+
+use crate::clock::Clock;
+use crate::config::{DeactivatePolicy, InjectionMode, SimConfig};
+use crate::device::DeviceState;
+use crate::diag::PhbDiag;
+use crate::event::{nanos, EventRing, FreezeCause, SimEvent, SimEventKind};
+use crate::spec::{DeviceInfo, TopologyError, TopologySpec};
+
+/// A simulated PowerNV host: PHBs, PEs (one IOMMU group each), devices.
+///
+/// `Send + Sync`; share it behind an [`Arc`] between the threads of many VMs.
+#[derive(Debug)]
+pub struct SimHost {
+    pub(crate) clock: Arc<dyn Clock>,
+    config: SimConfig,
+    pub(crate) pes: Vec<PeSlot>,
+    pe_index: HashMap<PeId, usize>,
+    pub(crate) device_index: HashMap<PciAddr, (usize, usize)>,
+    seq: AtomicU64,
+}
+
+/// A PE: what never changes, and its lock.
+#[derive(Debug)]
+pub(crate) struct PeSlot {
+    pub(crate) id: PeId,
+    domain: u32,
+    addrs: Vec<PciAddr>,
+    pub(crate) infos: Vec<DeviceInfo>,
+    inner: Mutex<PeInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PeInner {
+    pub(crate) machine: PeMachine,
+    pub(crate) devices: Vec<DeviceState>,
+    armed: Option<ErrInjection>,
+    diag: Option<PhbDiag>,
+    events: EventRing,
+}
+
+/// A locked PE with the time the lock was taken.
+pub(crate) struct Locked<'a> {
+    host: &'a SimHost,
+    pub(crate) slot: &'a PeSlot,
+    pub(crate) inner: MutexGuard<'a, PeInner>,
+    pub(crate) now: Duration,
+}
+
+impl Locked<'_> {
+    fn log(&mut self, kind: SimEventKind) {
+        let seq = self.host.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.events.push(SimEvent { seq, at_ns: nanos(self.now), pe: self.slot.id, kind });
+    }
+
+    /// Completes a due settle: saved config restored, PE usable.
+    fn settle_due(&mut self) {
+        if self.inner.machine.settle(self.now) {
+            self.inner.devices.iter_mut().for_each(DeviceState::restore_saved);
+            self.log(SimEventKind::Settled);
+        }
+    }
+
+    /// Freezes the PE, latching the first error in the log.
+    pub(crate) fn freeze(&mut self, scope: FreezeScope, cause: FreezeCause, device: Option<usize>, addr: u64) {
+        let outcome = self.inner.machine.freeze(scope, self.now);
+        let device = device.map(|i| self.slot.addrs[i]);
+        match outcome {
+            FreezeOutcome::Unchanged => return,
+            FreezeOutcome::Frozen { count } => self.log(SimEventKind::Frozen { cause, scope, device, addr, count }),
+            FreezeOutcome::Failed { count } => self.log(SimEventKind::PermanentFailure { cause, count }),
+        }
+        if self.inner.diag.is_none() {
+            self.inner.diag = Some(PhbDiag { pe: self.slot.id, cause, device, addr, at_ns: nanos(self.now) });
+        }
+    }
+
+    /// Whether an access of `kind` at `addr` by function `dev` gets through:
+    /// not if the PE stops it, nor if it fires the armed injection (which
+    /// freezes the PE).
+    pub(crate) fn gate(&mut self, dev: usize, kind: vfio_eeh::ops::AccessKind, addr: u64) -> bool {
+        use vfio_eeh::ops::AccessKind::{DmaRead, DmaWrite};
+        let machine = &self.inner.machine;
+        let allowed = if matches!(kind, DmaRead | DmaWrite) { machine.dma_allowed() } else { machine.mmio_allowed() };
+        if !allowed {
+            return false;
+        }
+        match self.inner.armed {
+            Some(inj) if inj.func.access() == kind && inj.matches_addr(addr) => {
+                self.fire(inj, Some(dev), addr);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn fire(&mut self, injection: ErrInjection, dev: Option<usize>, addr: u64) {
+        self.inner.armed = None;
+        let device = dev.map(|i| self.slot.addrs[i]);
+        self.log(SimEventKind::InjectionFired { injection, device, addr });
+        self.freeze(FreezeScope::All, FreezeCause::Injected(injection.func), dev, addr);
+    }
+
+    /// Applies an op and carries out its effect on the devices.
+    fn apply(&mut self, op: &EehOp) -> Result<Applied, BackendError> {
+        let applied = self.inner.machine.apply(op, self.now).map_err(|e| e.into_backend(self.slot.id))?;
+        match applied.effect {
+            Effect::None => {}
+            Effect::Enabled { thawed } => self.log(SimEventKind::Enabled { thawed }),
+            Effect::Thawed => self.log(SimEventKind::Thawed { state: applied.status.state }),
+            Effect::ResetAsserted(kind) => {
+                self.inner.devices.iter_mut().for_each(DeviceState::power_on_reset);
+                self.log(SimEventKind::ResetAsserted { kind });
+            }
+            Effect::ResetDeasserted { usable_at } => {
+                let now = self.now;
+                let PeInner { devices, .. } = &mut *self.inner;
+                for (dev, info) in devices.iter_mut().zip(&self.slot.infos) {
+                    dev.ready_after(now, info.ready_delay);
+                }
+                self.log(SimEventKind::ResetDeasserted { usable_at_ns: nanos(usable_at) });
+            }
+            Effect::Reenabled => {
+                self.inner.devices.iter_mut().for_each(DeviceState::restore_saved);
+                self.log(SimEventKind::Reenabled);
+            }
+            Effect::Configured => self.log(SimEventKind::Configured),
+            Effect::ArmInjection(injection) => {
+                self.log(SimEventKind::InjectionArmed { injection });
+                match self.host.config.injection {
+                    InjectionMode::OnAccess => self.inner.armed = Some(injection),
+                    InjectionMode::Immediate => self.fire(injection, None, injection.addr),
+                }
+            }
+        }
+        Ok(applied)
+    }
+}
+
+impl SimHost {
+    /// A host with the given topology, policy and clock.
+    pub fn new(spec: &TopologySpec, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
+        let mut pes = Vec::new();
+        let mut pe_index = HashMap::new();
+        let mut device_index = HashMap::new();
+        for phb in spec.phbs() {
+            for pe in &phb.pes {
+                let n = pes.len();
+                pe_index.insert(pe.pe, n);
+                for (i, dev) in pe.devices.iter().enumerate() {
+                    device_index.insert(dev.addr, (n, i));
+                }
+                let inner = PeInner {
+                    machine: PeMachine::new(config.freeze_policy, config.reset),
+                    devices: pe.devices.iter().map(DeviceState::new).collect(),
+                    armed: None,
+                    diag: None,
+                    events: EventRing::new(config.events_per_pe),
+                };
+                pes.push(PeSlot {
+                    id: pe.pe,
+                    domain: phb.domain,
+                    addrs: pe.devices.iter().map(|d| d.addr).collect(),
+                    infos: pe.devices.clone(),
+                    inner: Mutex::new(inner),
+                });
+            }
+        }
+        SimHost { clock, config, pes, pe_index, device_index, seq: AtomicU64::new(0) }
+    }
+
+    /// The built-in host (two PHBs, five PEs) with the Linux-like policy.
+    pub fn builtin(clock: Arc<dyn Clock>) -> Self {
+        SimHost::new(&TopologySpec::builtin(), SimConfig::default(), clock)
+    }
+
+    /// A host from topology text; `file_name` names it in errors.
+    pub fn from_toml_str(text: &str, file_name: &str, clock: Arc<dyn Clock>) -> Result<Self, TopologyError> {
+        Ok(SimHost::new(&TopologySpec::from_toml_str(text, file_name)?, SimConfig::default(), clock))
+    }
+
+    /// A host from a topology file.
+    pub fn from_toml_file(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, TopologyError> {
+        Ok(SimHost::new(&TopologySpec::from_toml_file(path)?, SimConfig::default(), clock))
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Every PE, in topology order.
+    pub fn pe_ids(&self) -> impl Iterator<Item = PeId> + '_ {
+        self.pes.iter().map(|s| s.id)
+    }
+
+    /// The host as the tools show it; every device is bound to vfio-pci.
+    pub fn topology(&self) -> Topology {
+        let mut phbs: Vec<topology::Phb> = Vec::new();
+        for slot in &self.pes {
+            let devices = slot
+                .infos
+                .iter()
+                .map(|d| topology::Device {
+                    addr: d.addr,
+                    vendor: d.vendor,
+                    device: d.device,
+                    class: d.class,
+                    driver: Some(topology::VFIO_DRIVER.to_owned()),
+                })
+                .collect();
+            let group = topology::Group { pe: slot.id, devices };
+            match phbs.iter_mut().find(|p| p.domain == slot.domain) {
+                Some(phb) => phb.groups.push(group),
+                None => phbs.push(topology::Phb { domain: slot.domain, groups: vec![group] }),
+            }
+        }
+        phbs.sort_by_key(|p| p.domain);
+        phbs.iter_mut().for_each(|p| p.groups.sort_by_key(|g| g.pe));
+        Topology { phbs, ..Topology::default() }
+    }
+
+    fn slot(&self, pe: PeId) -> Result<&PeSlot, BackendError> {
+        self.pe_index.get(&pe).map(|&i| &self.pes[i]).ok_or(BackendError::NoPe(pe))
+    }
+
+    /// Locks a PE, reads the clock and completes a due settle.
+    pub(crate) fn lock<'a>(&'a self, slot: &'a PeSlot) -> Locked<'a> {
+        let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut locked = Locked { host: self, slot, inner, now: self.clock.now() };
+        locked.settle_due();
+        locked
+    }
+
+    /// Freezes a PE at once (cause "manual"), as a hardware error would.
+    pub fn freeze(&self, pe: PeId, scope: FreezeScope) -> Result<(), BackendError> {
+        let mut locked = self.lock(self.slot(pe)?);
+        locked.freeze(scope, FreezeCause::Manual, None, 0);
+        Ok(())
+    }
+
+    /// `VFIO_EEH_PE_OP` as the ioctl sees it: decodes the struct with
+    /// Linux's checks (`EINVAL`, `ERANGE`), then returns the ioctl's value.
+    pub fn ioctl_pe_op(&self, pe: PeId, raw: &VfioEehPeOp) -> Result<u32, BackendError> {
+        self.slot(pe)?;
+        let op = EehOp::try_from(raw).map_err(|e| match e.errno() {
+            vfio_eeh::backend::errno::ERANGE => BackendError::OutOfRange(e.to_string()),
+            _ => BackendError::InvalidArgument(e.to_string()),
+        })?;
+        self.pe_op(pe, op).map(PeOpReply::ioctl_value)
+    }
+
+    /// Every logged event, in order.
+    pub fn events(&self) -> Vec<SimEvent> {
+        self.events_after(0)
+    }
+
+    /// The logged events with a sequence number above `seq`, in order.
+    pub fn events_after(&self, seq: u64) -> Vec<SimEvent> {
+        let mut all: Vec<SimEvent> = Vec::new();
+        for slot in &self.pes {
+            let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            all.extend(inner.events.after(seq));
+        }
+        all.sort_by_key(|e| e.seq);
+        all
+    }
+}
+
+impl EehBackend for SimHost {
+    fn pe_of(&self, device: PciAddr) -> Result<PeId, BackendError> {
+        self.device_index.get(&device).map(|&(pe, _)| self.pes[pe].id).ok_or(BackendError::NoDevice(device))
+    }
+
+    fn devices_of(&self, pe: PeId) -> Result<Vec<PciAddr>, BackendError> {
+        Ok(self.slot(pe)?.addrs.clone())
+    }
+
+    /// Carries out an op. With [`DeactivatePolicy::Blocking`] a hot or
+    /// fundamental reset sleeps the hold time and a deactivate sleeps until
+    /// the PE is usable, on the host's clock and outside the PE's lock.
+    fn pe_op(&self, pe: PeId, op: EehOp) -> Result<PeOpReply, BackendError> {
+        let slot = self.slot(pe)?;
+        let applied = self.lock(slot).apply(&op)?;
+        if self.config.deactivate == DeactivatePolicy::Blocking {
+            match applied.effect {
+                Effect::ResetAsserted(_) => self.clock.sleep(self.config.reset.hold),
+                Effect::ResetDeasserted { usable_at } => {
+                    self.clock.sleep(usable_at.saturating_sub(self.clock.now()));
+                    drop(self.lock(slot)); // Completes the settle.
+                }
+                _ => {}
+            }
+        }
+        Ok(applied.reply)
+    }
+
+    fn status(&self, pe: PeId) -> Result<PeStatus, BackendError> {
+        let locked = self.lock(self.slot(pe)?);
+        Ok(locked.inner.machine.status(locked.now))
+    }
+
+    fn error_log(&self, pe: PeId) -> Result<Option<Vec<u8>>, BackendError> {
+        let mut locked = self.lock(self.slot(pe)?);
+        let diag = locked.inner.diag.take();
+        if diag.is_some() {
+            locked.log(SimEventKind::ErrorLogRead);
+        }
+        Ok(diag.map(|d| d.to_bytes()))
+    }
+}
+
+#[cfg(test)]
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SimHost>();
+};
