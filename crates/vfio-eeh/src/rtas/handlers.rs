@@ -16,6 +16,8 @@ use crate::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
 
 /// The fixed "unavailable" hint QEMU gives, and ours when the host cannot tell.
 pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
+/// The largest error log returned (`rtas-error-log-max`, QEMU's value).
+pub const RTAS_ERROR_LOG_MAX: usize = 2048;
 /// `ibm,errinjct` work buffers sit on a 1 KiB boundary.
 const ERRINJCT_BUFFER_ALIGN: u64 = 1024;
 
@@ -71,6 +73,7 @@ pub struct RtasContext<'a> {
 /// The status and output cells of a call, in buffer order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
+    status: i32,
     cells: [u32; 5],
     len: usize,
 }
@@ -81,7 +84,7 @@ impl Reply {
         let mut cells = [0; 5];
         cells[0] = status.cast_unsigned();
         cells[1..=outputs.len()].copy_from_slice(outputs);
-        Reply { cells, len: 1 + outputs.len() }
+        Reply { status, cells, len: 1 + outputs.len() }
     }
 
     /// A bare status.
@@ -94,6 +97,11 @@ impl Reply {
         let mut reply = Reply::new(status, &[token]);
         reply.cells.swap(0, 1);
         reply
+    }
+
+    /// The PAPR status.
+    pub fn status(&self) -> i32 {
+        self.status
     }
 
     /// The return cells.
@@ -159,17 +167,17 @@ impl EehRtas {
             None => Reply::status_only(status::PARAMETER_ERROR),
         };
         args.write_rets(buf, reply.cells());
-        let status = match call {
-            Some(RtasCall::OpenErrinjct) if args.nret() >= 2 => reply.cells()[1].cast_signed(),
-            _ => reply.cells()[0].cast_signed(),
-        };
-        Ok(RtasOutcome { call, status })
+        Ok(RtasOutcome { call, status: reply.status() })
     }
 
     /// Serves one decoded call.
     pub fn handle(&mut self, call: RtasCall, args: &RtasArgs, ctx: &mut RtasContext<'_>) -> Reply {
+        let failure = |status| match call {
+            RtasCall::OpenErrinjct => Reply::open_errinjct(status, 0),
+            _ => Reply::status_only(status),
+        };
         if args.args().len() != call.nargs() || !call.accepts_nret(args.nret()) {
-            return Reply::status_only(status::PARAMETER_ERROR);
+            return failure(status::PARAMETER_ERROR);
         }
         let a = args.args();
         let result = match call {
@@ -185,10 +193,7 @@ impl EehRtas {
             RtasCall::Errinjct => self.errinjct(ctx, a),
             RtasCall::CloseErrinjct => self.close_errinjct(a),
         };
-        result.unwrap_or_else(|status| match call {
-            RtasCall::OpenErrinjct => Reply::open_errinjct(status, 0),
-            _ => Reply::status_only(status),
-        })
+        result.unwrap_or_else(failure)
     }
 
     /// Resolves the (config address, BUID hi, BUID lo) cells that start every
@@ -287,6 +292,11 @@ impl EehRtas {
         if !self.policy.papr_slot_error_detail {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
         }
+        // Check the whole return buffer before the log is taken (it is
+        // handed out once), so a bad buffer loses nothing.
+        let return_len = usize::try_from(return_len).map_or(RTAS_ERROR_LOG_MAX, |n| n.min(RTAS_ERROR_LOG_MAX));
+        let mut scratch = [0u8; RTAS_ERROR_LOG_MAX];
+        ctx.memory.read(u64::from(return_buffer), &mut scratch[..return_len]).map_err(|_| status::PARAMETER_ERROR)?;
         let log = ctx.backend.error_log(target.pe).map_err(|_| status::HARDWARE_ERROR)?;
         if function == PERMANENT {
             self.permanently_unavailable.insert(target.pe);
@@ -294,8 +304,8 @@ impl EehRtas {
         let Some(log) = log else {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
         };
-        let len = log.len().min(return_len as usize);
-        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| status::PARAMETER_ERROR)?;
+        let len = log.len().min(return_len);
+        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| status::HARDWARE_ERROR)?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
