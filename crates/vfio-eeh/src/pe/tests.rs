@@ -324,7 +324,7 @@ impl Model {
             (M::N | M::Sd, FreezeScope::All) => M::S,
             _ => return,
         };
-        if self.start.map_or(true, |s| now - s > POLICY.window) {
+        if !matches!(self.start, Some(s) if now - s <= POLICY.window) {
             self.start = Some(now);
             self.count = 0;
         }
