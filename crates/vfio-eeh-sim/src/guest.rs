@@ -45,6 +45,8 @@ pub trait GuestPlatform {
     fn config_write32(&mut self, dev: GuestAddr, offset: u16, value: u32);
     /// A 32-bit MMIO read at `offset` into BAR `bar`.
     fn mmio_read32(&mut self, dev: GuestAddr, bar: u8, offset: u64) -> u32;
+    /// A 32-bit MMIO write at `offset` into BAR `bar`.
+    fn mmio_write32(&mut self, dev: GuestAddr, bar: u8, offset: u64, value: u32);
     /// The guest's clock.
     fn clock(&self) -> &dyn Clock;
 }

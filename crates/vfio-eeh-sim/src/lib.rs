@@ -42,6 +42,7 @@ mod access;
 pub mod campaign;
 pub mod clock;
 pub mod config;
+pub mod demo;
 mod device;
 pub mod diag;
 pub mod event;

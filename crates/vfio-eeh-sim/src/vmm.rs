@@ -155,6 +155,13 @@ impl GuestPlatform for SimVmm {
         value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
     }
 
+    fn mmio_write32(&mut self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
+        if let Some(h) = self.host_of(dev) {
+            // A write outside a BAR is dropped, as on a real bus.
+            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
+        }
+    }
+
     fn clock(&self) -> &dyn Clock {
         self.host.clock().as_ref()
     }
