@@ -8,11 +8,17 @@
 //! machine anywhere. The choice and its reason go to stderr.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use vfio_eeh::topology::Topology;
 use vfio_eeh_linux::sysfs::Sysfs;
 use vfio_eeh_linux::VfioHost;
+use vfio_eeh_sim::clock::VirtualClock;
+use vfio_eeh_sim::SimHost;
+
+/// The VFIO device directory of a Linux host.
+const DEV_VFIO: &str = "/dev/vfio";
 
 /// The `--host` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,12 +41,23 @@ pub struct HostArgs {
     #[arg(long, value_name = "DIR", global = true)]
     pub sysfs: Option<PathBuf>,
     /// The Linux host's VFIO device directory.
-    #[arg(long, value_name = "DIR", default_value = "/dev/vfio", global = true)]
+    #[arg(long, value_name = "DIR", default_value = DEV_VFIO, global = true)]
     pub dev_vfio: PathBuf,
+}
+
+impl HostArgs {
+    /// The usage error of Linux-host options given with `--host sim`.
+    pub fn conflict(&self) -> Option<&'static str> {
+        let linux_options = self.sysfs.is_some() || self.dev_vfio != Path::new(DEV_VFIO);
+        (self.host == HostChoice::Sim && linux_options)
+            .then_some("--sysfs and --dev-vfio apply to the Linux host, not to --host sim")
+    }
 }
 
 /// A host a command runs on.
 pub enum Host {
+    /// The built-in simulated PowerNV host, on a virtual clock.
+    Sim(SimHost),
     /// The real Linux host.
     Linux(VfioHost),
 }
@@ -49,6 +66,7 @@ impl Host {
     /// `linux` or `sim`, as `--host` spells it.
     pub fn name(&self) -> &'static str {
         match self {
+            Host::Sim(_) => "sim",
             Host::Linux(_) => "linux",
         }
     }
@@ -56,6 +74,7 @@ impl Host {
     /// The host's PHBs, groups and devices.
     pub fn topology(&self) -> anyhow::Result<Topology> {
         match self {
+            Host::Sim(host) => Ok(host.topology()),
             Host::Linux(host) => host.topology().context("Cannot read the PCI topology"),
         }
     }
@@ -90,7 +109,9 @@ fn auto(machine: &Machine<'_>, needs_eeh: bool) -> (Kind, String) {
     }
 }
 
-/// Picks the host for a command and says which on stderr.
+/// Picks the host for a command and says which on stderr. `--sysfs` and
+/// `--dev-vfio` must have been checked against `--host sim` (see
+/// [`HostArgs::conflict`]).
 pub fn select(args: &HostArgs, needs_eeh: bool) -> anyhow::Result<Host> {
     let sysfs = Sysfs::new(args.sysfs.clone().unwrap_or_else(|| Sysfs::default().root().to_owned()));
     let linux = VfioHost::new(sysfs, &args.dev_vfio);
@@ -107,13 +128,12 @@ pub fn select(args: &HostArgs, needs_eeh: bool) -> anyhow::Result<Host> {
             auto(&machine, needs_eeh)
         }
     };
-    match kind {
-        Kind::Linux => {
-            tracing::info!("host: linux ({why})");
-            Ok(Host::Linux(linux))
-        }
-        Kind::Sim => anyhow::bail!("The simulator host is not available in this build ({why})"),
-    }
+    let host = match kind {
+        Kind::Linux => Host::Linux(linux),
+        Kind::Sim => Host::Sim(SimHost::builtin(Arc::new(VirtualClock::default()))),
+    };
+    tracing::info!("host: {} ({why})", host.name());
+    Ok(host)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod topo;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Drive PowerPC EEH on a simulated or a real (VFIO) host.
 #[derive(Debug, Parser)]
@@ -46,6 +46,9 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(conflict) = cli.global.conflict() {
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, conflict).exit();
+    }
     let level = match cli.verbose {
         0 => tracing::Level::INFO,
         1 => tracing::Level::DEBUG,

@@ -86,17 +86,7 @@ fn real_machine_devices_are_listed() {
     expected.sort();
     let out = eehctl().args(["topo", "--host", "linux", "--json"]).assert().success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    let mut found: Vec<String> = json["phbs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|phb| phb["groups"].as_array().unwrap().iter())
-        .flat_map(|g| g["devices"].as_array().unwrap().iter())
-        .chain(json["ungrouped"].as_array().unwrap())
-        .map(|d| d["addr"].as_str().unwrap().to_owned())
-        .collect();
-    found.sort();
-    assert_eq!(found, expected);
+    assert_eq!(json_devices(&json), expected);
     let table = eehctl().arg("topo").assert().success();
     let table = text(&table.get_output().stdout);
     assert!(expected.iter().all(|addr| table.contains(addr.as_str())), "{table}");
@@ -155,4 +145,42 @@ fn unreadable_entries_are_named_and_the_rest_is_listed() {
     assert_eq!(unlisted.status.code(), Some(1));
     let stderr = text(&unlisted.stderr);
     assert!(stderr.contains(&format!("Cannot list {}: Permission denied", devices.display())), "{stderr}");
+}
+
+/// Every device address in a `topo --json` document.
+fn json_devices(json: &serde_json::Value) -> Vec<String> {
+    let mut found: Vec<String> = json["phbs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|phb| phb["groups"].as_array().unwrap().iter())
+        .flat_map(|g| g["devices"].as_array().unwrap().iter())
+        .chain(json["ungrouped"].as_array().unwrap())
+        .map(|d| d["addr"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    found
+}
+
+/// The simulator's built-in topology belongs to the simulator: checked for
+/// shape, not pinned.
+#[test]
+fn sim_host_shows_the_builtin_topology() {
+    let out = Command::cargo_bin("eehctl").unwrap().args(["topo", "--host", "sim"]).assert().success();
+    let output = out.get_output();
+    assert!(text(&output.stderr).contains("host: sim (--host sim)"));
+    let table = text(&output.stdout);
+    let json = Command::cargo_bin("eehctl").unwrap().args(["--host", "sim", "--json", "topo"]).assert().success();
+    let json: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!((json["schema_version"].as_u64(), json["host"].as_str()), (Some(1), Some("sim")));
+    let devices = json_devices(&json);
+    assert!(!devices.is_empty());
+    assert!(devices.iter().all(|addr| table.contains(addr.as_str())), "{table}");
+}
+
+#[test]
+fn linux_options_with_the_sim_host_are_a_usage_error() {
+    let out = eehctl().args(["topo", "--host", "sim"]).assert().code(2);
+    let stderr = text(&out.get_output().stderr);
+    assert!(stderr.contains("--sysfs and --dev-vfio apply to the Linux host, not to --host sim"), "{stderr}");
 }
