@@ -1,7 +1,7 @@
 //! How commands print: JSON documents (with `schema_version`) or tables, on
 //! stdout.
 
-use std::io::Write;
+use std::io::{self, Write};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -28,13 +28,18 @@ impl Output {
     /// Prints `body` as one JSON document, or `human()` as text.
     pub fn print<T: Serialize>(&self, body: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout().lock();
-        if self.json {
-            serde_json::to_writer_pretty(&mut stdout, &Document { schema_version: SCHEMA_VERSION, body })?;
-            writeln!(stdout)
+        let written = if self.json {
+            serde_json::to_writer_pretty(&mut stdout, &Document { schema_version: SCHEMA_VERSION, body })
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(stdout))
         } else {
             write!(stdout, "{}", human())
+        };
+        match written {
+            // The reader has gone (`eehctl topo | head`): nothing left to say.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            other => other.context("Cannot write to stdout"),
         }
-        .context("Cannot write to stdout")
     }
 }
 
