@@ -13,6 +13,7 @@ use anyhow::bail;
 use vfio_eeh_sim::demo::{self, DemoConfig, DemoReport};
 use vfio_eeh_sim::vmm::EehModel;
 
+use crate::host::{HostArgs, HostChoice};
 use crate::output::{table, Output};
 
 /// `eehctl demo` options.
@@ -44,7 +45,10 @@ enum Model {
 }
 
 /// Runs the demo; fails if a recovery that should have succeeded did not.
-pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+pub fn run(host: &HostArgs, args: &Args, out: &Output) -> anyhow::Result<()> {
+    if host.host == HostChoice::Linux {
+        bail!("The demo runs on the simulated host only (--host sim or auto)");
+    }
     let model = match args.model {
         Model::HostMapping => EehModel::HostMapping,
         Model::Container => EehModel::Container,
@@ -83,7 +87,8 @@ fn human(report: &DemoReport) -> String {
         timeline.add_row(vec![seconds(entry.at), entry.pe.to_string(), entry.side.to_string(), entry.event.clone()]);
     }
     let _ = writeln!(text, "Timeline\n{timeline}\n");
-    let mut pes = table(&["PE", "devices (host -> guest)", "injected", "freezes", "recovered", "downtime (s)", "final"]);
+    let mut pes =
+        table(&["PE", "devices (host -> guest)", "injected", "freezes", "recovered", "downtime (s)", "final"]);
     for row in &report.pes {
         let devices: Vec<String> = row.devices.iter().map(|d| format!("{} -> {}", d.host, d.guest)).collect();
         let last = if row.failed { "failed (removed)".to_string() } else { row.host_state.to_string() };

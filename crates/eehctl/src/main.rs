@@ -4,6 +4,7 @@
 //! command to its module; each command is one module with an `Args` struct
 //! and a `run` function. Exit codes: 0 ok, 1 failure, 2 usage.
 
+mod demo;
 mod host;
 mod output;
 mod topo;
@@ -30,18 +31,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job: a VM on the simulated host recovers from seeded errors;
+    /// prints a timeline and a per-PE table.
+    Demo(demo::Args),
     /// Show PHBs, IOMMU groups (PEs) and devices, with passthrough readiness.
     Topo(topo::Args),
-}
-
-impl Command {
-    /// Whether the command needs EEH (rather than only the topology), which
-    /// decides what `--host auto` picks.
-    fn needs_eeh(&self) -> bool {
-        match self {
-            Command::Topo(_) => false,
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -61,9 +55,12 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let out = output::Output { json: cli.json };
-    let result = host::select(&cli.global, cli.command.needs_eeh()).and_then(|host| match cli.command {
-        Command::Topo(args) => topo::run(&host, &args, &out),
-    });
+    // Each command picks its host: `needs_eeh` decides what `--host auto`
+    // picks (topology-only commands take Linux wherever sysfs lists devices).
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&cli.global, &args, &out),
+        Command::Topo(args) => host::select(&cli.global, false).and_then(|host| topo::run(&host, &args, &out)),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

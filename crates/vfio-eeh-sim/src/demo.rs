@@ -24,6 +24,11 @@ use crate::spec::TopologySpec;
 use crate::vmm::{EehModel, SimVmm, VmmError};
 use crate::SimHost;
 
+/// Durations in JSON: milliseconds, fractional.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
 /// The demo's knobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DemoConfig {
@@ -34,6 +39,7 @@ pub struct DemoConfig {
     /// Workload rounds (each touches every device once).
     pub rounds: u32,
     /// Guest time between rounds.
+    #[serde(rename = "round_gap_ms", serialize_with = "millis")]
     pub round_gap: Duration,
     /// How the VMM reaches the host.
     pub model: EehModel,
@@ -58,6 +64,7 @@ impl Default for DemoConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TimelineEntry {
     /// Virtual time.
+    #[serde(rename = "at_ms", serialize_with = "millis")]
     pub at: Duration,
     /// The host PE.
     pub pe: PeId,
@@ -67,13 +74,22 @@ pub struct TimelineEntry {
     pub event: String,
 }
 
+/// A passed-through function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Passthrough {
+    /// On the host.
+    pub host: PciAddr,
+    /// In the guest.
+    pub guest: GuestAddr,
+}
+
 /// One PE's row of the final table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PeRow {
     /// The host PE (IOMMU group).
     pub pe: PeId,
     /// Host functions and their guest addresses.
-    pub devices: Vec<(PciAddr, GuestAddr)>,
+    pub devices: Vec<Passthrough>,
     /// Errors the campaign injected into it.
     pub injected: u32,
     /// Freezes the guest detected.
@@ -81,6 +97,7 @@ pub struct PeRow {
     /// Successful recoveries.
     pub recoveries: u32,
     /// Guest downtime, summed over recoveries.
+    #[serde(rename = "downtime_ms", serialize_with = "millis")]
     pub downtime: Duration,
     /// The host's PE state at the end.
     pub host_state: PeState,
@@ -100,6 +117,7 @@ pub struct DemoReport {
     /// One row per passed-through PE.
     pub pes: Vec<PeRow>,
     /// Virtual time the run took.
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
     pub elapsed: Duration,
 }
 
@@ -138,6 +156,9 @@ fn passthrough_plan() -> Vec<(PciAddr, GuestAddr)> {
     .map(|(host, guest)| (host.parse().expect("valid address"), guest))
     .collect()
 }
+
+/// How the timeline names a host freeze.
+const FROZEN: &str = "PE frozen";
 
 /// The accesses the workload makes, and so the errors that can fire in it.
 const WORKLOAD_FUNCS: [ErrFunc; 3] = [ErrFunc::LoadMemAddr, ErrFunc::StoreMemAddr, ErrFunc::LoadConfigAddr];
@@ -242,7 +263,7 @@ fn report(
             failed: false,
             failure_expected: injected.get(&pe).copied().unwrap_or(0) > config.max_freezes,
         });
-        row.devices.push((host_dev, guest_dev));
+        row.devices.push(Passthrough { host: host_dev, guest: guest_dev });
     }
     for event in guest.events() {
         let Some(pe) = event.pe.and_then(|g| guest_pe_to_host.get(&g)).copied() else { continue };
@@ -262,7 +283,7 @@ fn report(
                 format!("EEH: permanent failure, devices removed ({reason})")
             }
             GuestEventKind::EehEnabled { dev } => format!("EEH enabled on {dev}"),
-            GuestEventKind::ErrorLog { bytes } if *bytes > 0 => format!("error log collected ({bytes} bytes)"),
+            GuestEventKind::ErrorLog { found: true } => "error log collected from the host".into(),
             _ => continue,
         };
         timeline.push(TimelineEntry { at: event.at, pe, side: "guest", event: text });
@@ -273,7 +294,7 @@ fn report(
         }
         let text = match &event.kind {
             SimEventKind::Frozen { cause, device, .. } => {
-                format!("PE frozen: {cause:?}{}", device.map(|d| format!(" by {d}")).unwrap_or_default())
+                format!("{FROZEN}: {cause:?}{}", device.map(|d| format!(" by {d}")).unwrap_or_default())
             }
             SimEventKind::ResetAsserted { kind } => format!("{kind:?} reset asserted"),
             SimEventKind::ResetDeasserted { .. } => "reset deasserted, BARs restored".into(),
@@ -282,7 +303,10 @@ fn report(
         };
         timeline.push(TimelineEntry { at: Duration::from_nanos(event.at_ns), pe: event.pe, side: "host", event: text });
     }
-    timeline.sort_by_key(|e| e.at);
+    // Virtual time stands still while nothing sleeps, so a freeze, its
+    // detection and the reset share a timestamp: put the freeze first, then
+    // keep the order each side logged.
+    timeline.sort_by_key(|e| (e.at, !e.event.starts_with(FROZEN)));
     DemoReport { config, timeline, pes: rows.into_values().collect(), elapsed }
 }
 

@@ -141,10 +141,10 @@ pub enum GuestEventKind {
         /// Freezes in the current window, this one included.
         freeze_count: u32,
     },
-    /// The error log was collected.
+    /// The error log was asked for.
     ErrorLog {
-        /// Its length in bytes (0: the firmware had none).
-        bytes: usize,
+        /// Whether the firmware returned one.
+        found: bool,
     },
     /// A driver callback ran.
     Driver {
@@ -415,8 +415,7 @@ impl GuestEeh {
         const LOG_MAX: u32 = 2048;
         let args = [a0, a1, a2, 0, 0, LOG_BUFFER, LOG_MAX, function];
         let (st, _) = self.call(p, RtasCall::SlotErrorDetail, &args, Some(pe));
-        let bytes = if st == status::SUCCESS { LOG_MAX as usize } else { 0 };
-        self.note(p, Some(pe), GuestEventKind::ErrorLog { bytes });
+        self.note(p, Some(pe), GuestEventKind::ErrorLog { found: st == status::SUCCESS });
     }
 
     /// `eeh_pe_reset_full` plus `configure-pe` and the BAR restore.

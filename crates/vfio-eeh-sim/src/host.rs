@@ -18,7 +18,6 @@ use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply, PeStatus};
 use vfio_eeh::ops::{EehOp, ErrInjection};
 use vfio_eeh::pe::{Applied, Effect, FreezeOutcome, FreezeScope, PeMachine};
 use vfio_eeh::topology::{self, Topology};
-use vfio_eeh::uapi::VfioEehPeOp;
 
 use crate::clock::Clock;
 use crate::config::{DeactivatePolicy, InjectionMode, SimConfig};
@@ -262,17 +261,6 @@ impl SimHost {
         let mut locked = self.lock(self.slot(pe)?);
         locked.freeze(scope, FreezeCause::Manual, None, 0);
         Ok(())
-    }
-
-    /// `VFIO_EEH_PE_OP` as the ioctl sees it: decodes the struct with
-    /// Linux's checks (`EINVAL`, `ERANGE`), then returns the ioctl's value.
-    pub fn ioctl_pe_op(&self, pe: PeId, raw: &VfioEehPeOp) -> Result<u32, BackendError> {
-        self.slot(pe)?;
-        let op = EehOp::try_from(raw).map_err(|e| match e.errno() {
-            vfio_eeh::backend::errno::ERANGE => BackendError::OutOfRange(e.to_string()),
-            _ => BackendError::InvalidArgument(e.to_string()),
-        })?;
-        self.pe_op(pe, op).map(PeOpReply::ioctl_value)
     }
 
     /// Every logged event, in order.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::{errno, BackendError, EehBackend, PeStatus};
+use vfio_eeh::container::serve_pe_op;
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
 use vfio_eeh::pe::{FreezePolicy, FreezeScope, ResetTiming};
 use vfio_eeh::uapi::{VfioEehPeErr, VfioEehPeOp, VFIO_EEH_PE_GET_STATE, VFIO_EEH_PE_INJECT_ERR};
@@ -18,6 +19,7 @@ use vfio_eeh_sim::diag::PhbDiag;
 use vfio_eeh_sim::event::{FreezeCause, SimEventKind};
 use vfio_eeh_sim::spec::TopologySpec;
 use vfio_eeh_sim::{AccessError, DmaDir, DmaRefusal, SimHost};
+use zerocopy::IntoBytes;
 
 const NVME: &str = "0000:01:00.0";
 const NIC0: &str = "0000:02:00.0";
@@ -276,7 +278,8 @@ fn bad_input_gives_linux_errno_and_changes_nothing() {
     // Injection parameters out of range: ERANGE (PowerNV), EINVAL for the
     // core checks.
     let raw = |op, type_, func, addr| VfioEehPeOp::new(op, VfioEehPeErr { type_, func, addr, mask: 0 });
-    let err = |r: VfioEehPeOp| host.ioctl_pe_op(pe, &r).unwrap_err().errno();
+    let ioctl = |pe, r: VfioEehPeOp| serve_pe_op(&host, pe, r.as_bytes());
+    let err = |r: VfioEehPeOp| ioctl(pe, r).unwrap_err();
     assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 0, 20, 0)), errno::ERANGE);
     assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 2, 0, 0)), errno::ERANGE);
     assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 0, 0, 1 << 32)), errno::ERANGE, "32-bit type, 64-bit address");
@@ -284,8 +287,8 @@ fn bad_input_gives_linux_errno_and_changes_nothing() {
     let mut flagged = raw(VFIO_EEH_PE_GET_STATE, 0, 0, 0);
     flagged.flags = 1;
     assert_eq!(err(flagged), errno::EINVAL);
-    assert_eq!(host.ioctl_pe_op(nope, &raw(VFIO_EEH_PE_GET_STATE, 0, 0, 0)).unwrap_err().errno(), errno::ENODEV);
-    assert_eq!(host.ioctl_pe_op(pe, &raw(VFIO_EEH_PE_GET_STATE, 0, 0, 0)), Ok(0));
+    assert_eq!(ioctl(nope, raw(VFIO_EEH_PE_GET_STATE, 0, 0, 0)), Err(errno::ENODEV));
+    assert_eq!(ioctl(pe, raw(VFIO_EEH_PE_GET_STATE, 0, 0, 0)), Ok(0));
     assert!(host.events().is_empty(), "Nothing was armed");
 
     // Access parameters.

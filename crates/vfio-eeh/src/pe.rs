@@ -61,11 +61,7 @@ use serde::{Deserialize, Serialize};
 use crate::addr::PeId;
 use crate::backend::{errno, BackendError, PeOpReply, PeStatus};
 use crate::ops::{EehOp, ErrInjection, ErrType, PeState, ResetKind};
-
-/// RTAS status for an invalid or inapplicable request.
-pub const RTAS_PARAM_ERROR: i32 = -3;
-/// RTAS status for "unexpected state change; re-read the state".
-pub const RTAS_UNEXPECTED_STATE: i32 = -7;
+use crate::rtas::status::{PARAMETER_ERROR, UNEXPECTED_STATE};
 
 /// When repeated freezes fail a PE for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,8 +186,8 @@ impl PeError {
     /// failure).
     pub const fn rtas_status(self) -> i32 {
         match self {
-            PeError::NotApplicable { .. } | PeError::InjectionOutOfRange { .. } => RTAS_PARAM_ERROR,
-            PeError::UnexpectedState { .. } => RTAS_UNEXPECTED_STATE,
+            PeError::NotApplicable { .. } | PeError::InjectionOutOfRange { .. } => PARAMETER_ERROR,
+            PeError::UnexpectedState { .. } => UNEXPECTED_STATE,
             PeError::NotEnabled | PeError::PermanentlyFailed => -1,
         }
     }
@@ -398,7 +394,7 @@ impl PeMachine {
 
     fn refuse(&self, op: &'static str, papr_status: i32) -> PeError {
         let state = self.state();
-        if papr_status == RTAS_PARAM_ERROR {
+        if papr_status == PARAMETER_ERROR {
             PeError::NotApplicable { op, state }
         } else {
             PeError::UnexpectedState { op, state }
@@ -414,8 +410,8 @@ impl PeMachine {
                 self.condition = PeCondition::StoppedDma;
                 Ok(())
             }
-            PeCondition::Normal | PeCondition::StoppedDma => Err(self.refuse(OP, RTAS_PARAM_ERROR)),
-            _ => Err(self.refuse(OP, RTAS_UNEXPECTED_STATE)),
+            PeCondition::Normal | PeCondition::StoppedDma => Err(self.refuse(OP, PARAMETER_ERROR)),
+            _ => Err(self.refuse(OP, UNEXPECTED_STATE)),
         }
     }
 
@@ -428,8 +424,8 @@ impl PeMachine {
                 self.condition = PeCondition::Normal;
                 Ok(())
             }
-            PeCondition::Normal => Err(self.refuse(OP, RTAS_PARAM_ERROR)),
-            _ => Err(self.refuse(OP, RTAS_UNEXPECTED_STATE)),
+            PeCondition::Normal => Err(self.refuse(OP, PARAMETER_ERROR)),
+            _ => Err(self.refuse(OP, UNEXPECTED_STATE)),
         }
     }
 
@@ -442,7 +438,7 @@ impl PeMachine {
                 Ok(true)
             }
             PeCondition::Reset { .. } => Ok(false),
-            _ => Err(self.refuse("reset-assert", RTAS_UNEXPECTED_STATE)),
+            _ => Err(self.refuse("reset-assert", UNEXPECTED_STATE)),
         }
     }
 
@@ -459,8 +455,8 @@ impl PeMachine {
                 Ok(Some(until))
             }
             PeCondition::Normal => Ok(None),
-            PeCondition::StoppedDma => Err(self.refuse(OP, RTAS_PARAM_ERROR)),
-            _ => Err(self.refuse(OP, RTAS_UNEXPECTED_STATE)),
+            PeCondition::StoppedDma => Err(self.refuse(OP, PARAMETER_ERROR)),
+            _ => Err(self.refuse(OP, UNEXPECTED_STATE)),
         }
     }
 
