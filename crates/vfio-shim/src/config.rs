@@ -1,0 +1,244 @@
+//! The preload library's configuration, read from the environment of the
+//! process it is loaded into.
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | [`ENV_TOPOLOGY`] `VFIO_EEH_SHIM_TOPOLOGY` | path of a simulator topology TOML file | the simulator's built-in host |
+//! | [`ENV_IOMMU`] `VFIO_EEH_SHIM_IOMMU` | `spapr-tce-v2` (the POWER host path) or `type1v2` | `spapr-tce-v2` |
+//! | [`ENV_PLATFORM`] `VFIO_EEH_SHIM_PLATFORM` | `none` (the address-mapping ioctl answers `ENOTTY`) or `powernv` (it stores the mapping) | `none` |
+//! | [`ENV_FIRMWARE`] `VFIO_EEH_SHIM_FIRMWARE` | `phb4` (like skiboot on POWER9: only config-space injection, other functions `EIO`) or `any` | `phb4` |
+//! | [`ENV_INJECTION`] `VFIO_EEH_SHIM_INJECTION` | `immediate` (an accepted injection freezes the PE at once) or `on-access` (the first matching access does) | `immediate` |
+//! | [`ENV_SOCKET`] `VFIO_EEH_SHIM_SOCKET` | path of the control socket to serve | no socket |
+//! | [`ENV_OPLOG`] `VFIO_EEH_SHIM_OPLOG` | path where the JSON op log is written at exit | not written |
+//! | [`ENV_LOG`] `VFIO_EEH_SHIM_LOG` | a `tracing` filter (`info`, `vfio_eeh_shim=trace`, ...), logs go to stderr | `warn` |
+//!
+//! The simulator runs on the real monotonic clock.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Topology file of the simulated host.
+pub const ENV_TOPOLOGY: &str = "VFIO_EEH_SHIM_TOPOLOGY";
+/// Which IOMMU the emulated container advertises.
+pub const ENV_IOMMU: &str = "VFIO_EEH_SHIM_IOMMU";
+/// Platform hook for the address-mapping ioctl.
+pub const ENV_PLATFORM: &str = "VFIO_EEH_SHIM_PLATFORM";
+/// Which injection functions the emulated firmware accepts.
+pub const ENV_FIRMWARE: &str = "VFIO_EEH_SHIM_FIRMWARE";
+/// When an accepted injection freezes the PE.
+pub const ENV_INJECTION: &str = "VFIO_EEH_SHIM_INJECTION";
+/// Control socket path.
+pub const ENV_SOCKET: &str = "VFIO_EEH_SHIM_SOCKET";
+/// Op-log JSON path, written at exit.
+pub const ENV_OPLOG: &str = "VFIO_EEH_SHIM_OPLOG";
+/// Log filter.
+pub const ENV_LOG: &str = "VFIO_EEH_SHIM_LOG";
+
+/// The IOMMU the emulated container offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IommuMode {
+    /// sPAPR TCE (v1 and v2) and `VFIO_EEH`, as a POWER host.
+    #[default]
+    SpaprTceV2,
+    /// Type1 (v1 and v2) plus `VFIO_EEH`: QEMU keeps its own TCE emulation
+    /// and maps guest RAM with `MAP_DMA`.
+    Type1V2,
+}
+
+/// What the address-mapping ioctl on device fds does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Platform {
+    /// No platform support: `ENOTTY`, like every upstream kernel.
+    #[default]
+    None,
+    /// PowerNV with the seed's hook: the mapping is validated and stored.
+    Powernv,
+}
+
+/// Which error-injection functions the emulated firmware carries out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// skiboot on POWER9 (PHB4): only config-space functions (4, 5, 10, 11);
+    /// the others fail in OPAL, which Linux reports as `EIO`.
+    #[default]
+    Phb4,
+    /// Every function 0..=19.
+    Any,
+}
+
+/// When an injected error takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Injection {
+    /// The PE freezes as soon as the injection is accepted.
+    #[default]
+    Immediate,
+    /// The injection is armed; the first matching access freezes the PE.
+    OnAccess,
+}
+
+/// A configuration value that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid {variable}={value:?}: expected one of {expected}")]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// The accepted values.
+    pub expected: &'static str,
+}
+
+/// The whole configuration (see the module docs for the variables).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimConfig {
+    /// Topology file; `None` is the built-in host.
+    pub topology: Option<PathBuf>,
+    /// Advertised IOMMU.
+    pub iommu: IommuMode,
+    /// Address-mapping hook.
+    pub platform: Platform,
+    /// Injection functions the firmware accepts.
+    pub firmware: Firmware,
+    /// When injections freeze.
+    pub injection: Injection,
+    /// Control socket.
+    pub socket: Option<PathBuf>,
+    /// Op-log file.
+    pub oplog: Option<PathBuf>,
+    /// Log filter; `None` is `warn`.
+    pub log: Option<String>,
+}
+
+/// The spellings of an enum's values, for parsing and for `to_env`.
+trait EnvValue: Sized + Copy + 'static {
+    const VALUES: &'static [(&'static str, Self)];
+    const EXPECTED: &'static str;
+
+    fn parse(variable: &'static str, value: &str) -> Result<Self, ConfigError> {
+        Self::VALUES.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or_else(|| ConfigError {
+            variable,
+            value: value.to_owned(),
+            expected: Self::EXPECTED,
+        })
+    }
+}
+
+impl EnvValue for IommuMode {
+    const VALUES: &'static [(&'static str, Self)] =
+        &[("spapr-tce-v2", IommuMode::SpaprTceV2), ("type1v2", IommuMode::Type1V2)];
+    const EXPECTED: &'static str = "spapr-tce-v2, type1v2";
+}
+
+impl EnvValue for Platform {
+    const VALUES: &'static [(&'static str, Self)] = &[("none", Platform::None), ("powernv", Platform::Powernv)];
+    const EXPECTED: &'static str = "none, powernv";
+}
+
+impl EnvValue for Firmware {
+    const VALUES: &'static [(&'static str, Self)] = &[("phb4", Firmware::Phb4), ("any", Firmware::Any)];
+    const EXPECTED: &'static str = "phb4, any";
+}
+
+impl EnvValue for Injection {
+    const VALUES: &'static [(&'static str, Self)] =
+        &[("immediate", Injection::Immediate), ("on-access", Injection::OnAccess)];
+    const EXPECTED: &'static str = "immediate, on-access";
+}
+
+fn name_of<T: EnvValue + PartialEq>(value: T) -> &'static str {
+    T::VALUES.iter().find(|(_, v)| *v == value).map_or("", |(name, _)| name)
+}
+
+macro_rules! impl_from_str {
+    ($($ty:ty => $var:expr),*) => {$(
+        impl FromStr for $ty {
+            type Err = ConfigError;
+            fn from_str(s: &str) -> Result<Self, ConfigError> {
+                <$ty as EnvValue>::parse($var, s)
+            }
+        }
+    )*};
+}
+impl_from_str!(IommuMode => ENV_IOMMU, Platform => ENV_PLATFORM, Firmware => ENV_FIRMWARE, Injection => ENV_INJECTION);
+
+impl ShimConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, or
+    /// `None` when unset). Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        Ok(ShimConfig {
+            topology: get(ENV_TOPOLOGY).map(PathBuf::from),
+            iommu: get(ENV_IOMMU).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            platform: get(ENV_PLATFORM).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            firmware: get(ENV_FIRMWARE).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            injection: get(ENV_INJECTION).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            socket: get(ENV_SOCKET).map(PathBuf::from),
+            oplog: get(ENV_OPLOG).map(PathBuf::from),
+            log: get(ENV_LOG),
+        })
+    }
+
+    /// The variables that reproduce this configuration in a child process.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (ENV_IOMMU, name_of(self.iommu).to_owned()),
+            (ENV_PLATFORM, name_of(self.platform).to_owned()),
+            (ENV_FIRMWARE, name_of(self.firmware).to_owned()),
+            (ENV_INJECTION, name_of(self.injection).to_owned()),
+        ];
+        let paths = [(ENV_TOPOLOGY, &self.topology), (ENV_SOCKET, &self.socket), (ENV_OPLOG, &self.oplog)];
+        env.extend(paths.into_iter().filter_map(|(k, v)| v.as_ref().map(|p| (k, p.display().to_string()))));
+        env.extend(self.log.clone().map(|l| (ENV_LOG, l)));
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_power_host() {
+        let config = ShimConfig::from_lookup(|_| None).unwrap();
+        assert_eq!(config, ShimConfig::default());
+        assert_eq!(config.iommu, IommuMode::SpaprTceV2);
+        assert_eq!(config.platform, Platform::None);
+        assert_eq!(config.firmware, Firmware::Phb4);
+        assert_eq!(config.injection, Injection::Immediate);
+    }
+
+    #[test]
+    fn round_trips_through_the_environment() {
+        let config = ShimConfig {
+            topology: Some("/t.toml".into()),
+            iommu: IommuMode::Type1V2,
+            platform: Platform::Powernv,
+            firmware: Firmware::Any,
+            injection: Injection::OnAccess,
+            socket: Some("/run/s".into()),
+            oplog: Some("/tmp/o.json".into()),
+            log: Some("debug".into()),
+        };
+        let env: HashMap<_, _> = config.to_env().into_iter().collect();
+        assert_eq!(ShimConfig::from_lookup(|k| env.get(k).cloned()).unwrap(), config);
+    }
+
+    #[test]
+    fn rejects_unknown_values_naming_the_variable() {
+        let err = ShimConfig::from_lookup(|k| (k == ENV_IOMMU).then(|| "type9".to_owned())).unwrap_err();
+        assert_eq!(err.to_string(), "Invalid VFIO_EEH_SHIM_IOMMU=\"type9\": expected one of spapr-tce-v2, type1v2");
+    }
+}

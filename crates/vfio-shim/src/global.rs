@@ -1,0 +1,90 @@
+//! The process-wide emulator of the preload library, created on the first
+//! open below `/dev/vfio/` from the environment ([`crate::config`]).
+
+use std::sync::{Arc, OnceLock};
+
+use vfio_eeh_sim::clock::MonotonicClock;
+use vfio_eeh_sim::config::{InjectionMode, SimConfig};
+use vfio_eeh_sim::spec::{TopologyError, TopologySpec};
+use vfio_eeh_sim::SimHost;
+
+use crate::config::{ConfigError, Injection, ShimConfig};
+use crate::vfio::Emulator;
+
+/// Why the emulation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The environment holds an invalid value.
+    #[error("Bad configuration")]
+    Config(#[from] ConfigError),
+    /// The topology file could not be loaded.
+    #[error("Cannot load the simulated topology")]
+    Topology(#[from] TopologyError),
+    /// The control socket could not be served.
+    #[error("Cannot serve the control socket")]
+    Control(#[source] std::io::Error),
+}
+
+/// The simulated host a configuration describes, on the monotonic clock.
+pub fn simulated_host(config: &ShimConfig) -> Result<SimHost, TopologyError> {
+    let spec = match &config.topology {
+        Some(path) => TopologySpec::from_toml_file(path)?,
+        None => TopologySpec::builtin(),
+    };
+    let injection = match config.injection {
+        Injection::Immediate => InjectionMode::Immediate,
+        Injection::OnAccess => InjectionMode::OnAccess,
+    };
+    let sim = SimConfig { injection, ..SimConfig::default() };
+    Ok(SimHost::new(&spec, sim, Arc::new(MonotonicClock::new())))
+}
+
+static EMULATOR: OnceLock<Option<(Arc<Emulator>, ShimConfig)>> = OnceLock::new();
+
+/// The emulator, if it was started.
+pub(crate) fn get() -> Option<&'static Emulator> {
+    EMULATOR.get().and_then(Option::as_ref).map(|(emu, _)| &**emu)
+}
+
+/// Starts the emulator once; `None` (and a message on stderr) if it cannot.
+pub(crate) fn init() -> Option<&'static Emulator> {
+    EMULATOR
+        .get_or_init(|| match start() {
+            Ok(started) => Some(started),
+            Err(e) => {
+                eprintln!("vfio-eeh-shim: {}", crate::report(&e));
+                None
+            }
+        })
+        .as_ref()
+        .map(|(emu, _)| &**emu)
+}
+
+fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
+    let config = ShimConfig::from_env()?;
+    let filter = tracing_subscriber::EnvFilter::new(config.log.as_deref().unwrap_or("warn"));
+    // Another subscriber may already be installed (a Rust host program).
+    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+    let host = Arc::new(simulated_host(&config)?);
+    let emu = Arc::new(Emulator::new(host, config.clone()));
+    if let Some(path) = &config.socket {
+        crate::control::serve(path, Arc::clone(&emu)).map_err(InitError::Control)?;
+    }
+    #[cfg(feature = "preload")]
+    crate::preload::register_exit_hook();
+    tracing::info!(?config, "VFIO emulation started");
+    Ok((emu, config))
+}
+
+/// Writes the op log to the configured path, if any.
+#[cfg(feature = "preload")]
+pub(crate) fn write_oplog() {
+    let Some((emu, config)) = EMULATOR.get().and_then(Option::as_ref) else { return };
+    let Some(path) = &config.oplog else { return };
+    let written = serde_json::to_vec_pretty(&emu.log().dump())
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(path, json));
+    if let Err(e) = written {
+        eprintln!("vfio-eeh-shim: Cannot write the op log to {}: {e}", path.display());
+    }
+}

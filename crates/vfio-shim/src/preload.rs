@@ -1,0 +1,476 @@
+//! The interposed libc entry points (built with the `preload` feature).
+//!
+//! Each one checks first whether the call is about an emulated VFIO file: a
+//! path below `/dev/vfio/`, or a descriptor the [`Emulator`] owns (one atomic
+//! load). Everything else goes to the next definition, libc's, found with
+//! `dlsym(RTLD_NEXT, ...)`, untouched. Emulated calls run under
+//! `catch_unwind`: a panic becomes `EIO`, never an unwind into C. A
+//! thread-local guard sends the library's own calls straight to libc.
+//!
+//! Variadic entry points (`open`, `openat`, `ioctl`, `fcntl`) are defined
+//! with their first variadic argument as a fixed one: on the Linux ABIs this
+//! library targets (x86_64 SysV, ppc64le ELFv2, aarch64 AAPCS64) the caller
+//! passes it in the same register either way, and it is read only when the
+//! call's other arguments say it is there.
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{mode_t, off64_t, off_t, size_t, ssize_t};
+
+use crate::vfio::{Access, Emulator, VFIO_DIR};
+
+thread_local! {
+    /// Set while this thread runs the library's own code.
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as the library's own code; `None` when the thread is already
+/// inside the library (the call is then the library's own, for libc). A
+/// panic becomes `EIO`.
+fn guarded<T>(f: impl FnOnce() -> Result<T, i32>) -> Option<Result<T, i32>> {
+    if BUSY.with(Cell::get) {
+        return None;
+    }
+    BUSY.with(|b| b.set(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    BUSY.with(|b| b.set(false));
+    Some(result.unwrap_or_else(|_| {
+        tracing::error!("Panic in the VFIO emulation; answering EIO");
+        Err(libc::EIO)
+    }))
+}
+
+fn set_errno(e: i32) {
+    // SAFETY: __errno_location returns this thread's errno, always valid.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The emulator, if this process has opened an emulated file yet.
+fn emulator() -> Option<&'static Emulator> {
+    crate::global::get()
+}
+
+/// Whether `fd` is emulated, without any lock.
+fn ours(fd: c_int) -> Option<&'static Emulator> {
+    emulator().filter(|e| e.kind(fd).is_some())
+}
+
+/// Turns an emulated call's result into the C convention.
+fn finish<T: From<i8>>(result: Result<T, i32>) -> T {
+    result.unwrap_or_else(|e| {
+        set_errno(e);
+        T::from(-1)
+    })
+}
+
+/// libc's definition of a symbol: `dlsym(RTLD_NEXT, name)`, cached.
+macro_rules! real {
+    ($name:literal: $ty:ty) => {{
+        static ADDR: AtomicUsize = AtomicUsize::new(0);
+        let mut addr = ADDR.load(Ordering::Relaxed);
+        if addr == 0 {
+            // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name has no
+            // preconditions.
+            addr = unsafe { libc::dlsym(libc::RTLD_NEXT, concat!($name, "\0").as_ptr().cast()) } as usize;
+            if addr == 0 {
+                // No definition after ours: nothing to call. abort() is the
+                // only answer that cannot unwind into C.
+                std::process::abort();
+            }
+            ADDR.store(addr, Ordering::Relaxed);
+        }
+        // SAFETY: `addr` is libc's definition of the symbol, whose C type is
+        // `$ty`.
+        unsafe { std::mem::transmute::<usize, $ty>(addr) }
+    }};
+}
+
+/// Serves an open of `path` if it is below `/dev/vfio/`.
+///
+/// # Safety
+///
+/// `path` is null or a NUL-terminated string.
+unsafe fn open_emulated(path: *const c_char, flags: c_int) -> Option<c_int> {
+    if path.is_null() {
+        return None;
+    }
+    // SAFETY: the caller passes open's NUL-terminated path.
+    let bytes = unsafe { CStr::from_ptr(path) }.to_bytes();
+    if !bytes.starts_with(VFIO_DIR) {
+        return None;
+    }
+    let result = guarded(|| match crate::global::init() {
+        Some(emu) => emu.open(bytes, flags).ok_or(libc::ENOENT).and_then(|r| r),
+        None => Err(libc::ENOENT),
+    })?;
+    Some(finish(result))
+}
+
+macro_rules! define_open {
+    ($($name:ident => $real:literal),*) => {$(
+        /// Interposed `open` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+            // SAFETY: open's contract.
+            if let Some(fd) = unsafe { open_emulated(path, flags) } {
+                return fd;
+            }
+            let f = real!($real: unsafe extern "C" fn(*const c_char, c_int, ...) -> c_int);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(path, flags, c_uint::from(mode)) }
+        }
+    )*};
+}
+define_open!(open => "open", open64 => "open64");
+
+macro_rules! define_open_2 {
+    ($($name:ident => $real:literal),*) => {$(
+        /// Interposed fortified `open` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
+            // SAFETY: open's contract.
+            if let Some(fd) = unsafe { open_emulated(path, flags) } {
+                return fd;
+            }
+            let f = real!($real: unsafe extern "C" fn(*const c_char, c_int) -> c_int);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(path, flags) }
+        }
+    )*};
+}
+define_open_2!(__open_2 => "__open_2", __open64_2 => "__open64_2");
+
+macro_rules! define_openat {
+    ($($name:ident => $real:literal),*) => {$(
+        /// Interposed `openat` variant (absolute paths are claimed).
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int {
+            // SAFETY: openat's contract.
+            if let Some(fd) = unsafe { open_emulated(path, flags) } {
+                return fd;
+            }
+            let f = real!($real: unsafe extern "C" fn(c_int, *const c_char, c_int, ...) -> c_int);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(dirfd, path, flags, c_uint::from(mode)) }
+        }
+    )*};
+}
+define_openat!(openat => "openat", openat64 => "openat64");
+
+macro_rules! define_openat_2 {
+    ($($name:ident => $real:literal),*) => {$(
+        /// Interposed fortified `openat` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+            // SAFETY: openat's contract.
+            if let Some(fd) = unsafe { open_emulated(path, flags) } {
+                return fd;
+            }
+            let f = real!($real: unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(dirfd, path, flags) }
+        }
+    )*};
+}
+define_openat_2!(__openat_2 => "__openat_2", __openat64_2 => "__openat64_2");
+
+/// Interposed `close`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if let Some(emu) = ours(fd) {
+        guarded(|| {
+            emu.forget(fd);
+            Ok(())
+        });
+    }
+    let f = real!("close": unsafe extern "C" fn(c_int) -> c_int);
+    // SAFETY: forwarding the caller's argument unchanged.
+    unsafe { f(fd) }
+}
+
+/// Interposed `close_range`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let f = real!("close_range": unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int);
+    // SAFETY: forwarding the caller's arguments unchanged.
+    let ret = unsafe { f(first, last, flags) };
+    let cloexec_only = flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0;
+    if let (0, false, Some(emu)) = (ret, cloexec_only, emulator()) {
+        guarded(|| {
+            emu.forget_range(first, last);
+            Ok(())
+        });
+    }
+    ret
+}
+
+/// Records a successful duplication of `old` as `new`.
+fn duplicated(old: c_int, new: c_int) -> c_int {
+    if let (true, Some(emu)) = (new >= 0, emulator()) {
+        if emu.kind(old).is_some() || emu.kind(new).is_some() {
+            guarded(|| {
+                emu.duplicated(old, new);
+                Ok(())
+            });
+        }
+    }
+    new
+}
+
+/// Interposed `dup`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    let f = real!("dup": unsafe extern "C" fn(c_int) -> c_int);
+    // SAFETY: forwarding the caller's argument unchanged.
+    duplicated(fd, unsafe { f(fd) })
+}
+
+/// Interposed `dup2`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    let f = real!("dup2": unsafe extern "C" fn(c_int, c_int) -> c_int);
+    // SAFETY: forwarding the caller's arguments unchanged.
+    duplicated(old, unsafe { f(old, new) })
+}
+
+/// Interposed `dup3`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    let f = real!("dup3": unsafe extern "C" fn(c_int, c_int, c_int) -> c_int);
+    // SAFETY: forwarding the caller's arguments unchanged.
+    duplicated(old, unsafe { f(old, new, flags) })
+}
+
+macro_rules! define_fcntl {
+    ($($name:ident => $real:literal),*) => {$(
+        /// Interposed `fcntl` variant (`F_DUPFD*` of emulated files is
+        /// tracked).
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+            let f = real!($real: unsafe extern "C" fn(c_int, c_int, ...) -> c_int);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            let ret = unsafe { f(fd, cmd, arg) };
+            match cmd {
+                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => duplicated(fd, ret),
+                _ => ret,
+            }
+        }
+    )*};
+}
+define_fcntl!(fcntl => "fcntl", fcntl64 => "fcntl64");
+
+/// Interposed `ioctl`.
+///
+/// # Safety
+///
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: usize) -> c_int {
+    if let Some(emu) = ours(fd) {
+        if let Some(result) = guarded(|| {
+            let r = emu.ioctl(fd, u64::from(request), arg).unwrap_or(Err(libc::EBADF))?;
+            c_int::try_from(r).map_err(|_| libc::EOVERFLOW)
+        }) {
+            return finish(result);
+        }
+    }
+    let f = real!("ioctl": unsafe extern "C" fn(c_int, c_ulong, ...) -> c_int);
+    // SAFETY: forwarding the caller's arguments unchanged.
+    unsafe { f(fd, request, arg) }
+}
+
+/// A region read on an emulated descriptor, if `fd` is one.
+///
+/// # Safety
+///
+/// `buf` is valid for writes of `n` bytes.
+unsafe fn pread_emulated(fd: c_int, buf: *mut c_void, n: size_t, off: off64_t) -> Option<ssize_t> {
+    let emu = ours(fd)?;
+    let result = guarded(|| {
+        let off = u64::try_from(off).map_err(|_| libc::EINVAL)?;
+        if buf.is_null() && n > 0 {
+            return Err(libc::EFAULT);
+        }
+        let slice = if n == 0 {
+            &mut [][..]
+        } else {
+            // SAFETY: pread's contract: `buf` is writable for `n` bytes.
+            unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), n) }
+        };
+        let done = emu.region_access(fd, off, Access::Read(slice)).unwrap_or(Err(libc::EBADF))?;
+        ssize_t::try_from(done).map_err(|_| libc::EOVERFLOW)
+    })?;
+    Some(finish(result))
+}
+
+/// A region write on an emulated descriptor, if `fd` is one.
+///
+/// # Safety
+///
+/// `buf` is valid for reads of `n` bytes.
+unsafe fn pwrite_emulated(fd: c_int, buf: *const c_void, n: size_t, off: off64_t) -> Option<ssize_t> {
+    let emu = ours(fd)?;
+    let result = guarded(|| {
+        let off = u64::try_from(off).map_err(|_| libc::EINVAL)?;
+        if buf.is_null() && n > 0 {
+            return Err(libc::EFAULT);
+        }
+        let slice = if n == 0 {
+            &[][..]
+        } else {
+            // SAFETY: pwrite's contract: `buf` is readable for `n` bytes.
+            unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), n) }
+        };
+        let done = emu.region_access(fd, off, Access::Write(slice)).unwrap_or(Err(libc::EBADF))?;
+        ssize_t::try_from(done).map_err(|_| libc::EOVERFLOW)
+    })?;
+    Some(finish(result))
+}
+
+macro_rules! define_pread {
+    ($($name:ident => $real:literal, $off:ty),*) => {$(
+        /// Interposed `pread` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut c_void, n: size_t, off: $off) -> ssize_t {
+            // SAFETY: pread's contract.
+            if let Some(r) = unsafe { pread_emulated(fd, buf, n, off64_t::from(off)) } {
+                return r;
+            }
+            let f = real!($real: unsafe extern "C" fn(c_int, *mut c_void, size_t, $off) -> ssize_t);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(fd, buf, n, off) }
+        }
+    )*};
+}
+define_pread!(pread => "pread", off_t, pread64 => "pread64", off64_t);
+
+macro_rules! define_pread_chk {
+    ($($name:ident => $real:literal, $off:ty),*) => {$(
+        /// Interposed fortified `pread` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *mut c_void, n: size_t, off: $off, buflen: size_t) -> ssize_t {
+            if n <= buflen {
+                // SAFETY: pread's contract, and `n` fits the buffer.
+                if let Some(r) = unsafe { pread_emulated(fd, buf, n, off64_t::from(off)) } {
+                    return r;
+                }
+            }
+            let f = real!($real: unsafe extern "C" fn(c_int, *mut c_void, size_t, $off, size_t) -> ssize_t);
+            // SAFETY: forwarding the caller's arguments unchanged (libc
+            // reports the overflow).
+            unsafe { f(fd, buf, n, off, buflen) }
+        }
+    )*};
+}
+define_pread_chk!(__pread_chk => "__pread_chk", off_t, __pread64_chk => "__pread64_chk", off64_t);
+
+macro_rules! define_pwrite {
+    ($($name:ident => $real:literal, $off:ty),*) => {$(
+        /// Interposed `pwrite` variant.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *const c_void, n: size_t, off: $off) -> ssize_t {
+            // SAFETY: pwrite's contract.
+            if let Some(r) = unsafe { pwrite_emulated(fd, buf, n, off64_t::from(off)) } {
+                return r;
+            }
+            let f = real!($real: unsafe extern "C" fn(c_int, *const c_void, size_t, $off) -> ssize_t);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(fd, buf, n, off) }
+        }
+    )*};
+}
+define_pwrite!(pwrite => "pwrite", off_t, pwrite64 => "pwrite64", off64_t);
+
+macro_rules! define_mmap {
+    ($($name:ident => $real:literal, $off:ty),*) => {$(
+        /// Interposed `mmap` variant: emulated regions are not mappable
+        /// (their region info has no mmap flag), so mapping one is `EINVAL`.
+        ///
+        /// # Safety
+        ///
+        /// As the libc function.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: $off,
+        ) -> *mut c_void {
+            if ours(fd).is_some() {
+                set_errno(libc::EINVAL);
+                return libc::MAP_FAILED;
+            }
+            let f = real!($real: unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, $off) -> *mut c_void);
+            // SAFETY: forwarding the caller's arguments unchanged.
+            unsafe { f(addr, len, prot, flags, fd, off) }
+        }
+    )*};
+}
+define_mmap!(mmap => "mmap", off_t, mmap64 => "mmap64", off64_t);
+
+/// Writes the op log at exit (`atexit`).
+extern "C" fn write_oplog_at_exit() {
+    guarded(|| {
+        crate::global::write_oplog();
+        Ok(())
+    });
+}
+
+/// Registers [`write_oplog_at_exit`]; called once, after initialisation.
+pub(crate) fn register_exit_hook() {
+    // SAFETY: atexit takes a plain `extern "C" fn()` that stays valid: the
+    // library is never unloaded while the process runs.
+    unsafe { libc::atexit(write_oplog_at_exit) };
+}
