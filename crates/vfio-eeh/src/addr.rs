@@ -60,6 +60,50 @@ fn check_slot_func(slot: u8, func: u8) -> Result<(), AddrError> {
     Ok(())
 }
 
+/// `bus()`, `devfn()`, `slot()` and `func()` of a type with `bus` and
+/// `devfn` fields.
+macro_rules! bus_devfn_accessors {
+    () => {
+        /// The bus number.
+        pub const fn bus(self) -> u8 {
+            self.bus
+        }
+
+        /// Device (slot) and function, packed.
+        pub const fn devfn(self) -> Devfn {
+            self.devfn
+        }
+
+        /// The device (slot) number, 0..=31.
+        pub const fn slot(self) -> u8 {
+            self.devfn.slot()
+        }
+
+        /// The function number, 0..=7.
+        pub const fn func(self) -> u8 {
+            self.devfn.func()
+        }
+    };
+}
+
+/// serde as the text form: `Display` out, `FromStr` in.
+macro_rules! text_serde {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// Device and function packed as PCI does: `device << 3 | function`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Devfn(u8);
@@ -125,8 +169,7 @@ fn parse_hex_u8(text: &str) -> Option<u8> {
 /// assert!("0000:00:20.0".parse::<PciAddr>().is_err()); // slot 0x20 > 31
 /// # Ok::<(), vfio_eeh::addr::AddrError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddr {
     domain: u32,
     bus: u8,
@@ -144,25 +187,7 @@ impl PciAddr {
         self.domain
     }
 
-    /// The bus number.
-    pub const fn bus(self) -> u8 {
-        self.bus
-    }
-
-    /// Device and function, packed.
-    pub const fn devfn(self) -> Devfn {
-        self.devfn
-    }
-
-    /// The device (slot) number.
-    pub const fn slot(self) -> u8 {
-        self.devfn.slot()
-    }
-
-    /// The function number.
-    pub const fn func(self) -> u8 {
-        self.devfn.func()
-    }
+    bus_devfn_accessors!();
 }
 
 impl fmt::Display for PciAddr {
@@ -199,18 +224,7 @@ impl FromStr for PciAddr {
     }
 }
 
-impl TryFrom<String> for PciAddr {
-    type Error = AddrError;
-    fn try_from(text: String) -> Result<Self, AddrError> {
-        text.parse()
-    }
-}
-
-impl From<PciAddr> for String {
-    fn from(addr: PciAddr) -> String {
-        addr.to_string()
-    }
-}
+text_serde!(PciAddr);
 
 /// The 64-bit unit id of a (virtual) PHB.
 ///
@@ -268,8 +282,7 @@ impl FromStr for Buid {
 /// A function as the guest addresses it: virtual PHB plus bus/slot/function.
 ///
 /// This is the payload of the seed's `VFIO_DEVICE_SET_ADDR_MAPPING`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GuestAddr {
     buid: Buid,
     bus: u8,
@@ -293,25 +306,7 @@ impl GuestAddr {
         self.buid
     }
 
-    /// The guest bus number.
-    pub const fn bus(self) -> u8 {
-        self.bus
-    }
-
-    /// Slot and function, packed.
-    pub const fn devfn(self) -> Devfn {
-        self.devfn
-    }
-
-    /// The guest slot number.
-    pub const fn slot(self) -> u8 {
-        self.devfn.slot()
-    }
-
-    /// The guest function number.
-    pub const fn func(self) -> u8 {
-        self.devfn.func()
-    }
+    bus_devfn_accessors!();
 
     /// The PAPR config address of this function, register 0.
     pub const fn config_addr(self) -> ConfigAddr {
@@ -341,18 +336,7 @@ impl FromStr for GuestAddr {
     }
 }
 
-impl TryFrom<String> for GuestAddr {
-    type Error = AddrError;
-    fn try_from(text: String) -> Result<Self, AddrError> {
-        text.parse()
-    }
-}
-
-impl From<GuestAddr> for String {
-    fn from(addr: GuestAddr) -> String {
-        addr.to_string()
-    }
-}
+text_serde!(GuestAddr);
 
 /// PAPR's configuration address cell.
 ///
