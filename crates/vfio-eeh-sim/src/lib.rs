@@ -12,7 +12,8 @@
 //! * [`config`]: policy knobs (freeze limit, reset timing, blocking or
 //!   reporting resets, injection mode);
 //! * [`event`] and [`diag`]: the event log and the PHB diag blob;
-//! * [`campaign`]: seeded fault campaigns.
+//! * [`campaign`]: seeded fault campaigns;
+//! * [`figures`]: the performance scenarios and their quick measurement.
 //!
 //! The PE state machine itself is [`vfio_eeh::pe`].
 //!
@@ -46,6 +47,7 @@ pub mod demo;
 mod device;
 pub mod diag;
 pub mod event;
+pub mod figures;
 pub mod guest;
 mod host;
 pub mod spec;
