@@ -21,21 +21,30 @@
 
 pub mod client;
 pub mod config;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod control;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fdtable;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod global;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod iommu;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod oplog;
 #[cfg(feature = "preload")]
 mod preload;
 pub mod prepare;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod sys;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod user;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod vfio;
 
 use std::error::Error;
 
 /// An error's message followed by its causes, `: `-separated.
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub(crate) fn report(error: &dyn Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();

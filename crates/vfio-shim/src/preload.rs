@@ -311,7 +311,9 @@ define_fcntl!(fcntl => "fcntl", fcntl64 => "fcntl64");
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: usize) -> c_int {
     if let Some(emu) = ours(fd) {
         if let Some(result) = guarded(|| {
-            let r = emu.ioctl(fd, u64::from(request), arg).unwrap_or(Err(libc::EBADF))?;
+            #[allow(clippy::useless_conversion)] // `c_ulong` is 32-bit on 32-bit targets.
+            let request = u64::from(request);
+            let r = emu.ioctl(fd, request, arg).unwrap_or(Err(libc::EBADF))?;
             c_int::try_from(r).map_err(|_| libc::EOVERFLOW)
         }) {
             return finish(result);

@@ -662,7 +662,10 @@ impl Emulator {
 /// The widest naturally aligned access (at most `max` bytes) at `at` that
 /// fits in `left` bytes, as vfio-pci splits a region access.
 fn chunk(at: u64, left: usize, max: u8) -> u8 {
-    [8u8, 4, 2].into_iter().find(|&w| w <= max && usize::from(w) <= left && at % u64::from(w) == 0).unwrap_or(1)
+    [8u8, 4, 2]
+        .into_iter()
+        .find(|&w| w <= max && usize::from(w) <= left && at.is_multiple_of(u64::from(w)))
+        .unwrap_or(1)
 }
 
 impl Device {
@@ -781,7 +784,7 @@ impl Device {
     /// GET/SET/CLEAR; SET validates and stores the guest address.
     fn addr_mapping(&self, arg: UserPtr) -> IoctlResult {
         let mut m: uapi::VfioDeviceAddrMapping = arg.read_struct(24)?;
-        let size = std::mem::size_of::<uapi::VfioDeviceAddrMapping>() as u32;
+        let size = crate::iommu::size_u32::<uapi::VfioDeviceAddrMapping>();
         if m.argsz < size || m.flags.count_ones() != 1 {
             return Err(EINVAL);
         }
