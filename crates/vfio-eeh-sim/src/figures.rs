@@ -409,7 +409,7 @@ impl GuestCycle {
         self.vm.host.inject(self.pe, LOAD_ERROR)?;
         let outcome = self.guest.check_mmio(&mut self.vm, self.dev, 0, 0);
         self.cycles = self.cycles.wrapping_add(1);
-        if self.cycles % 1024 == 0 {
+        if self.cycles.is_multiple_of(1024) {
             self.guest.clear_events();
         }
         Ok(outcome)
