@@ -275,12 +275,13 @@ fn bad_input_gives_linux_errno_and_changes_nothing() {
     assert_eq!(state(&host, pe), PeState::Normal);
     assert!(host.events().is_empty());
 
-    // Injection parameters out of range: ERANGE (PowerNV), EINVAL for the
+    // Injection parameters out of range: EINVAL for the function (Linux's
+    // core check), ERANGE for the type (PowerNV's); EINVAL for the
     // core checks.
     let raw = |op, type_, func, addr| VfioEehPeOp::new(op, VfioEehPeErr { type_, func, addr, mask: 0 });
     let ioctl = |pe, r: VfioEehPeOp| serve_pe_op(&host, pe, r.as_bytes());
     let err = |r: VfioEehPeOp| ioctl(pe, r).unwrap_err();
-    assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 0, 20, 0)), errno::ERANGE);
+    assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 0, 20, 0)), errno::EINVAL);
     assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 2, 0, 0)), errno::ERANGE);
     assert_eq!(err(raw(VFIO_EEH_PE_INJECT_ERR, 0, 0, 1 << 32)), errno::ERANGE, "32-bit type, 64-bit address");
     assert_eq!(err(raw(11, 0, 0, 0)), errno::EINVAL);

@@ -308,11 +308,12 @@ pub enum PeOpDecodeError {
 }
 
 impl PeOpDecodeError {
-    /// The errno Linux answers: `EINVAL` for the core checks, `ERANGE` for
-    /// PowerNV's check of the injection type and function.
+    /// The errno Linux answers: `EINVAL` for the core checks (the function
+    /// range among them, checked by `eeh_pe_inject_err`), `ERANGE` for
+    /// PowerNV's check of the injection type.
     pub const fn errno(self) -> i32 {
         match self {
-            PeOpDecodeError::ErrFunc(_) | PeOpDecodeError::ErrType(_) => crate::backend::errno::ERANGE,
+            PeOpDecodeError::ErrType(_) => crate::backend::errno::ERANGE,
             _ => crate::backend::errno::EINVAL,
         }
     }
@@ -423,10 +424,11 @@ mod tests {
         assert_eq!(EehOp::try_from(&raw), Err(PeOpDecodeError::ArgszTooSmall { argsz: 39, needed: 40 }));
         raw.argsz = 40;
         raw.err.func = 20;
-        assert_eq!(EehOp::try_from(&raw).unwrap_err().errno(), crate::backend::errno::ERANGE);
+        assert_eq!(EehOp::try_from(&raw).unwrap_err().errno(), crate::backend::errno::EINVAL);
         raw.err.func = 4;
         raw.err.type_ = 2;
         assert_eq!(EehOp::try_from(&raw), Err(PeOpDecodeError::ErrType(2)));
+        assert_eq!(EehOp::try_from(&raw).unwrap_err().errno(), crate::backend::errno::ERANGE);
     }
 
     #[test]

@@ -449,11 +449,6 @@ impl Emulator {
         if op == uapi::VFIO_EEH_PE_INJECT_ERR && flags == 0 && argsz >= uapi::VFIO_EEH_PE_OP_INJECT_SZ {
             arg.read(&mut raw)?;
             len = raw.len();
-            // Linux's core check (eeh_pe_inject_err) refuses a function above
-            // 19 with EINVAL before the platform looks at the type.
-            if word(&raw, 20) > uapi::EEH_ERR_FUNC_MAX {
-                return Err(EINVAL);
-            }
         }
         let backend = Firmwared { host: &self.host, firmware: self.config.firmware };
         let result = serve_pe_op(&backend, pe, &raw[..len]).map(i64::from);
