@@ -35,9 +35,13 @@ struct Rig {
 
 impl Rig {
     fn with(policy: RtasPolicy, deactivate: DeactivatePolicy) -> Self {
+        Rig::serving(EehModel::HostMapping, policy, deactivate)
+    }
+
+    fn serving(model: EehModel, policy: RtasPolicy, deactivate: DeactivatePolicy) -> Self {
         let config = SimConfig { deactivate, ..SimConfig::default() };
         let host = Arc::new(SimHost::new(&TopologySpec::builtin(), config, Arc::new(VirtualClock::new())));
-        let mut vmm = SimVmm::new(host, VmId(1), EehModel::HostMapping, policy);
+        let mut vmm = SimVmm::new(host, VmId(1), model, policy);
         vmm.add_phb(PHB).unwrap();
         vmm.pass_through(addr(NIC), guest(1, 0)).unwrap();
         vmm.pass_through(addr("0000:02:00.1"), guest(1, 1)).unwrap();
@@ -249,6 +253,29 @@ fn slot_error_detail_returns_the_log_once_and_marks_permanent_failures() {
     let mut qemu = Rig::with(RtasPolicy::QEMU, DeactivatePolicy::Blocking);
     qemu.enable_and_freeze();
     assert_eq!(qemu.call(RtasCall::SlotErrorDetail, &detail(1)), [1], "QEMU returns no log");
+}
+
+#[test]
+fn upstream_model_serves_the_same_calls_through_vfio_eeh_pe_op() {
+    let mut rig = Rig::serving(EehModel::Container, RtasPolicy::default(), DeactivatePolicy::Reporting);
+    let dev = guest(1, 0);
+    let at = Rig::at(dev);
+    assert_eq!(rig.call(RtasCall::GetConfigAddrInfo2, &Rig::with_arg(dev, &[1])), [0, 2]);
+    rig.enable_and_freeze();
+    assert_eq!(rig.call(RtasCall::ReadSlotResetState2, &at), [0, 2, 1, 0]);
+    // The ioctl cannot carry the error log.
+    let detail = Rig::with_arg(dev, &[0, 0, 0x1000, 2048, 1]);
+    assert_eq!(rig.call(RtasCall::SlotErrorDetail, &detail), [1]);
+    assert_eq!(rig.call(RtasCall::SetSlotReset, &Rig::with_arg(dev, &[1])), [0]);
+    assert_eq!(rig.call(RtasCall::SetSlotReset, &Rig::with_arg(dev, &[0])), [0]);
+    // Nor the remaining delay: QEMU's 1000 ms stands in for it.
+    assert_eq!(rig.call(RtasCall::ReadSlotResetState2, &at), [0, 5, 1, 1000]);
+    // Hold (250 ms) and settle (1800 ms) from the reset.
+    rig.vmm.host().clock().sleep(std::time::Duration::from_millis(2050));
+    assert_eq!(rig.call(RtasCall::ConfigurePe, &at), [0]);
+    assert_eq!(rig.call(RtasCall::ReadSlotResetState2, &at), [0, 0, 1, 0]);
+    // A reset refused by the host (EEH not enabled on the NVMe PE) is a hardware error.
+    assert_eq!(rig.call(RtasCall::SetSlotReset, &Rig::with_arg(guest(2, 0), &[1])), [-1]);
 }
 
 fn work_buffer_32(addr: u32, mask: u32, dev: GuestAddr, func: u32) -> Vec<u8> {
