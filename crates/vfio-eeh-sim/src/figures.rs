@@ -599,6 +599,10 @@ pub struct DowntimeFigure {
     pub first_config_read_ms: Option<f64>,
 }
 
+fn serialize_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(ms(*d))
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -834,6 +838,7 @@ pub fn cycles_per_sec<C>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MeasureOptions {
     /// Time spent on each timed figure.
+    #[serde(rename = "budget_ms", serialize_with = "serialize_ms")]
     pub budget: Duration,
     /// Threads for the multi-threaded cycle figures (the machine's cores).
     pub threads: usize,
