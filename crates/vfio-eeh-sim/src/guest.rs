@@ -101,12 +101,30 @@ pub struct GuestConfig {
     pub freeze_window: Duration,
     /// Sleeps and waits.
     pub timing: GuestTiming,
+    /// What the device's driver answers to `error_detected`.
+    pub driver: DriverResponse,
 }
 
 impl Default for GuestConfig {
     fn default() -> Self {
-        GuestConfig { max_freezes: 5, freeze_window: Duration::from_secs(3600), timing: GuestTiming::default() }
+        GuestConfig {
+            max_freezes: 5,
+            freeze_window: Duration::from_secs(3600),
+            timing: GuestTiming::default(),
+            driver: DriverResponse::NeedReset,
+        }
     }
+}
+
+/// A driver's answer to `error_detected` (`pci_ers_result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverResponse {
+    /// `PCI_ERS_RESULT_NEED_RESET`: recover with a slot reset.
+    NeedReset,
+    /// `PCI_ERS_RESULT_CAN_RECOVER`: thaw MMIO, `mmio_enabled`, thaw DMA,
+    /// no reset — unless the PE does not come back, then a reset after all.
+    CanRecover,
 }
 
 /// Something the guest did or saw, with its time.
@@ -366,14 +384,29 @@ impl GuestEeh {
             return self.give_up(p, pe, "the PE stayed unavailable".into());
         }
         self.collect_log(p, pe, 1);
-        if let Err(reason) = self.reset(p, pe) {
-            return self.give_up(p, pe, reason);
+        let recovered_without_reset = self.config.driver == DriverResponse::CanRecover && self.thaw(p, pe);
+        if !recovered_without_reset {
+            if let Err(reason) = self.reset(p, pe) {
+                return self.give_up(p, pe, reason);
+            }
+            self.note(p, Some(pe), GuestEventKind::Driver { callback: "slot_reset" });
         }
-        self.note(p, Some(pe), GuestEventKind::Driver { callback: "slot_reset" });
         self.note(p, Some(pe), GuestEventKind::Driver { callback: "resume" });
         let downtime = p.clock().now().saturating_sub(detected_at);
         self.note(p, Some(pe), GuestEventKind::Recovered { downtime });
         Outcome::Recovered(downtime)
+    }
+
+    /// The CAN_RECOVER path: thaw MMIO (`set-eeh-option` 2) if still
+    /// stopped, `mmio_enabled`, thaw DMA (3); true if the PE is then normal.
+    fn thaw(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> bool {
+        let [a0, a1, a2] = pe_args(pe);
+        if let Some((PeState::Stopped, _)) = self.read_state(p, pe) {
+            self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 2], Some(pe));
+        }
+        self.note(p, Some(pe), GuestEventKind::Driver { callback: "mmio_enabled" });
+        let (st, _) = self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 3], Some(pe));
+        st == status::SUCCESS && matches!(self.read_state(p, pe), Some((PeState::Normal, _)))
     }
 
     /// `eeh_pe_update_time_stamp` and the count: a freeze more than a window

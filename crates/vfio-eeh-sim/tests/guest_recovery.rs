@@ -11,7 +11,7 @@ use vfio_eeh::mapping::VmId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
 use vfio_eeh::rtas::RtasPolicy;
 use vfio_eeh_sim::clock::VirtualClock;
-use vfio_eeh_sim::guest::{GuestConfig, GuestEeh, GuestEventKind, GuestPlatform, Outcome};
+use vfio_eeh_sim::guest::{DriverResponse, GuestConfig, GuestEeh, GuestEventKind, GuestPlatform, Outcome};
 use vfio_eeh_sim::vmm::{EehModel, SimVmm};
 use vfio_eeh_sim::SimHost;
 
@@ -141,4 +141,27 @@ fn a_function_outside_the_vm_is_not_capable() {
     assert_eq!(guest.probe(&mut vmm, &[stranger, guests[0], other_phb]), vec![guests[0]]);
     let not_capable = guest.events().iter().filter(|e| matches!(e.what, GuestEventKind::NotCapable { .. })).count();
     assert_eq!(not_capable, 2);
+}
+
+#[test]
+fn a_driver_that_can_recover_is_thawed_without_a_reset() {
+    let (mut vmm, guests) = vmm(EehModel::HostMapping);
+    let config = GuestConfig { driver: DriverResponse::CanRecover, ..GuestConfig::default() };
+    let mut guest = GuestEeh::new(config);
+    guest.probe(&mut vmm, &guests);
+    freeze_on_next_load(&vmm);
+    let before = rtas_calls(&guest).len();
+    assert!(matches!(guest.check_config(&mut vmm, guests[0]), Outcome::Recovered(_)));
+    let calls: Vec<_> = rtas_calls(&guest)[before..].iter().map(|&(c, _)| c).collect();
+    assert!(!calls.contains(&"ibm,set-slot-reset"), "{calls:?}");
+    let callbacks: Vec<_> = guest
+        .events()
+        .iter()
+        .filter_map(|e| match e.what {
+            GuestEventKind::Driver { callback } => Some(callback),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(callbacks, ["error_detected", "mmio_enabled", "resume"]);
+    assert_eq!(vmm.host().status(vmm.host().pe_of(host_addr(NIC0)).unwrap()).unwrap().state, PeState::Normal);
 }
