@@ -28,9 +28,11 @@ pub struct OpRecord {
     pub fd: i32,
     /// `container`, `group`, `device` or `path`.
     pub fd_kind: Cow<'static, str>,
-    /// The operation: an ioctl name, `EEH <op>`, `open`, `pread`, ...
+    /// The operation: an ioctl name (`VFIO_EEH_PE_OP`, ...), `open`, `pread`, ...
     pub op: Cow<'static, str>,
-    /// Its main argument (extension, offset, op code, ...).
+    /// Its main argument: the `VFIO_EEH_PE_OP` op code, the extension of
+    /// `CHECK_EXTENSION`, the region offset of `pread`/`pwrite`, otherwise
+    /// the ioctl's argument as a number.
     pub arg: u64,
     /// The result: the value returned, or `-errno`.
     pub result: i64,

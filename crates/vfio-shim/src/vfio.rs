@@ -262,6 +262,13 @@ fn ioctl_name(kind: FdKind, offset: u8, iommu_type1: bool) -> &'static str {
     }
 }
 
+/// The `op` field of the `struct vfio_eeh_pe_op` at `arg`, if readable.
+fn eeh_op_code(arg: UserPtr) -> Option<u32> {
+    let mut head = [0u8; uapi::VFIO_EEH_PE_OP_MINSZ as usize];
+    arg.read(&mut head).ok()?;
+    Some(u32::from_ne_bytes([head[8], head[9], head[10], head[11]]))
+}
+
 impl Emulator {
     /// An emulator of `host`'s groups.
     pub(crate) fn new(host: Arc<SimHost>, config: ShimConfig) -> Self {
@@ -398,7 +405,12 @@ impl Emulator {
             }
             _ => name,
         };
-        self.log.record(fd, kind_name(kind), name, arg as u64, result);
+        // An EEH op is logged with its op code: the pointer says nothing.
+        let logged = match name {
+            "VFIO_EEH_PE_OP" => eeh_op_code(ptr).map_or(arg as u64, u64::from),
+            _ => arg as u64,
+        };
+        self.log.record(fd, kind_name(kind), name, logged, result);
         Some(result)
     }
 
