@@ -2,11 +2,18 @@
 //!
 //! `main` parses the command line, sets up logging on stderr and hands the
 //! command to its module; each command is one module with an `Args` struct
-//! and a `run` function. Exit codes: 0 ok, 1 failure, 2 usage.
+//! and a `run` function. Exit codes: 0 ok, 1 failure, 2 usage; `shim -- COMMAND`
+//! exits with the command's status.
 
 mod demo;
+mod events;
 mod host;
+mod inject;
+mod oplog;
 mod output;
+mod shim;
+mod socket;
+mod state;
 mod topo;
 
 use std::process::ExitCode;
@@ -36,6 +43,17 @@ enum Command {
     Demo(demo::Args),
     /// Show PHBs, IOMMU groups (PEs) and devices, with passthrough readiness.
     Topo(topo::Args),
+    /// Prepare simulated devices for a VMM under the preload library (sysfs
+    /// directories, environment, control socket) and optionally run it.
+    Shim(shim::Args),
+    /// Inject an error into a PE of the simulated host inside a running VMM.
+    Inject(inject::Args),
+    /// Show the PEs of the simulated host inside a running VMM.
+    State(state::Args),
+    /// Show the simulator's events inside a running VMM.
+    Events(events::Args),
+    /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
+    Oplog(oplog::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,14 +73,23 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     let out = output::Output { json: cli.json };
+    // A command's own status where it has one (`shim -- COMMAND`).
+    let mut exit = ExitCode::SUCCESS;
     // Each command picks its host: `needs_eeh` decides what `--host auto`
     // picks (topology-only commands take Linux wherever sysfs lists devices).
     let result = match cli.command {
         Command::Demo(args) => demo::run(&cli.global, &args, &out),
         Command::Topo(args) => host::select(&cli.global, false).and_then(|host| topo::run(&host, &args, &out)),
+        // The shim's commands act on the simulated host of the preload
+        // library (in a VMM process), whatever `--host` says.
+        Command::Shim(args) => shim::run(&args, &out).map(|code| exit = code),
+        Command::Inject(args) => inject::run(&args, &out),
+        Command::State(args) => state::run(&args, &out),
+        Command::Events(args) => events::run(&args, &out),
+        Command::Oplog(args) => oplog::run(&args, &out),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => exit,
         Err(error) => {
             tracing::error!("{error:#}");
             ExitCode::FAILURE

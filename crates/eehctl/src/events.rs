@@ -1,0 +1,77 @@
+//! `eehctl events --socket PATH`: what happened to the PEs of the simulated
+//! host inside a running VMM (freezes, resets, thaws, permanent failures),
+//! oldest first.
+
+use serde::Serialize;
+use vfio_eeh_sim::event::SimEvent;
+
+use crate::output::{table, Output};
+use crate::socket::SocketArgs;
+
+/// `eehctl events` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// Only events with a sequence number above this one.
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    after: u64,
+    /// Only this PE's events.
+    #[arg(long)]
+    pe: Option<u32>,
+}
+
+/// The JSON document.
+#[derive(Serialize)]
+struct EventsView {
+    events: Vec<SimEvent>,
+}
+
+/// An event's name and its other fields as `key=value`, from its JSON form
+/// (the simulator's serde names are the vocabulary).
+fn describe(event: &SimEvent) -> (String, String) {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::to_value(event.kind) else {
+        return (format!("{:?}", event.kind), String::new());
+    };
+    let name = match fields.remove("event") {
+        Some(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    };
+    let details: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    (name, details.join(" "))
+}
+
+fn human(events: &[SimEvent]) -> String {
+    let mut rows = table(&["SEQ", "TIME (s)", "PE", "EVENT", "DETAILS"]);
+    for event in events {
+        let (name, details) = describe(event);
+        let seconds = format!("{:.3}", event.at_ns as f64 / 1e9);
+        rows.add_row([event.seq.to_string(), seconds, event.pe.to_string(), name, details]);
+    }
+    format!("{rows}\n")
+}
+
+/// Prints the events.
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    let mut events = args.socket.connect()?.events(args.after)?;
+    events.retain(|e| args.pe.is_none_or(|pe| e.pe.0 == pe));
+    let view = EventsView { events };
+    out.print(&view, || human(&view.events))
+}
+
+#[cfg(test)]
+mod tests {
+    use vfio_eeh::addr::PeId;
+    use vfio_eeh_sim::event::SimEventKind;
+
+    use super::*;
+
+    #[test]
+    fn events_read_as_name_and_fields() {
+        let event =
+            SimEvent { seq: 3, at_ns: 1_500_000_000, pe: PeId(1), kind: SimEventKind::Enabled { thawed: true } };
+        assert_eq!(describe(&event), ("enabled".to_owned(), "thawed=true".to_owned()));
+        let text = human(&[event]);
+        assert!(text.contains("1.500") && text.contains("enabled") && text.contains("thawed=true"), "{text}");
+    }
+}

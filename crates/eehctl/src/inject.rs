@@ -1,0 +1,96 @@
+//! `eehctl inject --socket PATH --pe N`: an error in a PE of the simulated
+//! host inside a running VMM — a freeze now (the default), or an error with
+//! `VFIO_EEH_PE_INJECT_ERR` semantics (`--func`), which freezes the PE at
+//! once or on the first matching access, as the VMM's
+//! `VFIO_EEH_SHIM_INJECTION` says.
+
+use anyhow::Context;
+use serde::Serialize;
+use vfio_eeh::addr::PeId;
+use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
+use vfio_eeh_shim::client::{Injection, PeReport};
+
+use crate::output::Output;
+use crate::socket::SocketArgs;
+use crate::state::pe_table;
+
+/// `eehctl inject` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    socket: SocketArgs,
+    /// The PE (IOMMU group number).
+    #[arg(long)]
+    pe: u32,
+    /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
+    /// instead of freezing the PE outright.
+    #[arg(long, value_name = "N")]
+    func: Option<u32>,
+    /// Address width of the injected error's address.
+    #[arg(long = "type", value_enum, default_value_t = Width::Bus32, requires = "func")]
+    width: Width,
+    /// Bus address the error matches.
+    #[arg(long, value_parser = parse_u64, default_value = "0", requires = "func")]
+    addr: u64,
+    /// Bits of `--addr` to compare; 0 matches any address.
+    #[arg(long, value_parser = parse_u64, default_value = "0", requires = "func")]
+    mask: u64,
+}
+
+/// `--type` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Width {
+    /// 32-bit bus address.
+    #[value(name = "32")]
+    Bus32,
+    /// 64-bit bus address.
+    #[value(name = "64")]
+    Bus64,
+}
+
+/// A decimal or `0x` hexadecimal number.
+fn parse_u64(text: &str) -> Result<u64, std::num::ParseIntError> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+}
+
+/// The JSON document.
+#[derive(Serialize)]
+struct InjectView {
+    injection: Injection,
+    /// The PE afterwards.
+    pe: PeReport,
+}
+
+/// Injects and prints the PE's state afterwards.
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    let injection = match args.func {
+        None => Injection::Freeze,
+        Some(raw) => Injection::Error(ErrInjection {
+            kind: match args.width {
+                Width::Bus32 => ErrType::Bus32,
+                Width::Bus64 => ErrType::Bus64,
+            },
+            func: ErrFunc::from_raw(raw).with_context(|| format!("No error function {raw} (0..=19)"))?,
+            addr: args.addr,
+            mask: args.mask,
+        }),
+    };
+    let pe = args.socket.connect()?.inject(PeId(args.pe), injection)?;
+    let view = InjectView { injection, pe };
+    out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_decimal_and_hex() {
+        assert_eq!(parse_u64("4096"), Ok(4096));
+        assert_eq!(parse_u64("0x1000"), Ok(4096));
+        assert!(parse_u64("0xg").is_err());
+    }
+}
