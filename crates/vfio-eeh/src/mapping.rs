@@ -16,7 +16,10 @@
 //!   PE must not reach across PHBs the guest thinks independent);
 //! * removing what is not there is an error.
 //!
-//! Lookups are hash-map lookups, O(1) whatever the table's size.
+//! Lookups are hash-map lookups, O(1) whatever the table's size. The maps
+//! use rustc's Fx hash rather than SipHash: keys are addresses the VMM and
+//! the host topology choose, never the guest (a guest only looks up), so
+//! hash flooding is not a concern, and resolution is on every RTAS call.
 //!
 //! ```
 //! use vfio_eeh::addr::{Buid, ConfigAddr, GuestAddr, PciAddr, PeId};
@@ -36,8 +39,10 @@
 //! # Ok::<(), vfio_eeh::mapping::MapError>(())
 //! ```
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+
+use rustc_hash::FxBuildHasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -170,21 +175,55 @@ pub struct Mapped {
     pub pe: PeId,
 }
 
-/// The guest functions of one PE: the PHB they sit under and their (bus,
-/// devfn), ordered so the first names the PE.
-#[derive(Debug, Clone, Default)]
+/// The guest functions of one PE: the PHB they sit under (meaningful while
+/// any is mapped) and their (bus, devfn), sorted so the first names the PE.
+/// A boxed sorted slice: a PE has a handful of functions, changed rarely, and
+/// a B-tree node (or a vector's spare capacity) per PE cost more than the
+/// mapping itself.
+#[derive(Debug, Clone)]
 struct PeMembers {
-    buid: Option<Buid>,
-    functions: BTreeSet<(u8, Devfn)>,
+    buid: Buid,
+    functions: Box<[(u8, Devfn)]>,
 }
+
+impl PeMembers {
+    fn new() -> Self {
+        PeMembers { buid: Buid(0), functions: Box::new([]) }
+    }
+
+    /// The PHB of the mapped functions; `None` while none is mapped.
+    fn phb(&self) -> Option<Buid> {
+        (!self.functions.is_empty()).then_some(self.buid)
+    }
+
+    fn add(&mut self, buid: Buid, function: (u8, Devfn)) {
+        self.buid = buid;
+        if let Err(at) = self.functions.binary_search(&function) {
+            let mut functions = std::mem::take(&mut self.functions).into_vec();
+            functions.insert(at, function);
+            self.functions = functions.into_boxed_slice();
+        }
+    }
+
+    fn remove(&mut self, function: (u8, Devfn)) {
+        if let Ok(at) = self.functions.binary_search(&function) {
+            let mut functions = std::mem::take(&mut self.functions).into_vec();
+            functions.remove(at);
+            self.functions = functions.into_boxed_slice();
+        }
+    }
+}
+
+type Map<K, V> = HashMap<K, V, FxBuildHasher>;
+type Set<T> = HashSet<T, FxBuildHasher>;
 
 /// One VM's table.
 #[derive(Debug, Clone, Default)]
 pub struct VmMap {
-    phbs: HashSet<Buid>,
-    pes: HashMap<PeId, PeMembers>,
-    by_guest: HashMap<GuestAddr, (PciAddr, PeId)>,
-    by_host: HashMap<PciAddr, GuestAddr>,
+    phbs: Set<Buid>,
+    pes: Map<PeId, PeMembers>,
+    by_guest: Map<GuestAddr, (PciAddr, PeId)>,
+    by_host: Map<PciAddr, GuestAddr>,
 }
 
 impl VmMap {
@@ -233,7 +272,7 @@ impl VmMap {
         let members = self.pes.get(&pe)?;
         let &(bus, devfn) = members.functions.first()?;
         let config = ConfigAddr::new(bus, devfn, 1).expect("register 1 is in range");
-        Some((members.buid?, config))
+        Some((members.phb()?, config))
     }
 
     /// How many functions of the PE are mapped in this VM.
@@ -261,9 +300,9 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
 /// Every VM's table, with the host-wide rules (a PE has one owner).
 #[derive(Debug, Clone, Default)]
 pub struct AddrMaps {
-    vms: HashMap<VmId, VmMap>,
-    pe_owner: HashMap<PeId, VmId>,
-    host_vm: HashMap<PciAddr, VmId>,
+    vms: Map<VmId, VmMap>,
+    pe_owner: Map<PeId, VmId>,
+    host_vm: Map<PciAddr, VmId>,
 }
 
 impl AddrMaps {
@@ -322,7 +361,7 @@ impl AddrMaps {
         if !map.phbs.contains(&buid) {
             return Err(MapError::UnknownPhb { vm, buid });
         }
-        if map.pes.values().any(|m| m.buid == Some(buid)) {
+        if map.pes.values().any(|m| m.phb() == Some(buid)) {
             return Err(MapError::PhbInUse { vm, buid });
         }
         map.phbs.remove(&buid);
@@ -338,7 +377,7 @@ impl AddrMaps {
             None => {}
         }
         self.pe_owner.insert(pe, vm);
-        self.vm_mut(vm)?.pes.insert(pe, PeMembers::default());
+        self.vm_mut(vm)?.pes.insert(pe, PeMembers::new());
         Ok(())
     }
 
@@ -366,15 +405,14 @@ impl AddrMaps {
             return Err(MapError::UnknownPhb { vm, buid: guest.buid() });
         }
         let members = map.pes.get(&pe).ok_or(MapError::PeNotOwned { vm, pe })?;
-        if let Some(existing) = members.buid.filter(|&b| b != guest.buid() && !members.functions.is_empty()) {
+        if let Some(existing) = members.phb().filter(|&b| b != guest.buid()) {
             return Err(MapError::PeSplitAcrossPhbs { pe, existing });
         }
         if let Some(&(taken_by, _)) = map.by_guest.get(&guest) {
             return Err(MapError::GuestAddrInUse { guest, host: taken_by });
         }
         let members = map.pes.get_mut(&pe).expect("checked above");
-        members.buid = Some(guest.buid());
-        members.functions.insert((guest.bus(), guest.devfn()));
+        members.add(guest.buid(), (guest.bus(), guest.devfn()));
         map.by_guest.insert(guest, (host, pe));
         map.by_host.insert(host, guest);
         self.host_vm.insert(host, vm);
@@ -387,7 +425,7 @@ impl AddrMaps {
         let guest = map.by_host.remove(&host).ok_or(MapError::HostNotMapped(host))?;
         let (_, pe) = map.by_guest.remove(&guest).expect("both directions are kept together");
         let members = map.pes.get_mut(&pe).expect("a mapped PE is owned");
-        members.functions.remove(&(guest.bus(), guest.devfn()));
+        members.remove((guest.bus(), guest.devfn()));
         self.host_vm.remove(&host);
         Ok(guest)
     }

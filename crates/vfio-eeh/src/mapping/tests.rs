@@ -150,6 +150,17 @@ fn in_use_phbs_and_pes_cannot_be_taken_away() {
 }
 
 #[test]
+fn a_phb_is_free_again_once_its_last_function_is_unmapped() {
+    let mut maps = setup();
+    maps.insert(VM, host("0000:01:00.0"), PeId(1), guest(PHB2, 1, 0)).unwrap();
+    maps.remove_host(VM, host("0000:01:00.0")).unwrap();
+    // PE 1 is still owned, with nothing mapped: it holds no PHB.
+    maps.remove_phb(VM, PHB2).unwrap();
+    maps.insert(VM, host("0000:01:00.0"), PeId(1), guest(PHB, 1, 0)).unwrap();
+    assert_eq!(maps.vm(VM).unwrap().pe_config_addr(PeId(1)).map(|(b, _)| b), Some(PHB));
+}
+
+#[test]
 fn removing_a_vm_frees_its_pes_and_devices() {
     let mut maps = setup();
     let h = host("0000:01:00.0");
