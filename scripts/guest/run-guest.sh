@@ -141,8 +141,10 @@ mkdir -p "$(dirname "$log")"
 : >"$log"
 fifo=$work/console.fifo
 mkfifo "$fifo"
-# head enforces the size cap even between two checks of the watchdog below.
-head -c "$max_log_bytes" <"$fifo" >"$log" &
+# head enforces the size cap even between two checks of the watchdog below;
+# unbuffered, so that a script watching the log sees each line as QEMU
+# prints it (head's stdio would otherwise hold back 4 KiB blocks).
+stdbuf -o0 head -c "$max_log_bytes" <"$fifo" >"$log" &
 hpid=$!
 info "booting $(basename "$kernel") (timeout ${timeout_s}s, log cap ${max_log_bytes} bytes, log $log)"
 info "command: ${qenv[*]+${qenv[*]} }$qemu ${qargs[*]}"
