@@ -159,9 +159,11 @@ guest() {
         for i in $(seq "$freezes"); do
             if [ "$i" -gt 1 ]; then
                 # The next freeze once the previous one has been recovered.
-                wait_for "$log" 'EEH: Recovery successful' $((i - 1)) "$gpid" 60 &&
-                    wait_for "$log" '^EEHTEST READ ok ' "$(( $(count "$log" '^EEHTEST READ ok ') + 1 ))" "$gpid" 30 ||
-                    { bad "$name freeze $((i - 1)) was not recovered; not injecting freeze $i"; break; }
+                if ! { wait_for "$log" 'EEH: Recovery successful' $((i - 1)) "$gpid" 60 &&
+                       wait_for "$log" '^EEHTEST READ ok ' "$(( $(count "$log" '^EEHTEST READ ok ') + 1 ))" "$gpid" 30; }; then
+                    bad "$name freeze $((i - 1)) was not recovered; not injecting freeze $i"
+                    break
+                fi
             fi
             if "$eehctl" inject --socket "$socket" --pe "$pe" >"$dir/inject-$i.txt"; then
                 ok "$name freeze $i injected into PE $pe at $(elapsed "$t0")s"
@@ -172,8 +174,8 @@ guest() {
         # Snapshot the host side once the guest is done with the last freeze.
         case "$scenario" in
             recover) wait_for "$log" 'EEH: Recovery successful' 1 "$gpid" 60 || true ;;
-            limit) wait_for "$log" 'has been permanently disabled' 1 "$gpid" 60 &&
-                   wait_for "$log" '^EEHTEST READ gone ' "$(( $(count "$log" '^EEHTEST READ gone ') + 1 ))" "$gpid" 30 || true ;;
+            limit) { wait_for "$log" 'has been permanently disabled' 1 "$gpid" 60 &&
+                     wait_for "$log" '^EEHTEST READ gone ' "$(( $(count "$log" '^EEHTEST READ gone ') + 1 ))" "$gpid" 30; } || true ;;
         esac
         "$eehctl" --json oplog --socket "$socket" --after "${before:-0}" >"$dir/oplog.json" || true
         "$eehctl" events --socket "$socket" >"$dir/events.txt" || true
