@@ -42,3 +42,16 @@ fi
 # fetches the kernel and busybox (cached); about 1.5 minutes on 2 cores.
 echo "== real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh
+
+# ---------------------------------------------------------------------------
+# Differential conformance against real Linux (docs/oracle.md): the C
+# conformance program on Linux 6.12 under QEMU powernv9 and under our preload
+# library, compared check by check; also the fresh oracle against the golden
+# file. About 1 minute (QEMU ~35 s, downloads cached in ~/.cache/vfio-eeh).
+# VFIO_EEH_SKIP_ORACLE=1 compares with the golden file only (no QEMU).
+echo "== differential conformance (scripts/conformance/compare.sh)"
+if [[ ${VFIO_EEH_SKIP_ORACLE:-0} == 1 ]]; then
+    timeout 600 scripts/conformance/compare.sh --offline
+else
+    timeout 900 scripts/conformance/compare.sh
+fi

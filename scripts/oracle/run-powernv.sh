@@ -146,8 +146,10 @@ timeout -k 10 "$run_timeout" qemu-system-ppc64 -M powernv9 -m "$guest_mem" -smp 
     </dev/null >"$work/console.fifo" 2>&1 &
 qemu_pid=$!
 wait "$head_pid" || true
+# head stops at EOF (QEMU closed the console) or at the cap; only the size
+# tells which, as QEMU may still be shutting down after closing its console.
 capped=0
-if kill -0 "$qemu_pid" 2>/dev/null; then
+if [ "$(stat -c %s "$console")" -ge "$log_cap" ]; then
     capped=1
     kill "$qemu_pid" 2>/dev/null || true
 fi

@@ -33,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,11 +208,18 @@ enum need {
 	N_SPAPR = 1 << 9,     /* an sPAPR IOMMU type is in use */
 	N_SPARE_CT = 1 << 10, /* second, empty container open */
 	N_CLOSED_CT = 1 << 11,/* the container fd was closed (stale number kept) */
+	N_SPAPR_V2 = 1 << 12, /* sPAPR TCE v2 is the IOMMU type in use */
+	N_REGISTERED = 1 << 13,/* the DMA buffer is registered (sPAPR v2) */
+	N_MAPPED = 1 << 14,   /* one DMA page is mapped */
+	N_ERR_TRIGGER = 1 << 15,/* an eventfd is the ERR IRQ trigger */
+	N_WINDOW = 1 << 16,   /* a second DMA window exists */
+	N_REOPENED = 1 << 17, /* container + group reopened and attached */
 };
 static const char *const need_names[] = {
 	"container", "group", "attached", "iommu", "device", "vfio_eeh",
 	"config_region", "readable_bar", "injected", "spapr", "spare_container",
-	"closed_container",
+	"closed_container", "spapr_v2", "registered", "mapped", "err_trigger",
+	"window", "reopened",
 };
 
 struct region {
@@ -230,6 +239,8 @@ struct ctx {
 	__u32 num_regions;
 	struct region regions[MAX_REGIONS];
 	int bar_index;           /* BAR used for MMIO reads, or -1 */
+	int irq_fd;              /* eventfd used as an IRQ trigger, or -1 */
+	__u64 window_start;      /* the second DMA window's bus address */
 };
 
 static void set_have(struct ctx *c, unsigned bits, bool on)
@@ -472,12 +483,15 @@ enum read_expect {
 	R_ANY,      /* a recorded fact */
 };
 
-/* pread of len (<= 4) bytes at offset off of region index; value = LE word. */
-static __u32 check_read(struct ctx *c, const char *name, unsigned needs,
+/*
+ * pread of len (1..8) bytes at offset off of region index; value = LE word.
+ * A full-length answer is judged by ex; anything else fails.
+ */
+static __u64 check_read(struct ctx *c, const char *name, unsigned needs,
 			int region, __u64 off, size_t len, enum read_expect ex)
 {
-	unsigned char buf[4] = {0};
-	__u32 word = 0;
+	unsigned char buf[8] = {0};
+	__u64 word = 0, ones = ~0ull >> (64 - 8 * len);
 	enum verdict v;
 	int err;
 	long ret;
@@ -486,32 +500,65 @@ static __u32 check_read(struct ctx *c, const char *name, unsigned needs,
 		return 0;
 	ret = do_pread(c->device, buf, len, c->regions[region].offset + off, &err);
 	for (size_t i = 0; i < len && i < sizeof(buf); i++)
-		word |= (__u32)buf[i] << (8 * i);
+		word |= (__u64)buf[i] << (8 * i);
 	if (ex == R_ANY)
 		v = V_INFO;
 	else if (ret != (long)len)
 		v = V_FAIL;
 	else if (ex == R_ALL_ONES)
-		v = word == (ALL_ONES32 >> (32 - 8 * len)) ? V_PASS : V_FAIL;
+		v = word == ones ? V_PASS : V_FAIL;
 	else
-		v = word != (ALL_ONES32 >> (32 - 8 * len)) ? V_PASS : V_FAIL;
-	emit(name, v, ret, err, "0x%0*x", (int)(2 * len), word);
+		v = word != ones ? V_PASS : V_FAIL;
+	emit(name, v, ret, err, "0x%0*llx", (int)(2 * len), (unsigned long long)word);
 	return word;
 }
 
-/* pread at a raw device-fd offset, expected to be refused or short. */
-static void check_read_raw(struct ctx *c, const char *name, unsigned needs,
-			   __u64 off, size_t len, struct want w)
+/*
+ * pread (or pwrite of zeros) of len (<= 8) bytes at a raw offset of fd,
+ * expected to be refused or short.
+ */
+static void check_access_raw(struct ctx *c, const char *name, unsigned needs,
+			     int fd, __u64 off, size_t len, bool write,
+			     struct want w)
 {
-	unsigned char buf[8];
+	unsigned char buf[8] = {0};
+	struct timespec t0;
+	int err;
+	long ret;
+
+	if (!ready(c, name, needs))
+		return;
+	if (write) {
+		t0 = now();
+		errno = 0;
+		ret = finish_call(pwrite(fd, buf, len, (off_t)off), t0, &err);
+	} else {
+		ret = do_pread(fd, buf, len, off, &err);
+	}
+	emit(name, judge(w, ret, err), ret, err, "offset=0x%llx,len=%zu",
+	     (unsigned long long)off, len);
+}
+
+/* mmap of one page at a device-fd offset; a mapping that works is undone. */
+static void check_mmap(struct ctx *c, const char *name, unsigned needs,
+		       __u64 off, int share, struct want w)
+{
+	size_t len = (size_t)sysconf(_SC_PAGESIZE);
+	struct timespec t0;
+	void *p;
 	int err;
 	long ret;
 
 	if (!ready(c, name, N_DEVICE | needs))
 		return;
-	ret = do_pread(c->device, buf, len, off, &err);
-	emit(name, judge(w, ret, err), ret, err, "offset=0x%llx,len=%zu",
-	     (unsigned long long)off, len);
+	t0 = now();
+	errno = 0;
+	p = mmap(NULL, len, PROT_READ, share, c->device, (off_t)off);
+	ret = finish_call(p == MAP_FAILED ? -1 : 0, t0, &err);
+	if (p != MAP_FAILED)
+		munmap(p, len);
+	emit(name, judge(w, ret, err), ret, err, "offset=0x%llx",
+	     (unsigned long long)off);
 }
 
 /* close() of one of our fds; the fd is marked closed whatever the answer. */
@@ -534,15 +581,16 @@ static void check_close(struct ctx *c, const char *name, int *fd, unsigned bit)
 /* Phases                                                              */
 /* ------------------------------------------------------------------ */
 
+/* open() of path; ret is 0 for any new fd. bit says whether it is open. */
 static int open_check(struct ctx *c, const char *name, const char *path,
-		      unsigned bit)
+		      unsigned bit, struct want w)
 {
 	int err, fd;
 
 	errno = 0;
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	err = fd < 0 ? errno : 0;
-	emit(name, fd >= 0 ? V_PASS : V_FAIL, fd < 0 ? -1 : 0, err, "%s", path);
+	emit(name, judge(w, fd < 0 ? -1 : 0, err), fd < 0 ? -1 : 0, err, "%s", path);
 	set_have(c, bit, fd >= 0);
 	return fd;
 }
@@ -551,9 +599,10 @@ static void phase_open(struct ctx *c)
 {
 	char path[64];
 
-	c->container = open_check(c, "open_container", CONTAINER_PATH, N_CONTAINER);
+	c->container = open_check(c, "open_container", CONTAINER_PATH, N_CONTAINER,
+				  WANT_RET(0));
 	snprintf(path, sizeof(path), "/dev/vfio/%d", c->group_no);
-	c->group = open_check(c, "open_group", path, N_GROUP);
+	c->group = open_check(c, "open_group", path, N_GROUP, WANT_RET(0));
 
 	check_ioctl_int(c, "api_version", N_CONTAINER, c->container,
 			VFIO_GET_API_VERSION, 0, WANT_RET(VFIO_API_VERSION));
@@ -564,20 +613,58 @@ static void phase_open(struct ctx *c)
 			UNKNOWN_IOCTL, NULL, WANT_ERR(ENOTTY));
 }
 
+/* Every VFIO_CHECK_EXTENSION value of the UAPI, and one past them. */
+enum ext_slot {
+	EXT_TYPE1, EXT_SPAPR_TCE, EXT_TYPE1V2, EXT_DMA_CC, EXT_VFIO_EEH,
+	EXT_TYPE1_NESTING, EXT_SPAPR_TCE_V2, EXT_NOIOMMU, EXT_UNMAP_ALL,
+	EXT_UPDATE_VADDR, EXT_UNKNOWN, EXT_COUNT
+};
+static const struct {
+	const char *name;
+	unsigned long value;
+} extensions[EXT_COUNT] = {
+	[EXT_TYPE1] = {"type1", VFIO_TYPE1_IOMMU},
+	[EXT_SPAPR_TCE] = {"spapr_tce", VFIO_SPAPR_TCE_IOMMU},
+	[EXT_TYPE1V2] = {"type1v2", VFIO_TYPE1v2_IOMMU},
+	[EXT_DMA_CC] = {"dma_cc", VFIO_DMA_CC_IOMMU},
+	[EXT_VFIO_EEH] = {"vfio_eeh", VFIO_EEH},
+	[EXT_TYPE1_NESTING] = {"type1_nesting", VFIO_TYPE1_NESTING_IOMMU},
+	[EXT_SPAPR_TCE_V2] = {"spapr_tce_v2", VFIO_SPAPR_TCE_v2_IOMMU},
+	[EXT_NOIOMMU] = {"noiommu", VFIO_NOIOMMU_IOMMU},
+	[EXT_UNMAP_ALL] = {"unmap_all", VFIO_UNMAP_ALL},
+	[EXT_UPDATE_VADDR] = {"update_vaddr", VFIO_UPDATE_VADDR},
+	[EXT_UNKNOWN] = {"unknown", 9999},
+};
+
+/*
+ * CHECK_EXTENSION of every value on the container, as "<prefix>_<name>";
+ * the answers go to got[]. VFIO_EEH must be 1 and the unknown value 0.
+ */
+static void check_extensions(struct ctx *c, const char *prefix, unsigned needs,
+			     long got[EXT_COUNT])
+{
+	char name[64];
+
+	for (int i = 0; i < EXT_COUNT; i++) {
+		struct want w = i == EXT_VFIO_EEH ? WANT_RET(1)
+				: i == EXT_UNKNOWN ? WANT_RET(0) : WANT_INFO;
+
+		snprintf(name, sizeof(name), "%s_%s", prefix, extensions[i].name);
+		got[i] = check_ioctl_int(c, name, needs, c->container,
+					 VFIO_CHECK_EXTENSION, extensions[i].value, w);
+	}
+}
+
 static void phase_extensions(struct ctx *c)
 {
+	long got[EXT_COUNT];
 	long v2, v1, t1v2, eeh;
 
-	t1v2 = check_ioctl_int(c, "check_ext_type1v2", N_CONTAINER, c->container,
-			       VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU, WANT_INFO);
-	v1 = check_ioctl_int(c, "check_ext_spapr_tce", N_CONTAINER, c->container,
-			     VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_IOMMU, WANT_INFO);
-	v2 = check_ioctl_int(c, "check_ext_spapr_tce_v2", N_CONTAINER, c->container,
-			     VFIO_CHECK_EXTENSION, VFIO_SPAPR_TCE_v2_IOMMU, WANT_INFO);
-	eeh = check_ioctl_int(c, "check_ext_vfio_eeh", N_CONTAINER, c->container,
-			      VFIO_CHECK_EXTENSION, VFIO_EEH, WANT_RET(1));
-	check_ioctl_int(c, "check_ext_unknown", N_CONTAINER, c->container,
-			VFIO_CHECK_EXTENSION, 9999, WANT_RET(0));
+	check_extensions(c, "check_ext", N_CONTAINER, got);
+	v2 = got[EXT_SPAPR_TCE_V2];
+	v1 = got[EXT_SPAPR_TCE];
+	t1v2 = got[EXT_TYPE1V2];
+	eeh = got[EXT_VFIO_EEH];
 
 	if (v2 > 0)
 		c->iommu_type = VFIO_SPAPR_TCE_v2_IOMMU;
@@ -586,6 +673,7 @@ static void phase_extensions(struct ctx *c)
 	else if (t1v2 > 0)
 		c->iommu_type = VFIO_TYPE1v2_IOMMU;
 	set_have(c, N_SPAPR, v2 > 0 || v1 > 0);
+	set_have(c, N_SPAPR_V2, v2 > 0);
 	set_have(c, N_EEH, eeh == 1);
 	fprintf(stderr, "# iommu type chosen: %u, VFIO_EEH: %ld\n", c->iommu_type, eeh);
 }
@@ -608,8 +696,33 @@ static void phase_before_attach(struct ctx *c)
 			    WANT_ERR(EBADFD));
 }
 
+/*
+ * SPAPR_TCE_GET_INFO with argsz and an input flags word; the rest of the
+ * structure is 0xa5 so the value shows which fields the answer wrote.
+ */
+static void check_tce_info(struct ctx *c, const char *name, __u32 argsz,
+			   __u32 flags_in, struct want w)
+{
+	struct vfio_iommu_spapr_tce_info ti;
+	int err;
+	long ret;
+
+	if (!ready(c, name, N_IOMMU | N_SPAPR))
+		return;
+	memset(&ti, 0xa5, sizeof(ti));
+	ti.argsz = argsz;
+	ti.flags = flags_in;
+	ret = do_ioctl(c->container, VFIO_IOMMU_SPAPR_TCE_GET_INFO, &ti, &err);
+	emit(name, judge(w, ret, err), ret, err,
+	     "flags=0x%x,dma32_start=0x%x,dma32_size=0x%x,pgsizes=0x%llx,"
+	     "windows=0x%x,levels=0x%x", ti.flags, ti.dma32_window_start,
+	     ti.dma32_window_size, (unsigned long long)ti.ddw.pgsizes,
+	     ti.ddw.max_dynamic_windows_supported, ti.ddw.levels);
+}
+
 static void phase_attach(struct ctx *c)
 {
+	long got[EXT_COUNT];
 	long ret;
 
 	ret = check_set_container(c, "set_container", N_CONTAINER | N_GROUP,
@@ -633,18 +746,19 @@ static void phase_attach(struct ctx *c)
 	check_ioctl_ptr(c, "unknown_container_ioctl", N_IOMMU, c->container,
 			UNKNOWN_IOCTL, NULL, WANT_ERR(ENOTTY));
 
-	if (ready(c, "spapr_tce_get_info", N_IOMMU | N_SPAPR)) {
-		struct vfio_iommu_spapr_tce_info ti = {.argsz = sizeof(ti)};
-		int err;
+	check_extensions(c, "iommu_check_ext", N_IOMMU, got);
 
-		ret = do_ioctl(c->container, VFIO_IOMMU_SPAPR_TCE_GET_INFO, &ti, &err);
-		emit("spapr_tce_get_info", judge(WANT_OK, ret, err), ret, err,
-		     "flags=0x%x,dma32_start=0x%x,dma32_size=0x%x", ti.flags,
-		     ti.dma32_window_start, ti.dma32_window_size);
-	}
+	check_tce_info(c, "spapr_tce_get_info", sizeof(struct vfio_iommu_spapr_tce_info),
+		       0, WANT_OK);
+	check_tce_info(c, "spapr_tce_get_info_argsz_12", 12, 0, WANT_ERR(EINVAL));
+	check_tce_info(c, "spapr_tce_get_info_argsz_16_flags_in", 16, 0xff, WANT_OK);
 	if (c->iommu_type == VFIO_SPAPR_TCE_IOMMU)
 		check_ioctl_ptr(c, "iommu_enable_v1", N_IOMMU, c->container,
 				VFIO_IOMMU_ENABLE, NULL, WANT_OK);
+	check_ioctl_ptr(c, "iommu_enable_v2", N_IOMMU | N_SPAPR_V2, c->container,
+			VFIO_IOMMU_ENABLE, NULL, WANT_ERR(ENOTTY));
+	check_ioctl_ptr(c, "iommu_disable_v2", N_IOMMU | N_SPAPR_V2, c->container,
+			VFIO_IOMMU_DISABLE, NULL, WANT_ERR(ENOTTY));
 }
 
 /*
@@ -673,6 +787,8 @@ static void phase_device(struct ctx *c)
 
 	check_get_device_fd(c, "get_device_fd_unknown_name", N_IOMMU,
 			    "0000:ff:1f.7", WANT_ERR(ENODEV));
+	check_get_device_fd(c, "get_device_fd_empty_name", N_IOMMU, "",
+			    WANT_ERR(ENODEV));
 	c->device = check_get_device_fd(c, "get_device_fd", N_IOMMU,
 					c->device_name, WANT_OK);
 	set_have(c, N_DEVICE, c->device >= 0);
@@ -712,23 +828,51 @@ static void phase_region_bounds(struct ctx *c)
 	const struct region *cfg = &c->regions[VFIO_PCI_CONFIG_REGION_INDEX];
 	const struct region *bar = c->bar_index >= 0 ? &c->regions[c->bar_index] : NULL;
 
-	check_read_raw(c, "pread_config_past_end", N_CONFIG,
-		       cfg->offset + cfg->size, 4, WANT_ERR(EFAULT));
-	check_read_raw(c, "pread_config_straddle_end", N_CONFIG,
-		       cfg->offset + cfg->size - 2, 4, WANT_ERR(EFAULT));
-	check_read_raw(c, "pread_bar_past_end", N_BAR,
-		       bar ? bar->offset + bar->size : 0, 4, WANT_ERR(EINVAL));
-	check_read_raw(c, "pread_bar_straddle_end", N_BAR,
-		       bar ? bar->offset + bar->size - 2 : 0, 4, WANT_RET(2));
-	/* vfio-pci encodes the region index in offset bits 40..63. */
-	check_read_raw(c, "pread_region_index_out_of_range", N_DEVICE,
-		       (__u64)c->num_regions << 40, 4, WANT_ERR(EINVAL));
+	static const struct {
+		const char *name;
+		bool write;
+	} ops[] = {{"pread", false}, {"pwrite", true}};
+	const __u64 cfg_end = cfg->offset + cfg->size;
+	const __u64 bar_end = bar ? bar->offset + bar->size : 0;
+	char name[64];
+
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		const bool wr = ops[i].write;
+
+		snprintf(name, sizeof(name), "%s_config_past_end", ops[i].name);
+		check_access_raw(c, name, N_DEVICE | N_CONFIG, c->device, cfg_end, 4,
+				 wr, WANT_ERR(EFAULT));
+		snprintf(name, sizeof(name), "%s_config_straddle_end", ops[i].name);
+		check_access_raw(c, name, N_DEVICE | N_CONFIG, c->device, cfg_end - 2,
+				 4, wr, WANT_ERR(EFAULT));
+		snprintf(name, sizeof(name), "%s_bar_past_end", ops[i].name);
+		check_access_raw(c, name, N_DEVICE | N_BAR, c->device, bar_end, 4, wr,
+				 WANT_ERR(EINVAL));
+		snprintf(name, sizeof(name), "%s_bar_straddle_end", ops[i].name);
+		check_access_raw(c, name, N_DEVICE | N_BAR, c->device, bar_end - 2, 4,
+				 wr, WANT_RET(2));
+		/* vfio-pci encodes the region index in offset bits 40..63. */
+		snprintf(name, sizeof(name), "%s_region_index_out_of_range", ops[i].name);
+		check_access_raw(c, name, N_DEVICE, c->device,
+				 (__u64)c->num_regions << 40, 4, wr, WANT_ERR(EINVAL));
+		/* The container and group files have no read or write. */
+		snprintf(name, sizeof(name), "%s_container_fd", ops[i].name);
+		check_access_raw(c, name, N_CONTAINER, c->container, 0, 4, wr,
+				 WANT_ERR(EINVAL));
+		snprintf(name, sizeof(name), "%s_group_fd", ops[i].name);
+		check_access_raw(c, name, N_GROUP, c->group, 0, 4, wr, WANT_ERR(EINVAL));
+	}
+	check_mmap(c, "mmap_config_region", N_CONFIG, cfg->offset, MAP_SHARED,
+		   WANT_ERR(EINVAL));
+	check_mmap(c, "mmap_bar_private", N_BAR, bar ? bar->offset : 0, MAP_PRIVATE,
+		   WANT_ERR(EINVAL));
+	check_mmap(c, "mmap_region_index_out_of_range", N_DEVICE,
+		   (__u64)c->num_regions << 40, MAP_SHARED, WANT_ERR(EINVAL));
 }
 
-/* Turns on Memory Space in the (virtualised) command register. */
-static void enable_memory(struct ctx *c)
+/* Sets or clears Memory Space in the (virtualised) command register. */
+static void check_command_memory(struct ctx *c, const char *name, bool on)
 {
-	const char *name = "config_write_command_memory";
 	__u64 off = c->regions[VFIO_PCI_CONFIG_REGION_INDEX].offset + PCI_COMMAND_OFF;
 	unsigned char cmd[2];
 	int err;
@@ -738,13 +882,49 @@ static void enable_memory(struct ctx *c)
 		return;
 	ret = do_pread(c->device, cmd, sizeof(cmd), off, &err);
 	if (ret == (long)sizeof(cmd)) {
-		cmd[0] |= PCI_COMMAND_MEMORY_BIT;
+		cmd[0] = on ? cmd[0] | PCI_COMMAND_MEMORY_BIT
+			    : cmd[0] & ~PCI_COMMAND_MEMORY_BIT;
 		errno = 0;
 		ret = pwrite(c->device, cmd, sizeof(cmd), (off_t)off);
 		err = ret < 0 ? errno : 0;
 	}
 	emit(name, ret == (long)sizeof(cmd) ? V_PASS : V_FAIL, ret, err,
 	     "0x%02x%02x", cmd[1], cmd[0]);
+}
+
+/* BAR access with Memory Space off is EIO; then Memory Space goes on. */
+static void enable_memory(struct ctx *c)
+{
+	const struct region *bar = c->bar_index >= 0 ? &c->regions[c->bar_index] : NULL;
+	const __u64 off = bar ? bar->offset : 0;
+
+	check_command_memory(c, "config_write_command_no_memory", false);
+	check_access_raw(c, "pread_bar_memory_off", N_DEVICE | N_BAR, c->device, off,
+			 4, false, WANT_ERR(EIO));
+	check_access_raw(c, "pwrite_bar_memory_off", N_DEVICE | N_BAR, c->device,
+			 off + 4 * 1024, 4, true, WANT_ERR(EIO));
+	check_command_memory(c, "config_write_command_memory", true);
+}
+
+
+static void phase_read_widths(struct ctx *c)
+{
+	static const size_t widths[] = {1, 2, 4, 8};
+	const int bar = c->bar_index >= 0 ? c->bar_index : 0;
+	char name[48];
+
+	for (size_t i = 0; i < sizeof(widths) / sizeof(widths[0]); i++) {
+		snprintf(name, sizeof(name), "config_read_width_%zu", widths[i]);
+		check_read(c, name, N_CONFIG, VFIO_PCI_CONFIG_REGION_INDEX, 0, widths[i],
+			   R_ANY);
+		snprintf(name, sizeof(name), "bar_read_width_%zu", widths[i]);
+		check_read(c, name, N_BAR, bar, 0, widths[i], R_ANY);
+	}
+	check_read(c, "config_read_unaligned_2_at_1", N_CONFIG,
+		   VFIO_PCI_CONFIG_REGION_INDEX, 1, 2, R_ANY);
+	check_read(c, "config_read_unaligned_4_at_2", N_CONFIG,
+		   VFIO_PCI_CONFIG_REGION_INDEX, 2, 4, R_ANY);
+	check_read(c, "bar_read_unaligned_4_at_2", N_BAR, bar, 2, 4, R_ANY);
 }
 
 /* Argument checks on VFIO_EEH_PE_OP; none of them may change the PE. */
@@ -869,6 +1049,7 @@ static void phase_eeh(struct ctx *c)
 		  WANT_RET(VFIO_EEH_PE_STATE_NORMAL));
 	enable_memory(c);
 	check_reads(c, "eeh_normal", 0, R_VALID);
+	phase_read_widths(c);
 	phase_eeh_arguments(c);
 
 	inject_and_recover(c, "ld_mem", EEH_ERR_FUNC_LD_MEM_ADDR);
@@ -878,10 +1059,463 @@ static void phase_eeh(struct ctx *c)
 	check_eeh(c, "eeh_disable", 0, EEH_OP(VFIO_EEH_PE_DISABLE), WANT_RET(0));
 }
 
+/* ------------------------------------------------------------------ */
+/* sPAPR TCE v2: preregistration, DMA mapping, windows                 */
+/* ------------------------------------------------------------------ */
+
+#define DMA_BUF_SIZE 0x10000u /* one page whether pages are 4 or 64 KiB */
+#define DMA_PAGE 0x1000u      /* the default window's IOMMU page */
+#define DMA_MAP_RW (VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)
+/* The first half is registered, the second never is. */
+static unsigned char dma_buf[2 * DMA_BUF_SIZE] __attribute__((aligned(DMA_BUF_SIZE)));
+
+/* (UN)REGISTER_MEMORY of [vaddr, vaddr + size). */
+static long check_register(struct ctx *c, const char *name, unsigned needs,
+			   unsigned long req, __u32 argsz, __u32 flags,
+			   __u64 vaddr, __u64 size, struct want w)
+{
+	struct vfio_iommu_spapr_register_memory r = {
+		.argsz = argsz, .flags = flags, .vaddr = vaddr, .size = size,
+	};
+
+	return check_ioctl_ptr(c, name, N_IOMMU | N_SPAPR_V2 | needs, c->container,
+			       req, &r, w);
+}
+
+static long check_map(struct ctx *c, const char *name, unsigned needs,
+		      __u32 argsz, __u32 flags, __u64 vaddr, __u64 iova,
+		      __u64 size, struct want w)
+{
+	struct vfio_iommu_type1_dma_map m = {
+		.argsz = argsz, .flags = flags, .vaddr = vaddr, .iova = iova, .size = size,
+	};
+
+	return check_ioctl_ptr(c, name, N_IOMMU | N_SPAPR_V2 | needs, c->container,
+			       VFIO_IOMMU_MAP_DMA, &m, w);
+}
+
+/* UNMAP_DMA; the value is the size field afterwards (type1 writes it). */
+static long check_unmap(struct ctx *c, const char *name, unsigned needs,
+			__u32 argsz, __u32 flags, __u64 iova, __u64 size,
+			struct want w)
+{
+	struct vfio_iommu_type1_dma_unmap u = {
+		.argsz = argsz, .flags = flags, .iova = iova, .size = size,
+	};
+	int err;
+	long ret;
+
+	if (!ready(c, name, N_IOMMU | N_SPAPR_V2 | needs))
+		return -1;
+	ret = do_ioctl(c->container, VFIO_IOMMU_UNMAP_DMA, &u, &err);
+	emit(name, judge(w, ret, err), ret, err, "size=0x%llx",
+	     (unsigned long long)u.size);
+	return ret;
+}
+
+static void phase_spapr_dma(struct ctx *c)
+{
+	const __u64 reg = (__u64)(uintptr_t)dma_buf;
+	const __u64 unreg = reg + DMA_BUF_SIZE;
+	const unsigned long R = VFIO_IOMMU_SPAPR_REGISTER_MEMORY;
+	const unsigned long U = VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY;
+	const __u32 rsz = sizeof(struct vfio_iommu_spapr_register_memory);
+	const __u32 msz = sizeof(struct vfio_iommu_type1_dma_map);
+	const __u32 usz = sizeof(struct vfio_iommu_type1_dma_unmap);
+	long ret;
+
+	check_register(c, "register_memory_argsz_16", 0, R, 16, 0, reg, DMA_BUF_SIZE,
+		       WANT_ERR(EINVAL));
+	check_register(c, "register_memory_flags", 0, R, rsz, 1, reg, DMA_BUF_SIZE,
+		       WANT_ERR(EINVAL));
+	check_register(c, "register_memory_unaligned_vaddr", 0, R, rsz, 0, reg + 1,
+		       DMA_BUF_SIZE, WANT_ERR(EINVAL));
+	check_register(c, "register_memory_unaligned_size", 0, R, rsz, 0, reg,
+		       DMA_BUF_SIZE + 1, WANT_ERR(EINVAL));
+	ret = check_register(c, "register_memory", 0, R, rsz, 0, reg, DMA_BUF_SIZE,
+			     WANT_RET(0));
+	set_have(c, N_REGISTERED, ret == 0);
+	check_register(c, "register_memory_again", N_REGISTERED, R, rsz, 0, reg,
+		       DMA_BUF_SIZE, WANT_ERR(EBUSY));
+
+	check_map(c, "map_dma_argsz_24", N_REGISTERED, 24, DMA_MAP_RW, reg, 0,
+		  DMA_PAGE, WANT_ERR(EINVAL));
+	check_map(c, "map_dma_bad_flags", N_REGISTERED, msz,
+		  DMA_MAP_RW | VFIO_DMA_MAP_FLAG_VADDR, reg, 0, DMA_PAGE, WANT_ERR(EINVAL));
+	check_map(c, "map_dma_no_direction", N_REGISTERED, msz, 0, reg, 0, DMA_PAGE,
+		  WANT_ERR(EINVAL));
+	check_map(c, "map_dma_outside_window", N_REGISTERED, msz, DMA_MAP_RW, reg,
+		  1ull << 32, DMA_PAGE, WANT_ERR(ENXIO));
+	check_map(c, "map_dma_unaligned_size", N_REGISTERED, msz, DMA_MAP_RW, reg, 0,
+		  DMA_PAGE / 2, WANT_ERR(EINVAL));
+	/* iommu_tce_put_param_check() is "... || ...", as for unmapping below. */
+	check_map(c, "map_dma_unaligned_iova", N_REGISTERED, msz, DMA_MAP_RW, reg,
+		  DMA_PAGE / 2, DMA_PAGE, WANT_RET(1));
+	check_map(c, "map_dma_unregistered", N_REGISTERED, msz, DMA_MAP_RW, unreg, 0,
+		  DMA_PAGE, WANT_ERR(EINVAL));
+	ret = check_map(c, "map_dma", N_REGISTERED, msz, DMA_MAP_RW, reg, 0, DMA_PAGE,
+			WANT_RET(0));
+	set_have(c, N_MAPPED, ret == 0);
+	check_map(c, "map_dma_read_only_over_mapped", N_MAPPED, msz,
+		  VFIO_DMA_MAP_FLAG_READ, reg, 0, DMA_PAGE, WANT_INFO);
+	/* Linux 6.12 lets the mapped memory go (and warns when the process exits). */
+	ret = check_register(c, "unregister_memory_while_mapped", N_MAPPED, U, rsz, 0,
+			     reg, DMA_BUF_SIZE, WANT_RET(0));
+	set_have(c, N_REGISTERED, ret != 0);
+
+	check_unmap(c, "unmap_dma_argsz_16", N_MAPPED, 16, 0, 0, DMA_PAGE,
+		    WANT_ERR(EINVAL));
+	check_unmap(c, "unmap_dma_flags", N_MAPPED, usz, 1, 0, DMA_PAGE,
+		    WANT_ERR(EINVAL));
+	check_unmap(c, "unmap_dma_flag_all", N_MAPPED, usz, VFIO_DMA_UNMAP_FLAG_ALL,
+		    0, 0, WANT_ERR(EINVAL));
+	check_unmap(c, "unmap_dma_unaligned_size", N_MAPPED, usz, 0, 0, DMA_PAGE / 2,
+		    WANT_ERR(EINVAL));
+	check_unmap(c, "unmap_dma_outside_window", N_MAPPED, usz, 0, 1ull << 32,
+		    DMA_PAGE, WANT_ERR(ENXIO));
+	/*
+	 * Linux's iommu_tce_clear_param_check() is "check_ioba(...) || value":
+	 * an unaligned IOVA is refused with 1, not an errno; a range running
+	 * past the window's end is cleared up to the end, answering 0.
+	 */
+	check_unmap(c, "unmap_dma_unaligned_iova", N_MAPPED, usz, 0, DMA_PAGE / 2,
+		    DMA_PAGE, WANT_RET(1));
+	check_unmap(c, "unmap_dma_past_window_end", N_MAPPED, usz, 0,
+		    (2ull << 30) - DMA_PAGE, 2 * DMA_PAGE, WANT_RET(0));
+	ret = check_unmap(c, "unmap_dma", N_MAPPED, usz, 0, 0, DMA_PAGE, WANT_RET(0));
+	set_have(c, N_MAPPED, ret != 0);
+	check_unmap(c, "unmap_dma_nothing_mapped", 0, usz, 0, DMA_PAGE, DMA_PAGE,
+		    WANT_INFO);
+
+	check_register(c, "unregister_memory_unaligned", 0, U, rsz, 0, reg + 1,
+		       DMA_BUF_SIZE, WANT_ERR(EINVAL));
+	check_register(c, "unregister_memory_unknown", 0, U, rsz, 0, unreg,
+		       DMA_BUF_SIZE, WANT_ERR(ENOENT));
+	check_register(c, "unregister_memory_again", 0, U, rsz, 0, reg, DMA_BUF_SIZE,
+		       WANT_ERR(ENOENT));
+}
+
+/* TCE_CREATE; the value is the start address the answer wrote. */
+static long check_create(struct ctx *c, const char *name, unsigned needs,
+			 __u32 argsz, __u32 flags, __u32 page_shift,
+			 __u64 window_size, __u32 levels, struct want w)
+{
+	struct vfio_iommu_spapr_tce_create cr = {
+		.argsz = argsz, .flags = flags, .page_shift = page_shift,
+		.window_size = window_size, .levels = levels, .start_addr = 0x5a5a,
+	};
+	int err;
+	long ret;
+
+	if (!ready(c, name, N_IOMMU | N_SPAPR_V2 | needs))
+		return -1;
+	ret = do_ioctl(c->container, VFIO_IOMMU_SPAPR_TCE_CREATE, &cr, &err);
+	emit(name, judge(w, ret, err), ret, err, "start_addr=0x%llx",
+	     (unsigned long long)cr.start_addr);
+	if (ret == 0)
+		c->window_start = cr.start_addr;
+	return ret;
+}
+
+static long check_remove(struct ctx *c, const char *name, unsigned needs,
+			 __u32 argsz, __u32 flags, __u64 start, struct want w)
+{
+	struct vfio_iommu_spapr_tce_remove rm = {
+		.argsz = argsz, .flags = flags, .start_addr = start,
+	};
+
+	return check_ioctl_ptr(c, name, N_IOMMU | N_SPAPR_V2 | needs, c->container,
+			       VFIO_IOMMU_SPAPR_TCE_REMOVE, &rm, w);
+}
+
+/* A second DMA window: 1 GiB of 64 KiB pages, one level. */
+static void phase_spapr_windows(struct ctx *c)
+{
+	const __u32 csz = sizeof(struct vfio_iommu_spapr_tce_create);
+	const __u32 rsz = sizeof(struct vfio_iommu_spapr_tce_remove);
+	const __u64 gib = 1ull << 30;
+	long ret;
+
+	check_create(c, "tce_create_argsz_32", 0, 32, 0, 16, gib, 1, WANT_ERR(EINVAL));
+	check_create(c, "tce_create_flags", 0, csz, 1, 16, gib, 1, WANT_ERR(EINVAL));
+	check_create(c, "tce_create_page_shift_13", 0, csz, 0, 13, gib, 1,
+		     WANT_ERR(EINVAL));
+	check_create(c, "tce_create_levels_0", 0, csz, 0, 16, gib, 0, WANT_ERR(EINVAL));
+	check_create(c, "tce_create_levels_6", 0, csz, 0, 16, gib, 6, WANT_ERR(EINVAL));
+	check_create(c, "tce_create_size_not_pow2", 0, csz, 0, 16, 3 * (gib / 4), 1,
+		     WANT_ERR(EINVAL));
+	ret = check_create(c, "tce_create", 0, csz, 0, 16, gib, 1, WANT_RET(0));
+	set_have(c, N_WINDOW, ret == 0);
+	check_create(c, "tce_create_no_free_slot", N_WINDOW, csz, 0, 16, gib, 1,
+		     WANT_ERR(ENOSPC));
+
+	check_remove(c, "tce_remove_argsz_8", N_WINDOW, 8, 0, c->window_start,
+		     WANT_ERR(EINVAL));
+	check_remove(c, "tce_remove_flags", N_WINDOW, rsz, 1, c->window_start,
+		     WANT_ERR(EINVAL));
+	check_remove(c, "tce_remove_outside_windows", N_WINDOW, rsz, 0, 1ull << 40,
+		     WANT_ERR(EINVAL));
+	/* The window is found by any bus address inside it, not only its start. */
+	ret = check_remove(c, "tce_remove_inside_window", N_WINDOW, rsz, 0,
+			   c->window_start + gib / 2, WANT_RET(0));
+	set_have(c, N_WINDOW, ret != 0);
+	check_remove(c, "tce_remove_again", 0, rsz, 0, c->window_start,
+		     WANT_ERR(EINVAL));
+}
+
+/* ------------------------------------------------------------------ */
+/* Interrupts and device features                                      */
+/* ------------------------------------------------------------------ */
+
+static void check_irq_info(struct ctx *c, const char *name, __u32 argsz,
+			   __u32 index, struct want w)
+{
+	struct vfio_irq_info info = {.argsz = argsz, .index = index};
+	int err;
+	long ret;
+
+	if (!ready(c, name, N_DEVICE))
+		return;
+	ret = do_ioctl(c->device, VFIO_DEVICE_GET_IRQ_INFO, &info, &err);
+	if (ret != 0) {
+		emit(name, judge(w, ret, err), ret, err, NULL);
+		return;
+	}
+	emit(name, judge(w, ret, err), ret, err, "flags=0x%x,count=%u", info.flags,
+	     info.count);
+}
+
+/* SET_IRQS with one data element (an int32 eventfd, or its low byte as a bool). */
+static long check_set_irqs(struct ctx *c, const char *name, unsigned needs,
+			   __u32 argsz, __u32 flags, __u32 index, __u32 start,
+			   __u32 count, __s32 data, struct want w)
+{
+	unsigned char buf[sizeof(struct vfio_irq_set) + sizeof(__s32)];
+	struct vfio_irq_set hdr = {
+		.argsz = argsz, .flags = flags, .index = index, .start = start,
+		.count = count,
+	};
+
+	memcpy(buf, &hdr, sizeof(hdr));
+	memcpy(buf + sizeof(hdr), &data, sizeof(data));
+	if (flags & VFIO_IRQ_SET_DATA_BOOL)
+		buf[sizeof(hdr)] = data != 0; /* the bool is the first byte */
+	return check_ioctl_ptr(c, name, N_DEVICE | needs, c->device,
+			       VFIO_DEVICE_SET_IRQS, buf, w);
+}
+
+/* A read of the trigger eventfd: ret 8 and the count, or EAGAIN if unsignalled. */
+static void check_irq_fired(struct ctx *c, const char *name)
+{
+	__u64 n = 0;
+	struct timespec t0;
+	int err;
+	long ret;
+
+	if (!ready(c, name, N_ERR_TRIGGER))
+		return;
+	t0 = now();
+	errno = 0;
+	ret = finish_call(read(c->irq_fd, &n, sizeof(n)), t0, &err);
+	emit(name, V_INFO, ret, err, "count=%llu", (unsigned long long)n);
+}
+
+static void phase_irqs(struct ctx *c)
+{
+	const __u32 hsz = sizeof(struct vfio_irq_set);
+	const __u32 fsz = hsz + sizeof(__s32);
+	const __u32 none = VFIO_IRQ_SET_DATA_NONE, boolean = VFIO_IRQ_SET_DATA_BOOL;
+	const __u32 efd = VFIO_IRQ_SET_DATA_EVENTFD, trig = VFIO_IRQ_SET_ACTION_TRIGGER;
+	const __u32 mask = VFIO_IRQ_SET_ACTION_MASK, unmask = VFIO_IRQ_SET_ACTION_UNMASK;
+	const __u32 intx = VFIO_PCI_INTX_IRQ_INDEX, err_irq = VFIO_PCI_ERR_IRQ_INDEX;
+	char name[48];
+	int devnull;
+	long ret;
+
+	for (__u32 i = 0; i < VFIO_PCI_NUM_IRQS; i++) {
+		snprintf(name, sizeof(name), "irq_info_%u", i);
+		check_irq_info(c, name, sizeof(struct vfio_irq_info), i, WANT_OK);
+	}
+	check_irq_info(c, "irq_info_argsz_12", 12, intx, WANT_ERR(EINVAL));
+	check_irq_info(c, "irq_info_index_5", sizeof(struct vfio_irq_info),
+		       VFIO_PCI_NUM_IRQS, WANT_ERR(EINVAL));
+	check_irq_info(c, "irq_info_index_max", sizeof(struct vfio_irq_info),
+		       UINT32_MAX, WANT_ERR(EINVAL));
+
+	check_set_irqs(c, "set_irqs_argsz_16", 0, 16, none | trig, err_irq, 0, 1, 0,
+		       WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_unknown_flag", 0, hsz, none | trig | 0x40, err_irq,
+		       0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_two_data_types", 0, fsz, none | boolean | trig,
+		       err_irq, 0, 1, 1, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_index_5", 0, hsz, none | trig, VFIO_PCI_NUM_IRQS,
+		       0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_count_overflow", 0, hsz, none | trig, err_irq, 1,
+		       UINT32_MAX - 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_start_past_end", 0, hsz, none | trig, err_irq, 1,
+		       1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_count_past_end", 0, hsz, none | trig, err_irq, 0,
+		       2, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_eventfd_argsz_short", 0, hsz, efd | trig, err_irq,
+		       0, 1, -1, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_no_action", 0, hsz, none, err_irq, 0, 1, 0,
+		       WANT_ERR(ENOTTY));
+	check_set_irqs(c, "set_irqs_two_actions", 0, hsz, none | mask | unmask,
+		       err_irq, 0, 1, 0, WANT_ERR(ENOTTY));
+	check_set_irqs(c, "set_irqs_err_mask", 0, hsz, none | mask, err_irq, 0, 1, 0,
+		       WANT_ERR(ENOTTY));
+	check_set_irqs(c, "set_irqs_intx_mask_not_enabled", 0, hsz, none | mask, intx,
+		       0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_intx_unmask_not_enabled", 0, hsz, none | unmask,
+		       intx, 0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_intx_trigger_not_enabled", 0, hsz, none | trig,
+		       intx, 0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_intx_disable_not_enabled", 0, hsz, none | trig,
+		       intx, 0, 0, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_err_trigger_none_set", 0, hsz, none | trig,
+		       err_irq, 0, 1, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_err_disable_none_set", 0, hsz, none | trig,
+		       err_irq, 0, 0, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_err_eventfd_count_0", 0, hsz, efd | trig, err_irq,
+		       0, 0, 0, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_err_bool_count_0", 0, hsz, boolean | trig,
+		       err_irq, 0, 0, 0, WANT_ERR(EINVAL));
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	check_set_irqs(c, "set_irqs_err_eventfd_not_eventfd", 0, fsz, efd | trig,
+		       err_irq, 0, 1, devnull, WANT_ERR(EINVAL));
+	if (devnull >= 0)
+		close(devnull);
+	check_set_irqs(c, "set_irqs_err_eventfd_closed_fd", 0, fsz, efd | trig,
+		       err_irq, 0, 1, 100000, WANT_ERR(EBADF));
+	check_set_irqs(c, "set_irqs_err_eventfd_minus_2", 0, fsz, efd | trig, err_irq,
+		       0, 1, -2, WANT_ERR(EINVAL));
+	check_set_irqs(c, "set_irqs_err_eventfd_minus_1_none_set", 0, fsz, efd | trig,
+		       err_irq, 0, 1, -1, WANT_RET(0));
+
+	c->irq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ret = check_set_irqs(c, "set_irqs_err_eventfd", 0, fsz, efd | trig, err_irq, 0,
+			     1, c->irq_fd, WANT_RET(0));
+	set_have(c, N_ERR_TRIGGER, ret == 0 && c->irq_fd >= 0);
+	check_irq_fired(c, "irq_err_not_fired");
+	check_set_irqs(c, "set_irqs_err_loopback_none", N_ERR_TRIGGER, hsz,
+		       none | trig, err_irq, 0, 1, 0, WANT_RET(0));
+	check_irq_fired(c, "irq_err_fired_none");
+	check_set_irqs(c, "set_irqs_err_loopback_bool_true", N_ERR_TRIGGER, fsz,
+		       boolean | trig, err_irq, 0, 1, 1, WANT_RET(0));
+	check_irq_fired(c, "irq_err_fired_bool_true");
+	check_set_irqs(c, "set_irqs_err_loopback_bool_false", N_ERR_TRIGGER, fsz,
+		       boolean | trig, err_irq, 0, 1, 0, WANT_RET(0));
+	check_irq_fired(c, "irq_err_fired_bool_false");
+	check_set_irqs(c, "set_irqs_err_disable", N_ERR_TRIGGER, hsz, none | trig,
+		       err_irq, 0, 0, 0, WANT_RET(0));
+	check_set_irqs(c, "set_irqs_err_loopback_after_disable", N_ERR_TRIGGER, hsz,
+		       none | trig, err_irq, 0, 1, 0, WANT_ERR(EINVAL));
+	set_have(c, N_ERR_TRIGGER, false);
+	if (c->irq_fd >= 0)
+		close(c->irq_fd);
+	c->irq_fd = -1;
+	check_set_irqs(c, "set_irqs_req_eventfd_minus_1", 0, fsz, efd | trig,
+		       VFIO_PCI_REQ_IRQ_INDEX, 0, 1, -1, WANT_RET(0));
+}
+
+/* DEVICE_FEATURE with argsz and flags (feature index in the low 16 bits). */
+static void check_feature(struct ctx *c, const char *name, __u32 argsz,
+			  __u32 flags, struct want w)
+{
+	unsigned char buf[sizeof(struct vfio_device_feature) + 8] = {0};
+	struct vfio_device_feature f = {.argsz = argsz, .flags = flags};
+
+	memcpy(buf, &f, sizeof(f));
+	check_ioctl_ptr(c, name, N_DEVICE, c->device, VFIO_DEVICE_FEATURE, buf, w);
+}
+
+static void phase_features(struct ctx *c)
+{
+	const __u32 sz = sizeof(struct vfio_device_feature);
+	const __u32 get = VFIO_DEVICE_FEATURE_GET, set = VFIO_DEVICE_FEATURE_SET;
+	const __u32 probe = VFIO_DEVICE_FEATURE_PROBE;
+
+	check_feature(c, "device_feature_argsz_4", 4, probe | get |
+		      VFIO_DEVICE_FEATURE_MIGRATION, WANT_ERR(EINVAL));
+	check_feature(c, "device_feature_unknown_flag", sz, get | (1u << 19) |
+		      VFIO_DEVICE_FEATURE_MIGRATION, WANT_ERR(EINVAL));
+	check_feature(c, "device_feature_get_and_set", sz, get | set |
+		      VFIO_DEVICE_FEATURE_MIGRATION, WANT_ERR(EINVAL));
+	check_feature(c, "device_feature_migration_probe", sz, probe | get |
+		      VFIO_DEVICE_FEATURE_MIGRATION, WANT_ERR(ENOTTY));
+	check_feature(c, "device_feature_dma_logging_probe", sz, probe | set |
+		      VFIO_DEVICE_FEATURE_DMA_LOGGING_START, WANT_ERR(ENOTTY));
+	check_feature(c, "device_feature_low_power_entry_probe", sz, probe | set |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, WANT_RET(0));
+	check_feature(c, "device_feature_low_power_entry_probe_get", sz, probe | get |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, WANT_ERR(EINVAL));
+	check_feature(c, "device_feature_low_power_exit_probe", sz, probe | set |
+		      VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, WANT_RET(0));
+	check_feature(c, "device_feature_vf_token_probe", sz, probe | set |
+		      VFIO_DEVICE_FEATURE_PCI_VF_TOKEN, WANT_ERR(ENOTTY));
+	check_feature(c, "device_feature_unknown_probe", sz, probe | get | 0xffff,
+		      WANT_ERR(ENOTTY));
+}
+
+/* ------------------------------------------------------------------ */
+/* Close ordering on a second life of the group                        */
+/* ------------------------------------------------------------------ */
+
+static void phase_reopen(struct ctx *c)
+{
+	char path[64];
+	long ret;
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/vfio/%d", c->group_no);
+	c->container = open_check(c, "reopen_container", CONTAINER_PATH, N_CONTAINER,
+				  WANT_RET(0));
+	c->group = open_check(c, "reopen_group", path, N_GROUP, WANT_RET(0));
+	fd = open_check(c, "reopen_group_twice", path, 0, WANT_ERR(EBUSY));
+	if (fd >= 0)
+		close(fd);
+	check_group_status(c, "reopen_group_status", N_GROUP,
+			   sizeof(struct vfio_group_status), VFIO_GROUP_FLAGS_VIABLE, 0);
+	ret = check_set_container(c, "reopen_set_container", N_CONTAINER | N_GROUP,
+				  c->container, WANT_OK);
+	set_have(c, N_ATTACHED, ret == 0);
+	ret = check_ioctl_int(c, "reopen_set_iommu", N_ATTACHED, c->container,
+			      VFIO_SET_IOMMU, c->iommu_type, WANT_RET(0));
+	set_have(c, N_IOMMU, ret == 0);
+	check_eeh(c, "reopen_eeh_get_state_no_device_fd", 0,
+		  EEH_OP(VFIO_EEH_PE_GET_STATE), WANT_INFO);
+	c->device = check_get_device_fd(c, "reopen_get_device_fd", N_IOMMU,
+					c->device_name, WANT_OK);
+	set_have(c, N_DEVICE, c->device >= 0);
+
+	/* The device fd holds the group file: closing the group fd releases nothing. */
+	check_close(c, "reopen_close_group_first", &c->group, N_GROUP);
+	fd = open_check(c, "reopen_group_while_device_open", path, 0, WANT_ERR(EBUSY));
+	if (fd >= 0)
+		close(fd);
+	check_read(c, "reopen_config_read_group_closed", N_CONFIG,
+		   VFIO_PCI_CONFIG_REGION_INDEX, 0, 4, R_VALID);
+	check_eeh(c, "reopen_eeh_get_state_group_closed", 0,
+		  EEH_OP(VFIO_EEH_PE_GET_STATE), WANT_RET(VFIO_EEH_PE_STATE_NORMAL));
+	check_close(c, "reopen_close_container_second", &c->container, N_CONTAINER);
+	check_read(c, "reopen_config_read_only_device", N_CONFIG,
+		   VFIO_PCI_CONFIG_REGION_INDEX, 0, 4, R_VALID);
+	check_close(c, "reopen_close_device_last", &c->device, N_DEVICE);
+	set_have(c, N_ATTACHED | N_IOMMU, false);
+
+	/* Releasing the group file detached the container. */
+	c->group = open_check(c, "reopen_group_after_release", path, N_GROUP,
+			      WANT_RET(0));
+	check_group_status(c, "reopen_group_status_after_release", N_GROUP,
+			   sizeof(struct vfio_group_status), VFIO_GROUP_FLAGS_VIABLE, 0);
+	check_close(c, "reopen_close_group", &c->group, N_GROUP);
+}
+
 /* A second container that never gets a group. */
 static void phase_spare_container(struct ctx *c)
 {
-	c->spare = open_check(c, "open_spare_container", CONTAINER_PATH, N_SPARE_CT);
+	c->spare = open_check(c, "open_spare_container", CONTAINER_PATH, N_SPARE_CT,
+			      WANT_RET(0));
 	check_ioctl_int(c, "spare_check_ext_vfio_eeh", N_SPARE_CT, c->spare,
 			VFIO_CHECK_EXTENSION, VFIO_EEH, WANT_INFO);
 	check_eeh_fd(c, "eeh_op_container_without_group", N_SPARE_CT, c->spare,
@@ -936,7 +1570,7 @@ int main(int argc, char **argv)
 {
 	struct ctx c = {
 		.container = -1, .group = -1, .device = -1, .spare = -1,
-		.closed_container_fd = -1, .bar_index = -1,
+		.closed_container_fd = -1, .bar_index = -1, .irq_fd = -1,
 	};
 	char *end;
 	long group_no;
@@ -960,11 +1594,16 @@ int main(int argc, char **argv)
 	phase_extensions(&c);
 	phase_before_attach(&c);
 	phase_attach(&c);
+	phase_spapr_dma(&c);
+	phase_spapr_windows(&c);
 	phase_device(&c);
+	phase_irqs(&c);
+	phase_features(&c);
 	phase_region_bounds(&c);
 	phase_eeh(&c);
 	phase_spare_container(&c);
 	phase_teardown(&c);
+	phase_reopen(&c);
 
 	printf("SUMMARY checks=%u pass=%u fail=%u info=%u skip=%u\n",
 	       counts[V_PASS] + counts[V_FAIL] + counts[V_INFO] + counts[V_SKIP],

@@ -34,8 +34,9 @@ const TYPE1_PGSIZES: u64 = !(PAGE - 1);
 const TYPE1_MAX_MAPPINGS: usize = 65535;
 /// The default 32-bit DMA window of a PowerNV PE.
 const DMA32_SIZE: u64 = 2 << 30;
-/// IODA2: 4 KiB, 64 KiB, 16 MiB and 256 MiB TCE pages.
-const SPAPR_PGSIZES: u64 = (1 << 12) | (1 << 16) | (1 << 24) | (1 << 28);
+/// POWER9 PHB4 under skiboot (`ibm,supported-tce-sizes`): 4 KiB, 64 KiB,
+/// 2 MiB and 1 GiB TCE pages, as Linux 6.12 reports them.
+const SPAPR_PGSIZES: u64 = (1 << 12) | (1 << 16) | (1 << 21) | (1 << 30);
 /// IODA2: two windows per PE.
 const SPAPR_MAX_WINDOWS: usize = 2;
 /// IODA2: up to five TCE table levels.
@@ -189,6 +190,8 @@ impl Iommu {
                 arg.write(&info.as_bytes()[..n]).map(|()| 0)
             }
             Iommu::Spapr(s) => {
+                // The input flags are ignored; the answer's flags (in the
+                // first 16 bytes) say DDW on v2 whatever argsz is.
                 let mut info: VfioIommuSpaprTceInfo = arg.read_struct(16)?;
                 if info.argsz < 16 {
                     return Err(EINVAL);
@@ -196,16 +199,21 @@ impl Iommu {
                 let dma32 = s.windows[0].filter(|w| w.start == 0).map_or(DMA32_SIZE, |w| w.size);
                 info.dma32_window_start = 0;
                 info.dma32_window_size = u32::try_from(dma32).unwrap_or(u32::MAX);
-                let mut n = 16;
-                if info.argsz >= size_u32::<VfioIommuSpaprTceInfo>() {
-                    info.flags = uapi::VFIO_IOMMU_SPAPR_INFO_DDW;
-                    info.ddw = VfioIommuSpaprTceDdwInfo {
+                (info.flags, info.ddw) = if s.v2 {
+                    let ddw = VfioIommuSpaprTceDdwInfo {
                         pgsizes: SPAPR_PGSIZES,
                         max_dynamic_windows_supported: 2,
                         levels: SPAPR_MAX_LEVELS,
                     };
-                    n = std::mem::size_of::<VfioIommuSpaprTceInfo>();
-                }
+                    (uapi::VFIO_IOMMU_SPAPR_INFO_DDW, ddw)
+                } else {
+                    (0, VfioIommuSpaprTceDdwInfo::default())
+                };
+                let n = if info.argsz >= size_u32::<VfioIommuSpaprTceInfo>() {
+                    std::mem::size_of::<VfioIommuSpaprTceInfo>()
+                } else {
+                    16
+                };
                 arg.write(&info.as_bytes()[..n]).map(|()| 0)
             }
         }
@@ -215,10 +223,9 @@ impl Iommu {
     pub(crate) fn map_dma(&mut self, arg: UserPtr) -> Result<i64, i32> {
         let map: VfioIommuType1DmaMap = arg.read_struct(32)?;
         match self {
-            Iommu::Type1(t) => t.map(&map),
+            Iommu::Type1(t) => t.map(&map).map(|()| 0),
             Iommu::Spapr(s) => s.map(&map),
         }
-        .map(|()| 0)
     }
 
     /// `VFIO_IOMMU_UNMAP_DMA`.
@@ -229,7 +236,7 @@ impl Iommu {
                 unmap.size = t.unmap(&unmap)?;
                 arg.write(unmap.as_bytes()).map(|()| 0)
             }
-            Iommu::Spapr(s) => s.unmap(&unmap).map(|()| 0),
+            Iommu::Spapr(s) => s.unmap(&unmap),
         }
     }
 
@@ -328,25 +335,37 @@ impl Spapr {
         }
     }
 
-    /// Checks an IOVA range against its window; returns its end.
-    fn check_range(&self, iova: u64, size: u64, vaddr: u64) -> Result<u64, i32> {
+    /// Linux checks the IOVA with `iommu_tce_check_ioba(...) || ...`, so a
+    /// misaligned one is refused with the C truth value 1, not an errno.
+    const MISALIGNED_IOVA: i64 = 1;
+
+    /// The window holding `iova` (`ENXIO`), with `size` and `vaddr` aligned
+    /// to its pages (`EINVAL`).
+    fn window_for(&self, iova: u64, size: u64, vaddr: u64) -> Result<Window, i32> {
         let w = self.window_of(iova)?;
-        if (size | vaddr | iova) & w.page_mask() != 0 {
+        if (size | vaddr) & w.page_mask() != 0 {
             return Err(EINVAL);
         }
-        let end = end_of(iova, size)?;
-        if end > w.start + w.size {
-            return Err(EINVAL);
-        }
-        Ok(end)
+        Ok(w)
     }
 
-    fn map(&mut self, map: &VfioIommuType1DmaMap) -> Result<(), i32> {
+    fn map(&mut self, map: &VfioIommuType1DmaMap) -> Result<i64, i32> {
         self.usable()?;
         if map.argsz < 32 || map.flags & !MAP_RW != 0 {
             return Err(EINVAL);
         }
-        let end = self.check_range(map.iova, map.size, map.vaddr)?;
+        let w = self.window_for(map.iova, map.size, map.vaddr)?;
+        if map.flags & MAP_RW == 0 {
+            // No DMA direction.
+            return Err(EINVAL);
+        }
+        if map.iova & w.page_mask() != 0 {
+            return Ok(Self::MISALIGNED_IOVA);
+        }
+        let end = end_of(map.iova, map.size)?;
+        if end > w.start + w.size {
+            return Err(EINVAL);
+        }
         if self.v2 {
             let vend = end_of(map.vaddr, map.size)?;
             if self.registered.containing(map.vaddr).is_none_or(|(_, e)| e < vend) {
@@ -355,17 +374,23 @@ impl Spapr {
         }
         self.mapped.punch(map.iova, end);
         self.mapped.insert(map.iova, end);
-        Ok(())
+        Ok(0)
     }
 
-    fn unmap(&mut self, unmap: &VfioIommuType1DmaUnmap) -> Result<(), i32> {
+    /// Clears `[iova, iova + size)`; a range running past the window's end
+    /// is cleared up to it (Linux checks only the first page).
+    fn unmap(&mut self, unmap: &VfioIommuType1DmaUnmap) -> Result<i64, i32> {
         self.usable()?;
         if unmap.argsz < 24 || unmap.flags != 0 {
             return Err(EINVAL);
         }
-        let end = self.check_range(unmap.iova, unmap.size, 0)?;
+        let w = self.window_for(unmap.iova, unmap.size, 0)?;
+        if unmap.iova & w.page_mask() != 0 {
+            return Ok(Self::MISALIGNED_IOVA);
+        }
+        let end = end_of(unmap.iova, unmap.size)?.min(w.start + w.size);
         self.mapped.punch(unmap.iova, end);
-        Ok(())
+        Ok(0)
     }
 
     fn enable(&mut self, on: bool) -> Result<(), i32> {
@@ -430,7 +455,8 @@ impl Spapr {
         if remove.argsz < 16 || remove.flags != 0 {
             return Err(EINVAL);
         }
-        let slot = self.windows.iter().position(|w| w.is_some_and(|w| w.start == remove.start_addr)).ok_or(EINVAL)?;
+        // Linux finds the window by any bus address inside it.
+        let slot = self.windows.iter().position(|w| w.is_some_and(|w| w.contains(remove.start_addr))).ok_or(EINVAL)?;
         if let Some(w) = self.windows[slot].take() {
             self.mapped.punch(w.start, w.start + w.size);
         }

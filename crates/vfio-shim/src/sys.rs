@@ -51,6 +51,11 @@ pub(crate) fn is_open(fd: i32) -> bool {
     unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFD) >= 0 }
 }
 
+/// Whether `fd` is an eventfd (`/proc/self/fd/<fd>` names its inode).
+pub(crate) fn is_eventfd(fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok_and(|target| target.as_os_str() == "anon_inode:[eventfd]")
+}
+
 /// Signals an eventfd (adds 1 to its counter).
 pub(crate) fn signal(fd: i32) -> io::Result<()> {
     let one: u64 = 1;

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use libc::{EBADFD, EMFILE};
+use libc::{EBADFD, EMFILE, ETIMEDOUT};
 use vfio_eeh::addr::{GuestAddr, PciAddr, PeId};
 use vfio_eeh::backend::errno::{EBADF, EBUSY, EFAULT, EINVAL, EIO, ENODEV, ENOENT, ENOTTY};
 use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply};
@@ -62,6 +62,15 @@ const SET_ACTION_TYPE_MASK: u32 = 56;
 /// PCI command register and its memory-decode bit.
 const PCI_COMMAND: u64 = 4;
 const PCI_COMMAND_MEMORY: u8 = 2;
+/// `VFIO_DEVICE_FEATURE_*`: the feature index mask and the operations.
+const FEATURE_MASK: u32 = 0xffff;
+const FEATURE_GET: u32 = 1 << 16;
+const FEATURE_SET: u32 = 1 << 17;
+const FEATURE_PROBE: u32 = 1 << 18;
+/// Feature indexes vfio-pci offers here (the VF token, 0, needs SR-IOV).
+const FEATURE_LOW_POWER_ENTRY: u32 = 3;
+const FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: u32 = 4;
+const FEATURE_LOW_POWER_EXIT: u32 = 5;
 /// Interrupt pin register.
 const PCI_INTERRUPT_PIN: u16 = 0x3d;
 /// `strndup_user(arg, PAGE_SIZE)` in `GET_DEVICE_FD`.
@@ -80,6 +89,113 @@ struct KeptFd(i32);
 impl Drop for KeptFd {
     fn drop(&mut self) {
         sys::close(self.0);
+    }
+}
+
+/// The interrupt state of a device. Every index has at most one vector here
+/// (INTx if the function has a pin, ERR, REQ; no MSI or MSI-X), so each
+/// keeps at most one trigger.
+#[derive(Debug, Default)]
+struct IrqState {
+    /// vfio-pci's `irq_type == INTX`: INTx is enabled (with or without a
+    /// trigger eventfd).
+    intx: bool,
+    /// The trigger eventfd per index.
+    triggers: [Option<KeptFd>; NUM_IRQS as usize],
+}
+
+/// The data of a `SET_IRQS` (its first element; `count` says if there is one).
+#[derive(Debug, Clone, Copy)]
+enum IrqData {
+    None,
+    Bool(bool),
+    Eventfd(i32),
+}
+
+/// A caller's eventfd kept as an IRQ trigger: `EBADF` if `fd` is not open,
+/// `EINVAL` if it is not an eventfd (`eventfd_ctx_fdget`).
+fn keep_eventfd(fd: i32) -> Result<KeptFd, i32> {
+    if !sys::is_open(fd) {
+        return Err(EBADF);
+    }
+    if !sys::is_eventfd(fd) {
+        return Err(EINVAL);
+    }
+    sys::dup_private(fd).map(KeptFd).map_err(|_| EBADF)
+}
+
+fn fire(trigger: &Option<KeptFd>) -> Result<(), i32> {
+    trigger.as_ref().map_or(Ok(()), |kept| sys::signal(kept.0).map_err(|_| EIO))
+}
+
+impl IrqState {
+    /// INTx `TRIGGER` (`vfio_pci_set_intx_trigger`).
+    fn intx_trigger(&mut self, count: u32, data: IrqData) -> IoctlResult {
+        if self.intx && count == 0 && matches!(data, IrqData::None) {
+            self.intx = false;
+            self.triggers[IRQ_INTX as usize] = None;
+            return Ok(0);
+        }
+        if count != 1 {
+            return Err(EINVAL);
+        }
+        match data {
+            IrqData::Eventfd(fd) => {
+                self.triggers[IRQ_INTX as usize] = if fd >= 0 { Some(keep_eventfd(fd)?) } else { None };
+                self.intx = true;
+                Ok(0)
+            }
+            _ if !self.intx => Err(EINVAL),
+            IrqData::None | IrqData::Bool(true) => fire(&self.triggers[IRQ_INTX as usize]).map(|()| 0),
+            IrqData::Bool(false) => Ok(0),
+        }
+    }
+
+    /// INTx `MASK`/`UNMASK`: the simulator raises no INTx, so there is
+    /// nothing to gate; the answers are vfio-pci's.
+    fn intx_mask(&self, count: u32, data: IrqData, action: u32) -> IoctlResult {
+        if !self.intx || count != 1 {
+            return Err(EINVAL);
+        }
+        match (data, action) {
+            // vfio_pci_set_intx_mask: "XXX implement me".
+            (IrqData::Eventfd(_), SET_ACTION_MASK) => Err(ETIMEDOUT),
+            // An unmask eventfd would be armed (fd >= 0) or disarmed (-1).
+            (IrqData::Eventfd(fd), _) if fd >= 0 => keep_eventfd(fd).map(|_| 0),
+            _ => Ok(0),
+        }
+    }
+
+    /// ERR and REQ `TRIGGER` (`vfio_pci_set_ctx_trigger_single`).
+    fn single_trigger(&mut self, index: u32, count: u32, data: IrqData) -> IoctlResult {
+        let slot = &mut self.triggers[index as usize];
+        match data {
+            IrqData::None if slot.is_some() => {
+                if count > 0 {
+                    fire(slot)?;
+                } else {
+                    *slot = None;
+                }
+                Ok(0)
+            }
+            IrqData::None => Err(EINVAL),
+            _ if count == 0 => Err(EINVAL),
+            IrqData::Bool(on) => {
+                if on {
+                    fire(slot)?;
+                }
+                Ok(0)
+            }
+            IrqData::Eventfd(-1) => {
+                *slot = None;
+                Ok(0)
+            }
+            IrqData::Eventfd(fd) if fd >= 0 => {
+                *slot = Some(keep_eventfd(fd)?);
+                Ok(0)
+            }
+            IrqData::Eventfd(_) => Err(EINVAL),
+        }
     }
 }
 
@@ -121,7 +237,7 @@ pub(crate) struct Device {
     /// vfio-pci's virtualised Memory Space bit: BAR accesses are `EIO`
     /// while it is off.
     memory: AtomicBool,
-    irqs: Mutex<Vec<Vec<Option<KeptFd>>>>,
+    irqs: Mutex<IrqState>,
     mapping: Mutex<Option<uapi::VfioAddrMapping>>,
 }
 
@@ -570,6 +686,7 @@ impl Emulator {
                 arg.write(info.as_bytes()).map(|()| 0)
             }
             o if o == uapi::DEVICE_SET_IRQS.offset => device.set_irqs(arg),
+            o if o == uapi::DEVICE_FEATURE.offset => Device::device_feature(arg),
             // The simulator models no function-level reset; the PE resets
             // are EEH's.
             o if o == uapi::DEVICE_RESET.offset => Ok(0),
@@ -691,7 +808,7 @@ impl Device {
             bars,
             intx: pin != 0,
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
-            irqs: Mutex::new((0..NUM_IRQS).map(|_| Vec::new()).collect()),
+            irqs: Mutex::default(),
             mapping: Mutex::default(),
         }
     }
@@ -717,9 +834,9 @@ impl Device {
         }
     }
 
-    /// `VFIO_DEVICE_SET_IRQS` (`vfio_set_irqs_validate_and_prepare` and the
-    /// vfio-pci handlers): eventfds are kept per vector, a `NONE`/`BOOL`
-    /// trigger signals them (loopback), `count` 0 with `NONE` disables.
+    /// `VFIO_DEVICE_SET_IRQS`: `vfio_set_irqs_validate_and_prepare`, then
+    /// vfio-pci's handlers; a `NONE`/`BOOL` trigger signals the eventfd
+    /// (loopback).
     fn set_irqs(&self, arg: UserPtr) -> IoctlResult {
         let hdr: uapi::VfioIrqSet = arg.read_struct(20)?;
         if hdr.argsz < 20
@@ -729,60 +846,69 @@ impl Device {
         {
             return Err(EINVAL);
         }
+        let max = self.irq_count(hdr.index);
+        if hdr.start >= max || hdr.start + hdr.count > max {
+            return Err(EINVAL);
+        }
         let elem = match hdr.flags & SET_DATA_MASK {
             SET_DATA_NONE => 0,
             SET_DATA_BOOL => 1,
             SET_DATA_EVENTFD => 4,
             _ => return Err(EINVAL),
         };
+        // count <= max <= 1 from here on.
         let data_len = usize::try_from(hdr.count).map_err(|_| EINVAL)? * elem;
         if usize::try_from(hdr.argsz - 20).map_err(|_| EINVAL)? < data_len {
             return Err(EINVAL);
         }
         let action = hdr.flags & SET_ACTION_TYPE_MASK;
-        let max = self.irq_count(hdr.index);
-        let disable = hdr.count == 0 && elem == 0 && action == SET_ACTION_TRIGGER;
-        if !disable && (hdr.start >= max || hdr.start + hdr.count > max) {
-            return Err(EINVAL);
-        }
-        let masking = matches!(action, SET_ACTION_MASK | SET_ACTION_UNMASK);
-        if (masking && hdr.index != IRQ_INTX)
-            || !matches!(action, SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER)
-        {
+        let handled = match hdr.index {
+            IRQ_INTX => matches!(action, SET_ACTION_MASK | SET_ACTION_UNMASK | SET_ACTION_TRIGGER),
+            _ => action == SET_ACTION_TRIGGER,
+        };
+        if !handled {
             return Err(ENOTTY);
         }
-        let mut data = vec![0u8; 20 + data_len];
-        arg.read(&mut data)?;
-        let data = &data[20..];
-        let mut irqs = lock(&self.irqs);
-        let vectors = &mut irqs[hdr.index as usize];
-        if disable {
-            vectors.clear();
-            return Ok(0);
+        let mut raw = [0u8; 24];
+        arg.read(&mut raw[..20 + data_len])?;
+        let data = match elem {
+            0 => IrqData::None,
+            1 => IrqData::Bool(raw[20] != 0),
+            _ => IrqData::Eventfd(i32::from_ne_bytes([raw[20], raw[21], raw[22], raw[23]])),
+        };
+        let mut state = lock(&self.irqs);
+        match (hdr.index, action) {
+            (IRQ_INTX, SET_ACTION_TRIGGER) => state.intx_trigger(hdr.count, data),
+            (IRQ_INTX, _) => state.intx_mask(hdr.count, data, action),
+            (index, _) => state.single_trigger(index, hdr.count, data),
         }
-        if masking && elem != 4 {
-            // INTx (un)masking: the simulator raises no INTx to gate.
-            return Ok(0);
+    }
+
+    /// `VFIO_DEVICE_FEATURE`: the VFIO core's checks, then vfio-pci's
+    /// features. There is no migration or dirty tracking, and no SR-IOV
+    /// (no VF token); low-power entry and exit are offered and, as the
+    /// simulated function has no power states, do nothing.
+    fn device_feature(arg: UserPtr) -> IoctlResult {
+        let mut raw = [0u8; 8];
+        arg.read(&mut raw)?;
+        let argsz = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
+        let flags = u32::from_ne_bytes([raw[4], raw[5], raw[6], raw[7]]);
+        let (get, set, probe) = (flags & FEATURE_GET != 0, flags & FEATURE_SET != 0, flags & FEATURE_PROBE != 0);
+        if argsz < 8
+            || flags & !(FEATURE_MASK | FEATURE_GET | FEATURE_SET | FEATURE_PROBE) != 0
+            || (!probe && get && set)
+        {
+            return Err(EINVAL);
         }
-        let start = hdr.start as usize;
-        vectors.resize_with(vectors.len().max(start + hdr.count as usize), || None);
-        for i in 0..hdr.count as usize {
-            let slot = &mut vectors[start + i];
-            match elem {
-                4 => {
-                    let fd = i32::from_ne_bytes([data[4 * i], data[4 * i + 1], data[4 * i + 2], data[4 * i + 3]]);
-                    *slot = match fd {
-                        -1 => None,
-                        fd => Some(KeptFd(sys::dup_private(fd).map_err(|_| EBADF)?)),
-                    };
-                }
-                _ if elem == 0 || data[i] != 0 => {
-                    if let Some(kept) = slot {
-                        sys::signal(kept.0).map_err(|_| EIO)?;
-                    }
-                }
-                _ => {}
-            }
+        // vfio_check_feature(flags, argsz, SET, minsz) of the low-power features.
+        let minsz = match flags & FEATURE_MASK {
+            FEATURE_LOW_POWER_ENTRY | FEATURE_LOW_POWER_EXIT => 0,
+            // struct vfio_device_low_power_entry_with_wakeup: an eventfd and a reserved word.
+            FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP => 8,
+            _ => return Err(ENOTTY),
+        };
+        if get || (!probe && (!set || (argsz - 8) < minsz)) {
+            return Err(EINVAL);
         }
         Ok(0)
     }
