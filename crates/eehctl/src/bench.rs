@@ -13,9 +13,10 @@ use vfio_eeh_sim::figures::{self, CountingAlloc, Figures, MeasureOptions, CYCLE_
 
 use crate::output::{table, Output};
 
-/// Counts live heap bytes so `bench` can weigh the address table. This
-/// makes it eehctl's global allocator: the system allocator plus two
-/// relaxed atomic adds per allocation, which no other command notices.
+/// Counts heap bytes so `bench` can weigh the address table. This makes it
+/// eehctl's global allocator: the system allocator plus one uncontended
+/// relaxed load per call while counting is off (always, outside that
+/// weighing), which no command notices.
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
 

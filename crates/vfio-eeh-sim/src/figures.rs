@@ -23,7 +23,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -664,8 +664,11 @@ pub fn downtimes() -> Result<Vec<DowntimeFigure>, FigureError> {
 // ---------------------------------------------------------------------------
 // Memory
 
-/// A global allocator that counts live heap bytes (over the system
-/// allocator). Install it in a binary to get [`mapping_memory`]:
+/// A global allocator that counts heap bytes (over the system allocator)
+/// while counting is switched on, which [`mapping_memory`] does around its
+/// weighing; otherwise it costs one uncontended relaxed load per call, so
+/// the timed figures of the same binary are not disturbed. Install it in a
+/// binary to get [`mapping_memory`]:
 ///
 /// ```ignore
 /// #[global_allocator]
@@ -674,21 +677,32 @@ pub fn downtimes() -> Result<Vec<DowntimeFigure>, FigureError> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CountingAlloc;
 
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static NET_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+fn count(bytes: usize, sign: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        NET_BYTES.fetch_add(sign * isize::try_from(bytes).unwrap_or(isize::MAX), Ordering::Relaxed);
+    }
+}
 
 impl CountingAlloc {
-    /// Heap bytes live now (0 unless installed).
-    pub fn live_bytes() -> usize {
-        LIVE_BYTES.load(Ordering::Relaxed)
+    /// Runs `f` with counting on; returns its result and the net heap bytes
+    /// it allocated (0 unless installed). Not reentrant; other threads'
+    /// allocations meanwhile are counted too.
+    pub fn counting<T>(f: impl FnOnce() -> T) -> (T, isize) {
+        let before = NET_BYTES.load(Ordering::Relaxed);
+        COUNTING.store(true, Ordering::SeqCst);
+        let value = f();
+        COUNTING.store(false, Ordering::SeqCst);
+        (value, NET_BYTES.load(Ordering::Relaxed) - before)
     }
 
     /// Whether this allocator is the global one.
     pub fn installed() -> bool {
-        let before = Self::live_bytes();
-        let probe = black_box(vec![0u8; 4096]);
-        let installed = Self::live_bytes() >= before + probe.len();
+        let (probe, bytes) = Self::counting(|| black_box(vec![0u8; 4096]));
         drop(probe);
-        installed
+        bytes >= 4096
     }
 }
 
@@ -700,7 +714,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // caller's contract).
         let ptr = unsafe { System.alloc(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size(), 1);
         }
         ptr
     }
@@ -709,7 +723,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: as `alloc`.
         let ptr = unsafe { System.alloc_zeroed(layout) };
         if !ptr.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size(), 1);
         }
         ptr
     }
@@ -718,7 +732,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: `ptr` came from this allocator (so from `System`) with
         // `layout` (the caller's contract).
         unsafe { System.dealloc(ptr, layout) };
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(layout.size(), -1);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -726,8 +740,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // non-zero and fits (the caller's contract).
         let new = unsafe { System.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+            count(new_size, 1);
+            count(layout.size(), -1);
         }
         new
     }
@@ -756,11 +770,9 @@ pub fn mapping_memory(entries: usize, vms: u32) -> Option<MemoryFigure> {
         return None;
     }
     let weigh = |n| {
-        let before = CountingAlloc::live_bytes();
-        let maps = build_maps(n, vms);
-        let bytes = CountingAlloc::live_bytes().saturating_sub(before);
+        let (maps, bytes) = CountingAlloc::counting(|| build_maps(n, vms));
         drop(black_box(maps));
-        bytes
+        usize::try_from(bytes).unwrap_or(0)
     };
     let empty_bytes = weigh(0);
     let table_bytes = weigh(entries);
