@@ -1,0 +1,158 @@
+//! `eehctl shim` runs a program under the preload library; `eehctl state`,
+//! `inject`, `events` and `oplog` act on the simulated host inside it
+//! through its control socket.
+
+#[path = "../../vfio-shim/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use assert_cmd::Command;
+
+fn eehctl() -> Command {
+    Command::cargo_bin("eehctl").unwrap()
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A shell under `eehctl shim` that opens the container and group 0 (which
+/// starts the emulation and its control socket), then waits for `release`.
+struct Vmm {
+    child: Child,
+    socket: std::path::PathBuf,
+    release: std::path::PathBuf,
+}
+
+impl Vmm {
+    fn start(dir: &Path) -> Vmm {
+        let release = dir.join("release");
+        let script = format!(
+            "exec 3<>/dev/vfio/vfio 4<>/dev/vfio/0; while [ ! -e {} ]; do sleep 0.05; done; exit 7",
+            release.display()
+        );
+        let child = std::process::Command::cargo_bin("eehctl")
+            .unwrap()
+            .args(["shim", "0000:01:00.0", "--dir"])
+            .arg(dir)
+            .arg("--library")
+            .arg(common::preload_library())
+            .args(["--", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = dir.join("control.sock");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "no control socket at {}", socket.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Vmm { child, socket, release }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        eehctl().args(args).arg("--socket").arg(&self.socket).output().unwrap()
+    }
+}
+
+impl Drop for Vmm {
+    /// A failed test leaves no process behind: the shell ends on release.
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.release, b"");
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn control_commands_act_inside_the_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vmm = Vmm::start(dir.path());
+
+    let state = json(&vmm.cmd(&["--json", "state"]));
+    assert_eq!(state["schema_version"], 1);
+    let pes = state["pes"].as_array().unwrap();
+    assert_eq!(pes.len(), 5, "the built-in host's PEs");
+    assert!(pes.iter().all(|p| p["state"] == "normal"));
+    assert_eq!(pes[0]["devices"][0], "0000:01:00.0");
+
+    let injected = json(&vmm.cmd(&["--json", "inject", "--pe", "0"]));
+    assert_eq!(injected["injection"]["how"], "freeze");
+    assert_eq!(injected["pe"]["state"], "stopped");
+    let table = vmm.cmd(&["state"]);
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.lines().any(|l| l.split_whitespace().take(2).eq(["0", "stopped"])), "{text}");
+
+    // An error with VFIO_EEH_PE_INJECT_ERR semantics (immediate mode).
+    let injected = json(&vmm.cmd(&["--json", "inject", "--pe", "1", "--func", "4", "--addr", "0x10"]));
+    assert_eq!(injected["injection"]["how"], "error");
+    assert_eq!(injected["pe"]["state"], "stopped");
+    let refused = vmm.cmd(&["inject", "--pe", "1", "--func", "20"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("No error function 20"));
+    let refused = vmm.cmd(&["inject", "--pe", "42"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"));
+
+    let events = json(&vmm.cmd(&["--json", "events"]));
+    let kinds: Vec<_> = events["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["frozen", "injection_armed", "injection_fired", "frozen"]);
+    let only_pe0 = json(&vmm.cmd(&["--json", "events", "--pe", "0"]));
+    assert_eq!(only_pe0["events"].as_array().unwrap().len(), 1);
+    let text = String::from_utf8(vmm.cmd(&["events", "--after", "3"]).stdout).unwrap();
+    assert!(text.contains("frozen") && !text.contains("injection_armed"), "{text}");
+
+    let oplog = json(&vmm.cmd(&["--json", "oplog"]));
+    assert_eq!(oplog["counts"]["open"], 2);
+    let records = oplog["records"].as_array().unwrap();
+    let kinds: Vec<_> = records.iter().map(|r| (r["fd_kind"].as_str().unwrap(), r["op"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("container", "open"), ("group", "open")]);
+    assert!(records.iter().all(|r| r["result"].as_i64().unwrap() >= 0), "{records:?}");
+
+    std::fs::write(&vmm.release, b"").unwrap();
+    let status = vmm.child.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "eehctl shim exits with the command's status");
+    let gone = vmm.cmd(&["state"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("Cannot connect to the control socket"));
+}
+
+#[test]
+fn shim_prepares_sysfs_and_prints_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = common::preload_library();
+    let run = |args: &[&str]| {
+        eehctl().arg("shim").arg("--dir").arg(dir.path()).arg("--library").arg(&library).args(args).output().unwrap()
+    };
+    let view = json(&run(&["--json", "--iommu", "type1v2", "0000:02:00.1"]));
+    assert_eq!(view["devices"][0]["addr"], "0000:02:00.1");
+    assert_eq!(view["devices"][0]["group"], 1);
+    let sysfsdev = Path::new(view["devices"][0]["sysfsdev"].as_str().unwrap());
+    assert_eq!(std::fs::read_link(sysfsdev.join("iommu_group")).unwrap().file_name().unwrap(), "1");
+    let env = view["env"].as_array().unwrap();
+    assert!(env.iter().any(|kv| kv[0] == "VFIO_EEH_SHIM_IOMMU" && kv[1] == "type1v2"));
+    assert_eq!(view["qemu_args"][0], "-device");
+
+    let lines = run(&["--print", "env"]);
+    let text = String::from_utf8(lines.stdout).unwrap();
+    assert!(text.lines().next().unwrap().starts_with("LD_PRELOAD=/"), "{text}");
+    assert!(text.contains(&format!("VFIO_EEH_SHIM_SOCKET={}", dir.path().join("control.sock").display())));
+    let args = String::from_utf8(run(&["--print", "qemu-args", "0000:01:00.0"]).stdout).unwrap();
+    assert_eq!(args.lines().count(), 2);
+    assert!(args.ends_with("/sys/bus/pci/devices/0000:01:00.0\n"), "{args}");
+
+    // The command gets the environment, and --qemu-args the device arguments.
+    let out = run(&["--qemu-args", "0000:01:00.0", "--", "sh", "-c", "echo \"$LD_PRELOAD $*\"", "sh"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(&format!("{} -device vfio-pci,sysfsdev=", library.display())), "{text}");
+
+    let missing = run(&["0000:7f:00.0"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("No device 0000:7f:00.0 on the simulated host"));
+    let no_lib = eehctl().args(["shim", "--library", "/nonexistent/lib.so"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&no_lib.stderr).contains("does not exist"));
+}
