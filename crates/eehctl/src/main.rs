@@ -5,6 +5,7 @@
 //! and a `run` function. Exit codes: 0 ok, 1 failure, 2 usage; `shim -- COMMAND`
 //! exits with the command's status.
 
+mod bench;
 mod demo;
 mod events;
 mod host;
@@ -38,6 +39,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure the hot paths on this machine (seconds): resolution, RTAS
+    /// calls against a null syscall, recovery cycles, memory, downtime.
+    Bench(bench::Args),
     /// The main job: a VM on the simulated host recovers from seeded errors;
     /// prints a timeline and a per-PE table.
     Demo(demo::Args),
@@ -75,9 +79,11 @@ fn main() -> ExitCode {
     let out = output::Output { json: cli.json };
     // A command's own status where it has one (`shim -- COMMAND`).
     let mut exit = ExitCode::SUCCESS;
-    // Each command picks its host: `needs_eeh` decides what `--host auto`
-    // picks (topology-only commands take Linux wherever sysfs lists devices).
+    // Each command picks its host. `topo` needs no EEH, so `--host auto`
+    // takes Linux wherever sysfs lists devices; `demo` and `bench` run on the
+    // simulator.
     let result = match cli.command {
+        Command::Bench(args) => bench::run(&args, &out),
         Command::Demo(args) => demo::run(&cli.global, &args, &out),
         Command::Topo(args) => host::select(&cli.global, false).and_then(|host| topo::run(&host, &args, &out)),
         // The shim's commands act on the simulated host of the preload

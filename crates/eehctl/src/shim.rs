@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ShimConfig};
-use vfio_eeh_shim::prepare::{default_library, prepare, Prepared, LIBRARY_NAME};
+use vfio_eeh_shim::prepare::{default_library, is_preload_library, prepare, Prepared, LIBRARY_NAME};
 
 use crate::output::{table, Output};
 
@@ -146,6 +146,15 @@ fn library(args: &Args) -> anyhow::Result<PathBuf> {
     };
     if !library.is_file() {
         bail!("The preload library {} does not exist", library.display());
+    }
+    let is_preload = is_preload_library(&library)
+        .with_context(|| format!("Cannot read the preload library {}", library.display()))?;
+    if !is_preload {
+        bail!(
+            "{} was built without the preload feature and would intercept nothing: \
+             build it with `cargo build -p vfio-shim --features preload`",
+            library.display()
+        );
     }
     // LD_PRELOAD of a relative path would be looked up by the dynamic loader.
     std::path::absolute(&library).with_context(|| format!("Cannot resolve {}", library.display()))

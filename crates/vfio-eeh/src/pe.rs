@@ -86,7 +86,7 @@ pub struct ResetTiming {
     /// 250 ms; the PCI minimum is 100 ms).
     pub hold: Duration,
     /// Time from deassertion until the PE may be used (Linux
-    /// `EEH_PE_RST_SETTLE_TIME`, 1800 ms; the PCIe minimum is 1.5 s).
+    /// `EEH_PE_RST_SETTLE_TIME`, 1800 ms; PAPR asks for 1.5 s on PCIe).
     pub settle: Duration,
 }
 

@@ -92,11 +92,25 @@ impl Prepared {
     }
 }
 
+/// The symbol only the preload build exports.
+const PRELOAD_MARKER: &str = "VFIO_EEH_SHIM_PRELOAD";
+
+/// Whether `path` is the preload library: a shared object that exports the
+/// preload build's marker. A build of this crate without the `preload`
+/// feature has the same file name but intercepts nothing.
+pub fn is_preload_library(path: &Path) -> io::Result<bool> {
+    use object::{Object, ObjectSymbol};
+    let data = fs::read(path)?;
+    let file = object::File::parse(&*data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(file.dynamic_symbols().any(|sym| sym.is_definition() && sym.name() == Ok(PRELOAD_MARKER)))
+}
+
 /// The preload library next to the running executable
-/// (`target/<profile>/`, also from `target/<profile>/deps/`), if built.
+/// (`target/<profile>/`, also from `target/<profile>/deps/`), if built with
+/// the `preload` feature.
 pub fn default_library() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
-    exe.ancestors().skip(1).take(2).map(|dir| dir.join(LIBRARY_NAME)).find(|p| p.is_file())
+    exe.ancestors().skip(1).take(2).map(|dir| dir.join(LIBRARY_NAME)).find(|p| is_preload_library(p).unwrap_or(false))
 }
 
 fn write(path: &Path, f: impl FnOnce(&Path) -> io::Result<()>) -> Result<(), PrepareError> {
