@@ -39,7 +39,7 @@ use crate::clock::{Clock, VirtualClock};
 use crate::config::{DeactivatePolicy, SimConfig};
 use crate::guest::{GuestConfig, GuestEeh, GuestPlatform, GuestTiming, Outcome};
 use crate::spec::TopologySpec;
-use crate::vmm::VmmError;
+use crate::vmm::{GuestBus, VmmError};
 use crate::SimHost;
 
 /// VMs the resolution table spreads its devices over.
@@ -332,8 +332,8 @@ impl<B: EehBackend> FigureVm<B> {
         &self.backend
     }
 
-    fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
-        self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
+    fn bus(&self) -> GuestBus<'_> {
+        GuestBus { host: &self.host, maps: &self.maps, vm: self.vm }
     }
 }
 
@@ -348,26 +348,19 @@ impl<B: EehBackend> GuestPlatform for FigureVm<B> {
     }
 
     fn config_read32(&mut self, dev: GuestAddr, offset: u16) -> u32 {
-        self.host_of(dev).and_then(|h| self.host.config_read(h, offset, 4).ok()).unwrap_or(u32::MAX)
+        self.bus().config_read32(dev, offset)
     }
 
     fn config_write32(&mut self, dev: GuestAddr, offset: u16, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            // A write to a missing function is dropped, as on a real bus.
-            let _ = self.host.config_write(h, offset, 4, value);
-        }
+        self.bus().config_write32(dev, offset, value);
     }
 
     fn mmio_read32(&mut self, dev: GuestAddr, bar: u8, offset: u64) -> u32 {
-        let value = self.host_of(dev).and_then(|h| self.host.bar_read(h, bar, offset, 4).ok());
-        value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
+        self.bus().mmio_read32(dev, bar, offset)
     }
 
     fn mmio_write32(&mut self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            // A write outside a BAR is dropped, as on a real bus.
-            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
-        }
+        self.bus().mmio_write32(dev, bar, offset, value);
     }
 
     fn clock(&self) -> &dyn Clock {

@@ -40,6 +40,42 @@ pub enum VmmError {
     Map(#[from] MapError),
 }
 
+/// A VM's config and MMIO accesses to its passed-through functions, routed
+/// through its address map onto the simulated host. A function that is not
+/// there reads all-ones and drops writes, as on a real bus.
+pub(crate) struct GuestBus<'a> {
+    pub(crate) host: &'a SimHost,
+    pub(crate) maps: &'a AddrMaps,
+    pub(crate) vm: VmId,
+}
+
+impl GuestBus<'_> {
+    fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
+        self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
+    }
+
+    pub(crate) fn config_read32(&self, dev: GuestAddr, offset: u16) -> u32 {
+        self.host_of(dev).and_then(|h| self.host.config_read(h, offset, 4).ok()).unwrap_or(u32::MAX)
+    }
+
+    pub(crate) fn config_write32(&self, dev: GuestAddr, offset: u16, value: u32) {
+        if let Some(h) = self.host_of(dev) {
+            let _ = self.host.config_write(h, offset, 4, value);
+        }
+    }
+
+    pub(crate) fn mmio_read32(&self, dev: GuestAddr, bar: u8, offset: u64) -> u32 {
+        let value = self.host_of(dev).and_then(|h| self.host.bar_read(h, bar, offset, 4).ok());
+        value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) fn mmio_write32(&self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
+        if let Some(h) = self.host_of(dev) {
+            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
+        }
+    }
+}
+
 /// Guest memory for RTAS buffers: 2 MiB at guest address 0.
 const GUEST_MEMORY_BYTES: usize = 2 << 20;
 
@@ -109,8 +145,8 @@ impl SimVmm {
         &self.outcomes
     }
 
-    fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
-        self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
+    fn bus(&self) -> GuestBus<'_> {
+        GuestBus { host: &self.host, maps: &self.maps, vm: self.vm }
     }
 }
 
@@ -140,26 +176,19 @@ impl GuestPlatform for SimVmm {
     }
 
     fn config_read32(&mut self, dev: GuestAddr, offset: u16) -> u32 {
-        self.host_of(dev).and_then(|h| self.host.config_read(h, offset, 4).ok()).unwrap_or(u32::MAX)
+        self.bus().config_read32(dev, offset)
     }
 
     fn config_write32(&mut self, dev: GuestAddr, offset: u16, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            // A write to a missing function is dropped, as on a real bus.
-            let _ = self.host.config_write(h, offset, 4, value);
-        }
+        self.bus().config_write32(dev, offset, value);
     }
 
     fn mmio_read32(&mut self, dev: GuestAddr, bar: u8, offset: u64) -> u32 {
-        let value = self.host_of(dev).and_then(|h| self.host.bar_read(h, bar, offset, 4).ok());
-        value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
+        self.bus().mmio_read32(dev, bar, offset)
     }
 
     fn mmio_write32(&mut self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            // A write outside a BAR is dropped, as on a real bus.
-            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
-        }
+        self.bus().mmio_write32(dev, bar, offset, value);
     }
 
     fn clock(&self) -> &dyn Clock {
