@@ -109,7 +109,7 @@ impl<S: VfioSystem> VfioHost<S> {
 
 /// Maps a VFIO failure to the backend error a front end answers with.
 fn backend_error(error: VfioError) -> BackendError {
-    let what = crate::report(&error);
+    let what = vfio_eeh::error_chain(&error);
     match error {
         VfioError::NoEeh { .. } | VfioError::NoIommu { .. } | VfioError::ApiVersion { .. } => {
             BackendError::NotSupported(what)
@@ -127,15 +127,15 @@ impl<S: VfioSystem> EehBackend for VfioHost<S> {
     fn pe_of(&self, device: PciAddr) -> Result<PeId, BackendError> {
         self.sysfs.iommu_group(device).map_err(|e| match e {
             SysfsError::NoDevice { addr, .. } => BackendError::NoDevice(addr),
-            SysfsError::NoGroup { .. } => BackendError::NotSupported(crate::report(&e)),
-            _ => BackendError::Io(crate::report(&e)),
+            SysfsError::NoGroup { .. } => BackendError::NotSupported(vfio_eeh::error_chain(&e)),
+            _ => BackendError::Io(vfio_eeh::error_chain(&e)),
         })
     }
 
     fn devices_of(&self, pe: PeId) -> Result<Vec<PciAddr>, BackendError> {
         self.sysfs.group_devices(pe).map_err(|e| match &e {
             SysfsError::List { source, .. } if source.kind() == std::io::ErrorKind::NotFound => BackendError::NoPe(pe),
-            _ => BackendError::Io(crate::report(&e)),
+            _ => BackendError::Io(vfio_eeh::error_chain(&e)),
         })
     }
 

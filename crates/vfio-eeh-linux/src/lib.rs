@@ -21,18 +21,4 @@ pub mod sys;
 pub mod sysfs;
 pub mod vfio;
 
-use std::error::Error;
-
 pub use host::VfioHost;
-
-/// An error's message followed by its causes, `: `-separated.
-fn report(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}

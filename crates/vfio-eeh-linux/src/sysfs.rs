@@ -267,7 +267,7 @@ impl Sysfs {
         Ok(Topology {
             phbs: phbs.into_iter().map(|(domain, groups)| Phb { domain, groups }).collect(),
             ungrouped,
-            problems: problems.iter().map(|e| crate::report(e)).collect(),
+            problems: problems.iter().map(|e| vfio_eeh::error_chain(e)).collect(),
         })
     }
 }

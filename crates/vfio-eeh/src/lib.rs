@@ -33,3 +33,25 @@ pub mod pe;
 pub mod rtas;
 pub mod topology;
 pub mod uapi;
+
+/// An error's message followed by its causes, `: `-separated, for logs and
+/// for errors that cross a boundary as text.
+///
+/// ```
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("Cannot read the topology")]
+/// struct Outer(#[source] std::io::Error);
+///
+/// let error = Outer(std::io::Error::other("permission denied"));
+/// assert_eq!(vfio_eeh::error_chain(&error), "Cannot read the topology: permission denied");
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}

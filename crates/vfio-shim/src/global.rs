@@ -52,7 +52,7 @@ pub(crate) fn init() -> Option<&'static Emulator> {
         .get_or_init(|| match start() {
             Ok(started) => Some(started),
             Err(e) => {
-                eprintln!("vfio-eeh-shim: {}", crate::report(&e));
+                eprintln!("vfio-eeh-shim: {}", vfio_eeh::error_chain(&e));
                 None
             }
         })

@@ -40,18 +40,3 @@ mod sys;
 mod user;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod vfio;
-
-use std::error::Error;
-
-/// An error's message followed by its causes, `: `-separated.
-#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
-pub(crate) fn report(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
-}
