@@ -16,12 +16,12 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-if ((${#targets[@]} == 0)); then
-    mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
-fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "error: cargo-fuzz is missing; install it with: cargo install cargo-fuzz" >&2
     exit 1
+fi
+if ((${#targets[@]} == 0)); then
+    mapfile -t targets < <(RUSTC_BOOTSTRAP=1 cargo fuzz list)
 fi
 
 export RUSTC_BOOTSTRAP=1

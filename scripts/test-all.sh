@@ -55,3 +55,16 @@ if [[ ${VFIO_EEH_SKIP_ORACLE:-0} == 1 ]]; then
 else
     timeout 900 scripts/conformance/compare.sh
 fi
+
+# ---------------------------------------------------------------------------
+# A short fuzz run of every cargo-fuzz target (fuzz/, scripts/fuzz.sh): the
+# RTAS firmware, topology files, address text and VFIO_EEH_PE_OP arguments,
+# from the committed seeds. VFIO_EEH_FUZZ_SECONDS sets the time per target
+# (default 15); VFIO_EEH_SKIP_FUZZ=1 skips the stage.
+if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
+    echo "== fuzzing (scripts/fuzz.sh)"
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        cargo install --locked cargo-fuzz
+    fi
+    timeout 1200 scripts/fuzz.sh "${VFIO_EEH_FUZZ_SECONDS:-15}"
+fi
