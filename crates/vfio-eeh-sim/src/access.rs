@@ -129,6 +129,15 @@ impl SimHost {
         Ok(locked.inner.devices[i].ready(locked.now))
     }
 
+    /// A function-level reset (`VFIO_DEVICE_RESET`): the function's memory is
+    /// lost; its config space comes back as it was (the kernel saves and
+    /// restores it around the reset).
+    pub fn function_reset(&self, dev: PciAddr) -> Result<(), AccessError> {
+        let (mut locked, i) = self.lock_device(dev)?;
+        locked.inner.devices[i].function_reset();
+        Ok(())
+    }
+
     /// Reads 1, 2 or 4 bytes of config space at an aligned offset below
     /// 4096. All-ones while the PE is stopped.
     pub fn config_read(&self, dev: PciAddr, offset: u16, width: u8) -> Result<u32, AccessError> {

@@ -241,6 +241,13 @@ impl DeviceState {
         self.ready_at = Duration::MAX;
     }
 
+    /// A function-level reset as VFIO's `DEVICE_RESET` does it: the
+    /// device's internal state (its memory) is lost, while the kernel saves
+    /// and restores the config space around the reset.
+    pub fn function_reset(&mut self) {
+        self.pages.clear();
+    }
+
     /// Reset deasserted: the function is ready `delay` after `now`.
     pub fn ready_after(&mut self, now: Duration, delay: Duration) {
         self.ready_at = now.saturating_add(delay);

@@ -439,3 +439,17 @@ fn many_threads_hammer_the_host_and_invariants_hold() {
         }
     }
 }
+
+#[test]
+fn a_function_reset_loses_device_memory_but_keeps_config() {
+    let (host, _) = host();
+    let nvme = addr(NVME);
+    host.config_write(nvme, 4, 2, 0x0006).unwrap(); // Memory and bus master on.
+    host.bar_write(nvme, 0, 0x40, 4, 0xdead_beef).unwrap();
+    let bar0 = host.config_read(nvme, 0x10, 4).unwrap();
+    host.function_reset(nvme).unwrap();
+    assert_eq!(host.bar_read(nvme, 0, 0x40, 4).unwrap(), 0);
+    assert_eq!(host.config_read(nvme, 0x10, 4).unwrap(), bar0);
+    assert_eq!(host.config_read(nvme, 4, 2).unwrap() & 0x6, 0x6);
+    assert_eq!(host.function_reset(addr("0000:09:00.0")).unwrap_err().errno(), errno::ENODEV);
+}

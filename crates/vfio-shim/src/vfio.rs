@@ -687,9 +687,9 @@ impl Emulator {
             }
             o if o == uapi::DEVICE_SET_IRQS.offset => device.set_irqs(arg),
             o if o == uapi::DEVICE_FEATURE.offset => Device::device_feature(arg),
-            // The simulator models no function-level reset; the PE resets
-            // are EEH's.
-            o if o == uapi::DEVICE_RESET.offset => Ok(0),
+            o if o == uapi::DEVICE_RESET.offset => {
+                self.host.function_reset(device.addr).map(|()| 0).map_err(|e| e.errno())
+            }
             o if o == uapi::DEVICE_ADDR_MAPPING.offset => match self.config.platform {
                 Platform::None => Err(ENOTTY),
                 Platform::Powernv => device.addr_mapping(arg),
