@@ -66,5 +66,15 @@ if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
     if ! cargo fuzz --version >/dev/null 2>&1; then
         cargo install --locked cargo-fuzz
     fi
-    timeout 1200 scripts/fuzz.sh "${VFIO_EEH_FUZZ_SECONDS:-15}"
+    # libFuzzer prints a line per new input: keep it in a log, show the
+    # per-target totals, and the log's end if a target fails.
+    fuzz_log=$(mktemp)
+    if timeout 1200 scripts/fuzz.sh "${VFIO_EEH_FUZZ_SECONDS:-15}" >"$fuzz_log" 2>&1; then
+        grep -E '^== fuzz|stat::number_of_executed_units|stat::new_units_added' "$fuzz_log"
+    else
+        tail -n 200 "$fuzz_log"
+        echo "error: fuzzing failed (full log: $fuzz_log)" >&2
+        exit 1
+    fi
+    rm -f "$fuzz_log"
 fi
