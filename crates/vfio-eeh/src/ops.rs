@@ -249,6 +249,19 @@ pub enum EehOp {
 }
 
 impl EehOp {
+    /// Every op but `InjectErr`, the only one that carries arguments.
+    pub const WITHOUT_ARGUMENTS: [EehOp; 9] = [
+        EehOp::Disable,
+        EehOp::Enable,
+        EehOp::UnfreezeIo,
+        EehOp::UnfreezeDma,
+        EehOp::GetState,
+        EehOp::ResetDeactivate,
+        EehOp::Reset(ResetKind::Hot),
+        EehOp::Reset(ResetKind::Fundamental),
+        EehOp::Configure,
+    ];
+
     /// The `VFIO_EEH_PE_*` op code.
     pub const fn code(&self) -> u32 {
         match self {
@@ -448,18 +461,7 @@ mod tests {
                 mask,
             })
         });
-        prop_oneof![
-            Just(EehOp::Disable),
-            Just(EehOp::Enable),
-            Just(EehOp::UnfreezeIo),
-            Just(EehOp::UnfreezeDma),
-            Just(EehOp::GetState),
-            Just(EehOp::ResetDeactivate),
-            Just(EehOp::Reset(ResetKind::Hot)),
-            Just(EehOp::Reset(ResetKind::Fundamental)),
-            Just(EehOp::Configure),
-            inj,
-        ]
+        prop_oneof![proptest::sample::select(&EehOp::WITHOUT_ARGUMENTS[..]), inj]
     }
 
     proptest! {

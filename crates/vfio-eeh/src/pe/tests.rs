@@ -348,17 +348,7 @@ fn any_step() -> impl Strategy<Value = Step> {
         },
     );
     prop_oneof![
-        3 => prop_oneof![
-            Just(EehOp::Disable),
-            Just(EehOp::Enable),
-            Just(EehOp::UnfreezeIo),
-            Just(EehOp::UnfreezeDma),
-            Just(EehOp::GetState),
-            Just(EehOp::ResetDeactivate),
-            Just(HOT),
-            Just(EehOp::Reset(ResetKind::Fundamental)),
-            Just(EehOp::Configure),
-        ].prop_map(Step::Op),
+        3 => proptest::sample::select(&EehOp::WITHOUT_ARGUMENTS[..]).prop_map(Step::Op),
         1 => injection,
         2 => prop_oneof![Just(FreezeScope::All), Just(FreezeScope::Dma)].prop_map(Step::Freeze),
         2 => (0u64..3000).prop_map(Step::Wait),
