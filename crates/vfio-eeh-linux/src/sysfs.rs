@@ -8,8 +8,9 @@
 //! [`Topology::problems`], naming the path, and the rest is still listed.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use vfio_eeh::addr::{PciAddr, PeId};
@@ -67,6 +68,19 @@ pub enum SysfsError {
         /// The device.
         addr: PciAddr,
         /// The missing link.
+        path: PathBuf,
+    },
+    /// An attribute is not a regular file (a FIFO or a device planted in a
+    /// fake tree): it is not read, so it can neither block nor stream.
+    #[error("Cannot read {path}: not a regular file")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An attribute holds more than a page, which no sysfs attribute does.
+    #[error("Cannot read {path}: larger than {ATTRIBUTE_MAX} bytes")]
+    TooLarge {
+        /// The file.
         path: PathBuf,
     },
     /// A file or link could not be read.
@@ -306,9 +320,38 @@ fn list(dir: &Path) -> Result<Vec<String>, SysfsError> {
     Ok(names)
 }
 
+/// The most bytes a sysfs attribute holds: one page (`sysfs_emit` writes
+/// into a `PAGE_SIZE` buffer; 4 KiB is the smallest page of the hosts we
+/// serve, and every attribute read here is a few bytes).
+pub const ATTRIBUTE_MAX: u64 = 4096;
+
+/// Reads a sysfs attribute as text, safely against a hostile tree: only a
+/// regular file is opened (checked before `open`, so a device file is never
+/// opened, and again on the open file, so a swap in between is caught),
+/// the open does not block (`O_NONBLOCK`, for a FIFO swapped in), and at
+/// most [`ATTRIBUTE_MAX`] bytes are read.
+fn read_attribute(path: &Path) -> Result<String, SysfsError> {
+    let read_error = |source| SysfsError::Read { path: path.to_owned(), source };
+    let not_regular = || SysfsError::NotRegular { path: path.to_owned() };
+    if !fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(not_regular());
+    }
+    let file =
+        OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut text = String::new();
+    file.take(ATTRIBUTE_MAX + 1).read_to_string(&mut text).map_err(read_error)?;
+    if text.len() as u64 > ATTRIBUTE_MAX {
+        return Err(SysfsError::TooLarge { path: path.to_owned() });
+    }
+    Ok(text)
+}
+
 /// Reads a sysfs hex attribute such as `0x8086\n`.
 fn read_hex(path: &Path) -> Result<u32, SysfsError> {
-    let text = fs::read_to_string(path).map_err(|source| SysfsError::Read { path: path.to_owned(), source })?;
+    let text = read_attribute(path)?;
     let trimmed = text.trim();
     let digits = trimmed.strip_prefix("0x").unwrap_or(trimmed);
     u32::from_str_radix(digits, 16).map_err(|_| SysfsError::Malformed {

@@ -133,7 +133,8 @@ fn odd_entries_become_problems_naming_their_paths_and_the_rest_is_listed() {
         problem("05.0/driver"),
         format!("Dangling link {}/driver -> ../../../bus/pci/drivers/gone", dev("0000:00:05.0"))
     );
-    assert!(problem("06.0/vendor").starts_with(&format!("Cannot read {}/vendor: Is a directory", dev("0000:00:06.0"))));
+    // A directory where an attribute belongs is not opened: only regular files are read.
+    assert_eq!(problem("06.0/vendor"), format!("Cannot read {}/vendor: not a regular file", dev("0000:00:06.0")));
     assert_eq!(
         problem("0000:00:07.0"),
         format!(
@@ -181,22 +182,99 @@ fn a_missing_pci_bus_is_an_error_naming_the_directory() {
     assert_eq!(err.to_string(), format!("Cannot list {}/bus/pci/devices", dir.path().display()));
 }
 
+/// A copy of a fixture tree in a fresh directory that every user may enter
+/// (the unprivileged child below reads it), with the directory kept alive.
+fn fixture_copy(name: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("cp").arg("-a").arg(fixture(name)).arg(dir.path()).status().unwrap();
+    assert!(status.success());
+    let root = dir.path().join(name);
+    (dir, root)
+}
+
+/// Set in the child that [`unreadable_files_are_problems_naming_their_paths`]
+/// starts as `nobody`: the sysfs root to scan.
+const UNPRIVILEGED_ROOT: &str = "VFIO_EEH_TEST_UNPRIVILEGED_ROOT";
+
+/// A file the scanner may not read is a problem naming it, and the rest is
+/// listed. Root reads files whatever their mode, so as root (CI) the test
+/// runs its check again in a child of itself as `nobody` (`setpriv`, from
+/// util-linux): the check runs whoever runs the suite.
 #[test]
 fn unreadable_files_are_problems_naming_their_paths() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp").arg("-a").arg(fixture("powernv")).arg(dir.path()).status().unwrap();
-    assert!(status.success());
-    let root = dir.path().join("powernv");
-    let vendor = root.join("devices/pci0002:00/0002:01:00.0/vendor");
-    fs::set_permissions(&vendor, fs::Permissions::from_mode(0o000)).unwrap();
-    if fs::read(&vendor).is_ok() {
-        eprintln!("skipped: this process reads files whatever their mode (root)");
+    if let Some(root) = std::env::var_os(UNPRIVILEGED_ROOT) {
+        let root = PathBuf::from(root);
+        let vendor = root.join("bus/pci/devices/0002:01:00.0/vendor");
+        assert!(fs::read(&vendor).is_err(), "the child must not be able to read {}", vendor.display());
+        let topo = Sysfs::new(&root).topology().unwrap();
+        assert_eq!(topo.problems, [format!("Cannot read {}: Permission denied (os error 13)", vendor.display())]);
+        assert_eq!(topo.devices().count(), 8);
         return;
     }
-    let topo = Sysfs::new(&root).topology().unwrap();
-    assert_eq!(topo.problems, [format!("Cannot read {}: Permission denied (os error 13)", vendor.display())]);
+    let (_dir, root) = fixture_copy("powernv");
+    let vendor = root.join("devices/pci0002:00/0002:01:00.0/vendor");
+    fs::set_permissions(&vendor, fs::Permissions::from_mode(0o000)).unwrap();
+    let is_root = fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap();
+    let test = std::env::current_exe().unwrap();
+    let mut child = if is_root {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(test);
+        cmd
+    } else {
+        std::process::Command::new(test)
+    };
+    let out = child
+        .args(["--exact", "unreadable_files_are_problems_naming_their_paths", "--nocapture", "--test-threads=1"])
+        .env(UNPRIVILEGED_ROOT, &root)
+        .output()
+        .expect("setpriv (util-linux) runs the check as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 passed"), "the child ran no check: {stdout}");
+}
+
+/// Runs a scan on another thread, failing (not hanging) if it blocks.
+fn topology_within_seconds(root: &Path) -> Topology {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sysfs = Sysfs::new(root);
+    std::thread::spawn(move || tx.send(sysfs.topology().unwrap()));
+    rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the scan blocked")
+}
+
+/// A hostile fake tree: a FIFO, a link to an endless device and an
+/// oversized file as attributes. None is opened or read past a page; each is
+/// a problem naming it, and the scan carries on.
+#[test]
+fn attributes_that_are_not_small_regular_files_are_problems_not_hangs() {
+    let (_dir, root) = fixture_copy("powernv");
+    let device = root.join("devices/pci0002:00/0002:01:00.0");
+    fs::remove_file(device.join("vendor")).unwrap();
+    let status = std::process::Command::new("mkfifo").arg(device.join("vendor")).status().unwrap();
+    assert!(status.success());
+    fs::remove_file(device.join("device")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", device.join("device")).unwrap();
+    fs::write(device.join("class"), format!("0x{}\n", "0".repeat(8192))).unwrap();
+    let eeh_pe = root.join("devices/pci0000:00/0000:01:00.0/eeh_pe_config_addr");
+    fs::remove_file(&eeh_pe).unwrap();
+    std::os::unix::fs::symlink("/dev/urandom", &eeh_pe).unwrap();
+
+    let topo = topology_within_seconds(&root);
+    let via_link = |dev: &str, file: &str| root.join("bus/pci/devices").join(dev).join(file).display().to_string();
+    assert_eq!(
+        topo.problems,
+        [
+            format!("Cannot read {}: not a regular file", via_link("0000:01:00.0", "eeh_pe_config_addr")),
+            format!("Cannot read {}: not a regular file", via_link("0002:01:00.0", "vendor")),
+            format!("Cannot read {}: not a regular file", via_link("0002:01:00.0", "device")),
+            format!("Cannot read {}: larger than 4096 bytes", via_link("0002:01:00.0", "class")),
+        ]
+    );
     assert_eq!(topo.devices().count(), 8);
+    let (_, hostile) = topo.devices().find(|(_, d)| d.addr == addr("0002:01:00.0")).unwrap();
+    assert_eq!((hostile.vendor, hostile.device, hostile.class), (0xffff, 0xffff, 0xff_ffff));
 }
 
 /// This machine's `/sys`, checked against each device's own `vendor` file.
