@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::calls::{status, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR, ERRINJCT_IOA_BUS_ERROR_64};
-use super::codec::{DecodeError, RtasArgs};
+use super::codec::{DecodeError, IoaBusError, IoaBusError64, RtasArgs};
 use super::memory::GuestMemory;
 use crate::addr::{Buid, ConfigAddr, PeId};
 use crate::backend::{errno, BackendError, EehBackend};
 use crate::mapping::{AddrMaps, Mapped, VmId};
 use crate::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The fixed "unavailable" hint QEMU gives, and ours when the host cannot tell.
 pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
@@ -335,27 +336,24 @@ impl EehRtas {
     fn errinjct(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
         let (class, token, buffer) = (a[0], a[1], u64::from(a[2]));
         self.check_errinjct_owner(token)?;
-        let (kind, words) = match class {
-            ERRINJCT_IOA_BUS_ERROR => (ErrType::Bus32, 6),
-            ERRINJCT_IOA_BUS_ERROR_64 => (ErrType::Bus64, 8),
-            _ => return Err(status::PARAMETER_ERROR),
-        };
         if buffer % ERRINJCT_BUFFER_ALIGN != 0 {
             return Err(status::PARAMETER_ERROR);
         }
-        let mut bytes = [0u8; 32];
-        ctx.memory.read(buffer, &mut bytes[..4 * words]).map_err(|_| status::PARAMETER_ERROR)?;
-        let w: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4"))).collect();
-        let wide = |hi: u32, lo: u32| u64::from(hi) << 32 | u64::from(lo);
-        // ioa-bus-error: addr, mask, config, hi, lo, func; -64: addr(2), mask(2), config, hi, lo, func.
-        let (addr, mask, rest) = match kind {
-            ErrType::Bus32 => (u64::from(w[0]), u64::from(w[1]), &w[2..6]),
-            ErrType::Bus64 => (wide(w[0], w[1]), wide(w[2], w[3]), &w[4..8]),
+        let (kind, addr, mask, target) = match class {
+            ERRINJCT_IOA_BUS_ERROR => {
+                let work = read_work_buffer::<IoaBusError>(ctx.memory, buffer)?;
+                (ErrType::Bus32, u64::from(work.addr.get()), u64::from(work.mask.get()), work.target)
+            }
+            ERRINJCT_IOA_BUS_ERROR_64 => {
+                let work = read_work_buffer::<IoaBusError64>(ctx.memory, buffer)?;
+                (ErrType::Bus64, work.addr.get(), work.mask.get(), work.target)
+            }
+            _ => return Err(status::PARAMETER_ERROR),
         };
-        let target = self.target(ctx.maps, rest[0], rest[1], rest[2])?;
-        let func = ErrFunc::from_raw(rest[3]).ok_or(status::PARAMETER_ERROR)?;
+        let pe = self.target(ctx.maps, target.config.get(), target.buid_hi.get(), target.buid_lo.get())?.pe;
+        let func = ErrFunc::from_raw(target.func.get()).ok_or(status::PARAMETER_ERROR)?;
         let injection = ErrInjection { kind, func, addr, mask };
-        ctx.backend.pe_op(target.pe, EehOp::InjectErr(injection)).map_err(|e| injection_status(&e))?;
+        ctx.backend.pe_op(pe, EehOp::InjectErr(injection)).map_err(|e| injection_status(&e))?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
@@ -364,6 +362,13 @@ impl EehRtas {
         self.errinjct_open = None;
         Ok(Reply::status_only(status::SUCCESS))
     }
+}
+
+/// Reads an `ibm,errinjct` work buffer of layout `T` from guest memory.
+fn read_work_buffer<T: FromBytes + IntoBytes>(memory: &dyn GuestMemory, addr: u64) -> Result<T, i32> {
+    let mut work = T::new_zeroed();
+    memory.read(addr, work.as_mut_bytes()).map_err(|_| status::PARAMETER_ERROR)?;
+    Ok(work)
 }
 
 /// The "PE Unavailable Info" for a known delay: milliseconds, rounded up, at
