@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use vfio_eeh::addr::PeId;
-use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
 use vfio_eeh::uapi::{self, Encoding, VfioIoctl};
 use vfio_eeh_linux::fd::{IoctlArg, IoctlCall, NewFdCall, VfioFd, VfioSystem};
@@ -299,11 +299,9 @@ fn kernel_errors_keep_their_errno() {
     assert_eq!(err.errno(), libc::ENODEV);
     assert_eq!(
         err,
-        BackendError::Os {
-            what: "VFIO_EEH_PE_OP on /dev/vfio/vfio failed: No such device (os error 19)".into(),
-            errno: libc::ENODEV
-        }
+        BackendError::Os { what: "VFIO_EEH_PE_OP on /dev/vfio/vfio failed".into(), source: Errno(libc::ENODEV) }
     );
+    assert_eq!(vfio_eeh::error_chain(&err), "VFIO_EEH_PE_OP on /dev/vfio/vfio failed: No such device (os error 19)");
     assert_eq!(host.pe_op(PeId(9), EehOp::Enable), Err(BackendError::NoPe(PeId(9))));
 }
 
