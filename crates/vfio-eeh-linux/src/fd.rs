@@ -6,11 +6,15 @@
 //! so an `LD_PRELOAD` library that emulates `/dev/vfio` sees every call);
 //! tests implement them with a recording fake and check the exact request
 //! numbers and argument bytes each operation would hand to the kernel.
+//!
+//! An ioctl reaches the seam as an [`IoctlCall`], which only a typed
+//! descriptor ([`sys::Ioctl`](crate::sys::Ioctl)) builds: the request number
+//! and its argument always match, so issuing one is safe.
 
 use std::io;
 use std::path::Path;
 
-use vfio_eeh::uapi::Encoding;
+use vfio_eeh::uapi::{Encoding, VfioIoctl};
 
 /// The third argument of one `ioctl(2)` call.
 #[derive(Debug)]
@@ -24,29 +28,61 @@ pub enum IoctlArg<'a> {
     InOut(&'a mut [u8]),
 }
 
+/// One ioctl ready to issue: a request number with an argument of the kind
+/// that number takes, covering every byte the kernel touches for it.
+#[derive(Debug)]
+pub struct IoctlCall<'a> {
+    ioctl: VfioIoctl,
+    request: u32,
+    arg: IoctlArg<'a>,
+}
+
+impl<'a> IoctlCall<'a> {
+    /// Only the typed descriptors in [`sys`](crate::sys) build calls; their
+    /// declarations carry the promise that `arg` suits `ioctl`.
+    pub(crate) fn new(ioctl: VfioIoctl, encoding: Encoding, arg: IoctlArg<'a>) -> Self {
+        IoctlCall { ioctl, request: ioctl.number(encoding), arg }
+    }
+
+    /// The ioctl issued.
+    pub fn ioctl(&self) -> VfioIoctl {
+        self.ioctl
+    }
+
+    /// The request number, in the encoding of the fd's kernel.
+    pub fn request(&self) -> u32 {
+        self.request
+    }
+
+    /// The request number and the argument.
+    pub fn into_parts(self) -> (u32, IoctlArg<'a>) {
+        (self.request, self.arg)
+    }
+}
+
+/// An [`IoctlCall`] that answers with a new file descriptor
+/// (`VFIO_GROUP_GET_DEVICE_FD`), which the caller then owns.
+#[derive(Debug)]
+pub struct NewFdCall<'a>(pub(crate) IoctlCall<'a>);
+
+impl<'a> NewFdCall<'a> {
+    /// The call itself.
+    pub fn into_call(self) -> IoctlCall<'a> {
+        self.0
+    }
+}
+
 /// An open VFIO file: the container, a group or a device.
 pub trait VfioFd: Send + Sync + Sized {
     /// The file descriptor number (what `VFIO_GROUP_SET_CONTAINER` passes).
     fn raw(&self) -> i32;
 
-    /// Issues `ioctl(fd, request, arg)` and returns its non-negative result.
-    ///
-    /// # Safety
-    ///
-    /// `arg` must be what `request` expects on this kind of fd: a pointer
-    /// argument must cover every byte the kernel reads or writes for that
-    /// request (VFIO structures sized by their `argsz`, strings
-    /// NUL-terminated), and a value argument must not be taken as a pointer.
-    unsafe fn ioctl(&self, request: u32, arg: IoctlArg<'_>) -> io::Result<i32>;
+    /// Issues `call` and returns the ioctl's non-negative result.
+    fn ioctl(&self, call: IoctlCall<'_>) -> io::Result<i32>;
 
-    /// Issues an ioctl that answers with a new file descriptor
-    /// (`VFIO_GROUP_GET_DEVICE_FD`) and takes ownership of it.
-    ///
-    /// # Safety
-    ///
-    /// As for [`ioctl`](VfioFd::ioctl); moreover a successful result must be
-    /// a new descriptor that nothing else owns.
-    unsafe fn ioctl_fd(&self, request: u32, arg: IoctlArg<'_>) -> io::Result<Self>;
+    /// Issues an ioctl that answers with a new file descriptor and takes
+    /// ownership of it.
+    fn ioctl_fd(&self, call: NewFdCall<'_>) -> io::Result<Self>;
 
     /// Reads at `offset` (`pread`), returning the bytes read.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use vfio_eeh::addr::{PciAddr, PeId};
-use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::ops::EehOp;
 use vfio_eeh::topology::Topology;
 
@@ -107,18 +107,18 @@ impl<S: VfioSystem> VfioHost<S> {
     }
 }
 
-/// Maps a VFIO failure to the backend error a front end answers with.
+/// Maps a VFIO failure to the backend error a front end answers with; an OS
+/// error keeps its errno as the typed source.
 fn backend_error(error: VfioError) -> BackendError {
-    let what = vfio_eeh::error_chain(&error);
     match error {
         VfioError::NoEeh { .. } | VfioError::NoIommu { .. } | VfioError::ApiVersion { .. } => {
-            BackendError::NotSupported(what)
+            BackendError::NotSupported(vfio_eeh::error_chain(&error))
         }
-        VfioError::NotViable { .. } => BackendError::PermissionDenied(what),
-        VfioError::ConfigRange { .. } => BackendError::InvalidArgument(what),
+        VfioError::NotViable { .. } => BackendError::PermissionDenied(vfio_eeh::error_chain(&error)),
+        VfioError::ConfigRange { .. } => BackendError::InvalidArgument(vfio_eeh::error_chain(&error)),
         _ => match error.errno() {
-            Some(errno) => BackendError::Os { what, errno },
-            None => BackendError::Io(what),
+            Some(errno) => BackendError::Os { what: error.to_string(), source: Errno(errno) },
+            None => BackendError::Io(vfio_eeh::error_chain(&error)),
         },
     }
 }

@@ -5,8 +5,9 @@
 //! * [`vfio`]: safe wrappers over the VFIO container, group and device;
 //! * [`host`]: [`VfioHost`], the [`EehBackend`](vfio_eeh::backend::EehBackend)
 //!   over `VFIO_EEH_PE_OP`;
-//! * [`fd`]: the trait seam under the wrappers, and [`sys`], its
-//!   implementation on the real kernel (the only `unsafe` code).
+//! * [`fd`]: the trait seam under the wrappers, and [`sys`], the typed ioctl
+//!   table and its implementation on the real kernel: the only `unsafe` code
+//!   (every other module is compiled with `unsafe_code` denied).
 //!
 //! ```
 //! use vfio_eeh_linux::sysfs::Sysfs;
@@ -15,8 +16,11 @@
 //! assert!(topology.unwrap_err().to_string().starts_with("Cannot list /nonexistent/bus/pci/devices"));
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod fd;
 pub mod host;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;
 pub mod vfio;

@@ -24,9 +24,9 @@ use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::PeOpReply;
 use vfio_eeh::ops::{EehOp, PeState};
 use vfio_eeh::uapi::{self, Encoding, VfioIoctl};
-use zerocopy::IntoBytes;
 
-use crate::fd::{IoctlArg, VfioFd, VfioSystem};
+use crate::fd::{VfioFd, VfioSystem};
+use crate::sys::{self, ArgKind, Ioctl};
 
 /// Why a VFIO operation failed. Each names the file it was about.
 #[derive(Debug, thiserror::Error)]
@@ -149,29 +149,8 @@ impl<F: VfioFd> File<F> {
     }
 
     /// Issues `ioctl` with `arg`.
-    ///
-    /// # Safety
-    ///
-    /// `arg` must be valid for `ioctl` on this fd kind (see [`VfioFd::ioctl`]).
-    unsafe fn ioctl(&self, ioctl: VfioIoctl, arg: IoctlArg<'_>) -> Result<i32, VfioError> {
-        // SAFETY: forwarded from this fn's contract.
-        unsafe { self.fd.ioctl(ioctl.number(self.encoding), arg) }.map_err(self.error(ioctl))
-    }
-
-    /// Issues an ioctl that takes an integer by value.
-    fn ioctl_value(&self, ioctl: VfioIoctl, value: u64) -> Result<i32, VfioError> {
-        debug_assert!(matches!(
-            ioctl,
-            uapi::GET_API_VERSION
-                | uapi::CHECK_EXTENSION
-                | uapi::SET_IOMMU
-                | uapi::GROUP_UNSET_CONTAINER
-                | uapi::DEVICE_RESET
-        ));
-        // SAFETY: every by-value VFIO ioctl used in this module (API version,
-        // check extension, set IOMMU, unset container, device reset) reads
-        // its argument as an integer or ignores it; none dereferences it.
-        unsafe { self.ioctl(ioctl, IoctlArg::Value(value)) }
+    fn ioctl<A: ArgKind>(&self, ioctl: Ioctl<A>, arg: A::Arg<'_>) -> Result<i32, VfioError> {
+        ioctl.call(self.encoding, arg).and_then(|call| self.fd.ioctl(call)).map_err(self.error(ioctl.vfio()))
     }
 }
 
@@ -227,12 +206,12 @@ impl<F: VfioFd> Container<F> {
 
     /// `VFIO_GET_API_VERSION`.
     pub fn api_version(&self) -> Result<i32, VfioError> {
-        self.file.ioctl_value(uapi::GET_API_VERSION, 0)
+        self.file.ioctl(sys::GET_API_VERSION, ())
     }
 
     /// `VFIO_CHECK_EXTENSION`: whether the container offers `extension`.
     pub fn check_extension(&self, extension: u32) -> Result<bool, VfioError> {
-        Ok(self.file.ioctl_value(uapi::CHECK_EXTENSION, extension.into())? > 0)
+        Ok(self.file.ioctl(sys::CHECK_EXTENSION, extension)? > 0)
     }
 
     /// The first of [`IommuType::ALL`] the container offers.
@@ -247,7 +226,7 @@ impl<F: VfioFd> Container<F> {
 
     /// `VFIO_SET_IOMMU`; needs a group attached first.
     pub fn set_iommu(&self, iommu: IommuType) -> Result<(), VfioError> {
-        self.file.ioctl_value(uapi::SET_IOMMU, iommu.raw().into()).map(drop)
+        self.file.ioctl(sys::SET_IOMMU, iommu.raw()).map(drop)
     }
 
     /// Fails with [`VfioError::NoEeh`] unless the container offers `VFIO_EEH`.
@@ -262,10 +241,7 @@ impl<F: VfioFd> Container<F> {
     /// `VFIO_EEH_PE_OP` on the PE of the container's (single) group.
     pub fn eeh_pe_op(&self, op: EehOp) -> Result<PeOpReply, VfioError> {
         let arg = uapi::VfioEehPeOp::from(op);
-        // SAFETY: the container serves VFIO_EEH_PE_OP with a pointer to a
-        // `struct vfio_eeh_pe_op`, which it only reads, at most `argsz` = 40
-        // bytes: exactly the bytes of `arg`.
-        let ret = unsafe { self.file.ioctl(uapi::EEH_PE_OP, IoctlArg::In(arg.as_bytes())) }?;
+        let ret = self.file.ioctl(sys::EEH_PE_OP, &arg)?;
         if op != EehOp::GetState {
             return Ok(PeOpReply::Done);
         }
@@ -310,10 +286,7 @@ impl<F: VfioFd> Group<F> {
     /// `VFIO_GROUP_GET_STATUS`.
     pub fn status(&self) -> Result<GroupStatus, VfioError> {
         let mut status = uapi::VfioGroupStatus { argsz: 8, flags: 0 };
-        // SAFETY: a group fd serves GROUP_GET_STATUS with a pointer to a
-        // `struct vfio_group_status`, which it reads and writes back (8 bytes,
-        // `argsz` = 8): exactly the bytes of `status`.
-        unsafe { self.file.ioctl(uapi::GROUP_GET_STATUS, IoctlArg::InOut(status.as_mut_bytes())) }?;
+        self.file.ioctl(sys::GROUP_GET_STATUS, &mut status)?;
         Ok(GroupStatus {
             viable: status.flags & uapi::VFIO_GROUP_FLAGS_VIABLE != 0,
             container_set: status.flags & uapi::VFIO_GROUP_FLAGS_CONTAINER_SET != 0,
@@ -327,29 +300,20 @@ impl<F: VfioFd> Group<F> {
             return Err(VfioError::NotViable { group: self.group });
         }
         let container_fd: i32 = container.file.fd.raw();
-        // SAFETY: a group fd serves GROUP_SET_CONTAINER with a pointer to an
-        // `int` holding the container fd, which it only reads: 4 bytes.
-        unsafe { self.file.ioctl(uapi::GROUP_SET_CONTAINER, IoctlArg::In(container_fd.as_bytes())) }.map(drop)
+        self.file.ioctl(sys::GROUP_SET_CONTAINER, &container_fd).map(drop)
     }
 
     /// `VFIO_GROUP_UNSET_CONTAINER`.
     pub fn detach(&self) -> Result<(), VfioError> {
-        self.file.ioctl_value(uapi::GROUP_UNSET_CONTAINER, 0).map(drop)
+        self.file.ioctl(sys::GROUP_UNSET_CONTAINER, ()).map(drop)
     }
 
     /// `VFIO_GROUP_GET_DEVICE_FD`: opens a device of the group, and reads
     /// where its config space is.
     pub fn device(&self, addr: PciAddr) -> Result<Device<F>, VfioError> {
         let name = CString::new(addr.to_string()).expect("a PCI address has no NUL byte");
-        // SAFETY: a group fd serves GROUP_GET_DEVICE_FD with a pointer to a
-        // NUL-terminated device name, which it only reads up to the NUL; on
-        // success it returns a new device fd that nothing else owns.
-        let fd = unsafe {
-            self.file
-                .fd
-                .ioctl_fd(uapi::GROUP_GET_DEVICE_FD.number(self.file.encoding), IoctlArg::In(name.as_bytes_with_nul()))
-        }
-        .map_err(self.file.error(uapi::GROUP_GET_DEVICE_FD))?;
+        let call = sys::GROUP_GET_DEVICE_FD.call(self.file.encoding, &name);
+        let fd = self.file.fd.ioctl_fd(call).map_err(self.file.error(uapi::GROUP_GET_DEVICE_FD))?;
         let path = format!("{} device {addr}", self.file.path);
         let mut device = Device {
             file: File { fd, path, encoding: self.file.encoding },
@@ -378,27 +342,20 @@ impl<F: VfioFd> Device<F> {
     /// `VFIO_DEVICE_GET_INFO`.
     pub fn info(&self) -> Result<uapi::VfioDeviceInfo, VfioError> {
         let mut info = uapi::VfioDeviceInfo { argsz: 20, ..Default::default() };
-        // SAFETY: a device fd serves DEVICE_GET_INFO with a pointer to a
-        // `struct vfio_device_info`, read and written back up to `argsz` = 20
-        // bytes: exactly the bytes of `info`.
-        unsafe { self.file.ioctl(uapi::DEVICE_GET_INFO, IoctlArg::InOut(info.as_mut_bytes())) }?;
+        self.file.ioctl(sys::DEVICE_GET_INFO, &mut info)?;
         Ok(info)
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO` for region `index`.
     pub fn region_info(&self, index: u32) -> Result<uapi::VfioRegionInfo, VfioError> {
         let mut info = uapi::VfioRegionInfo { argsz: 32, index, ..Default::default() };
-        // SAFETY: a device fd serves DEVICE_GET_REGION_INFO with a pointer to
-        // a `struct vfio_region_info`, read and written back up to `argsz` =
-        // 32 bytes (capabilities beyond it are not written when they do not
-        // fit): exactly the bytes of `info`.
-        unsafe { self.file.ioctl(uapi::DEVICE_GET_REGION_INFO, IoctlArg::InOut(info.as_mut_bytes())) }?;
+        self.file.ioctl(sys::DEVICE_GET_REGION_INFO, &mut info)?;
         Ok(info)
     }
 
     /// `VFIO_DEVICE_RESET`.
     pub fn reset(&self) -> Result<(), VfioError> {
-        self.file.ioctl_value(uapi::DEVICE_RESET, 0).map(drop)
+        self.file.ioctl(sys::DEVICE_RESET, ()).map(drop)
     }
 
     /// The file offset of `len` bytes at config `offset`, checked against the

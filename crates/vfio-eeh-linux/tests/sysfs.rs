@@ -84,8 +84,8 @@ fn backend_finds_pes_and_their_devices_in_sysfs() {
     assert!(why.contains("0000:00:00.0 is in no IOMMU group") && why.contains("powernv"), "{why}");
     assert_eq!(host.devices_of(PeId(4)), Err(BackendError::NoPe(PeId(4))));
     // Without /dev/vfio, an operation fails with the path and ENOENT.
-    let Err(BackendError::Os { what, errno }) = host.status(PeId(1)) else { panic!("EEH without /dev/vfio") };
-    assert_eq!(errno, libc::ENOENT);
+    let Err(BackendError::Os { what, source }) = host.status(PeId(1)) else { panic!("EEH without /dev/vfio") };
+    assert_eq!(source.0, libc::ENOENT);
     assert!(what.starts_with("/nonexistent/vfio/vfio does not exist"), "{what}");
     assert!(host.eeh_support().unwrap_err().to_string().contains("/nonexistent/vfio/vfio"));
 }

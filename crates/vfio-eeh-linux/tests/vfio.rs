@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use vfio_eeh::addr::PeId;
-use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
 use vfio_eeh::uapi::{self, Encoding, VfioIoctl};
-use vfio_eeh_linux::fd::{IoctlArg, VfioFd, VfioSystem};
+use vfio_eeh_linux::fd::{IoctlArg, IoctlCall, NewFdCall, VfioFd, VfioSystem};
 use vfio_eeh_linux::sysfs::Sysfs;
 use vfio_eeh_linux::vfio::{Container, Group, IommuType, VfioError};
 use vfio_eeh_linux::VfioHost;
@@ -124,7 +124,8 @@ impl VfioFd for FakeFd {
         self.fd
     }
 
-    unsafe fn ioctl(&self, request: u32, arg: IoctlArg<'_>) -> io::Result<i32> {
+    fn ioctl(&self, call: IoctlCall<'_>) -> io::Result<i32> {
+        let (request, arg) = call.into_parts();
         let mut k = self.kernel.lock().unwrap();
         let encoding = k.encoding;
         let is = |ioctl: VfioIoctl| request == ioctl.number(encoding);
@@ -165,9 +166,8 @@ impl VfioFd for FakeFd {
         Ok(ret)
     }
 
-    unsafe fn ioctl_fd(&self, request: u32, arg: IoctlArg<'_>) -> io::Result<FakeFd> {
-        // SAFETY: the fake dereferences nothing; the contract is forwarded.
-        let fd = unsafe { self.ioctl(request, arg) }?;
+    fn ioctl_fd(&self, call: NewFdCall<'_>) -> io::Result<FakeFd> {
+        let fd = self.ioctl(call.into_call())?;
         Ok(FakeFd { fd, kernel: Arc::clone(&self.kernel) })
     }
 
@@ -299,11 +299,9 @@ fn kernel_errors_keep_their_errno() {
     assert_eq!(err.errno(), libc::ENODEV);
     assert_eq!(
         err,
-        BackendError::Os {
-            what: "VFIO_EEH_PE_OP on /dev/vfio/vfio failed: No such device (os error 19)".into(),
-            errno: libc::ENODEV
-        }
+        BackendError::Os { what: "VFIO_EEH_PE_OP on /dev/vfio/vfio failed".into(), source: Errno(libc::ENODEV) }
     );
+    assert_eq!(vfio_eeh::error_chain(&err), "VFIO_EEH_PE_OP on /dev/vfio/vfio failed: No such device (os error 19)");
     assert_eq!(host.pe_op(PeId(9), EehOp::Enable), Err(BackendError::NoPe(PeId(9))));
 }
 

@@ -41,8 +41,32 @@ pub mod errno {
     pub const EOPNOTSUPP: i32 = 95;
 }
 
+/// An OS error number as an error: what a host's kernel answered. Its
+/// message is the OS's ("No such device (os error 19)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Errno(pub i32);
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::io::Error::from_raw_os_error(self.0).fmt(f)
+    }
+}
+
+impl std::error::Error for Errno {}
+
+impl From<Errno> for std::io::Error {
+    fn from(errno: Errno) -> Self {
+        std::io::Error::from_raw_os_error(errno.0)
+    }
+}
+
 /// Why a host refused or failed an EEH operation. Each maps to the errno the
 /// Linux kernel gives for it.
+///
+/// [`NoDevice`](BackendError::NoDevice) and [`NoPe`](BackendError::NoPe) say
+/// an address names nothing on the host; the others that the host could not
+/// carry the operation out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "error")]
 pub enum BackendError {
@@ -73,13 +97,15 @@ pub enum BackendError {
     /// The host failed the operation.
     #[error("Host I/O error: {0}")]
     Io(String),
-    /// An OS error with its errno, as a real host reports it.
-    #[error("{what} failed with errno {errno}")]
+    /// An OS error, as a real host reports it.
+    #[error("{what}")]
     Os {
-        /// What was being done.
+        /// What failed.
         what: String,
-        /// The errno.
-        errno: i32,
+        /// The errno the OS answered.
+        #[serde(rename = "errno")]
+        #[source]
+        source: Errno,
     },
 }
 
@@ -93,7 +119,7 @@ impl BackendError {
             BackendError::NotEnabled(_) | BackendError::PermanentlyFailed(_) | BackendError::Io(_) => errno::EIO,
             BackendError::NotSupported(_) => errno::ENOTTY,
             BackendError::PermissionDenied(_) => errno::EPERM,
-            BackendError::Os { errno, .. } => *errno,
+            BackendError::Os { source, .. } => source.0,
         }
     }
 }

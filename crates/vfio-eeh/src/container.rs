@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use zerocopy::IntoBytes;
 
 use crate::addr::{PciAddr, PeId};
-use crate::backend::{errno, BackendError, EehBackend, PeOpReply};
+use crate::backend::{errno, BackendError, EehBackend, Errno, PeOpReply};
 use crate::ops::EehOp;
 use crate::uapi::{self, VfioEehPeOp};
 
@@ -82,8 +82,10 @@ impl<B: EehBackend> EehBackend for ContainerPath<B> {
     fn pe_op(&self, pe: PeId, op: EehOp) -> Result<PeOpReply, BackendError> {
         self.check_pe(pe)?;
         let raw = VfioEehPeOp::from(op);
-        let value = serve_pe_op(&self.host, pe, raw.as_bytes())
-            .map_err(|errno| BackendError::Os { what: format!("VFIO_EEH_PE_OP {}", op.name()), errno })?;
+        let value = serve_pe_op(&self.host, pe, raw.as_bytes()).map_err(|errno| BackendError::Os {
+            what: format!("VFIO_EEH_PE_OP {}", op.name()),
+            source: Errno(errno),
+        })?;
         match op {
             EehOp::GetState => crate::ops::PeState::from_raw(value)
                 .map(PeOpReply::State)

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use libc::{EBADFD, EMFILE, ETIMEDOUT};
 use vfio_eeh::addr::{GuestAddr, PciAddr, PeId};
 use vfio_eeh::backend::errno::{EBADF, EBUSY, EFAULT, EINVAL, EIO, ENODEV, ENOENT, ENOTTY};
-use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::container::serve_pe_op;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, Encoding, FdKind, VfioIoctl};
@@ -338,7 +338,10 @@ impl EehBackend for Firmwared<'_> {
         if let (Firmware::Phb4, EehOp::InjectErr(inj)) = (self.firmware, op) {
             if !matches!(inj.func.access(), AccessKind::ConfigLoad | AccessKind::ConfigStore) {
                 // skiboot's PHB4 code answers OPAL_UNSUPPORTED; Linux: -EIO.
-                return Err(BackendError::Os { what: format!("OPAL error injection of {:?}", inj.func), errno: EIO });
+                return Err(BackendError::Os {
+                    what: format!("OPAL error injection of {:?}", inj.func),
+                    source: Errno(EIO),
+                });
             }
         }
         self.host.pe_op(pe, op)

@@ -1,15 +1,77 @@
 //! The RTAS argument buffer exactly as guest memory holds it: big-endian
-//! 32-bit cells `token, nargs, nret, args[nargs], rets[nret]`.
+//! 32-bit cells `token, nargs, nret, args[nargs], rets[nret]`, and the
+//! `ibm,errinjct` work buffers. Cells are zerocopy's `big_endian` words, so
+//! layouts are declared as structures rather than shuffled byte by byte.
 //!
 //! Decoding copies the cells into fixed arrays (no allocation); a buffer that
 //! is too short for the counts it states, or counts beyond what a Linux
 //! `struct rtas_args` can carry (16 cells in all), is refused and nothing is
 //! written back.
 
+use zerocopy::byteorder::big_endian;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
 /// Most cells (`nargs + nret`) a call may carry, as Linux's `rtas_args`.
 pub const MAX_CELLS: usize = 16;
 /// Bytes before the first argument: token, nargs, nret.
 pub const HEADER_BYTES: usize = 12;
+
+/// One RTAS cell as guest memory holds it: a big-endian 32-bit word, read
+/// and written in place at any alignment.
+pub(super) type Cell = big_endian::U32;
+
+/// The three cells that open every RTAS argument buffer.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct Header {
+    token: Cell,
+    nargs: Cell,
+    nret: Cell,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == HEADER_BYTES);
+
+/// The cells of an `ibm,errinjct` work buffer after the address and mask:
+/// the target (config address, BUID hi, BUID lo) and the error function.
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct InjectionTarget {
+    /// PE config address.
+    pub config: Cell,
+    /// BUID, high cell.
+    pub buid_hi: Cell,
+    /// BUID, low cell.
+    pub buid_lo: Cell,
+    /// The `ibm,errinjct` error function.
+    pub func: Cell,
+}
+
+/// The `ioa-bus-error` work buffer: 32-bit address and mask.
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct IoaBusError {
+    /// Address to inject at.
+    pub addr: Cell,
+    /// Address mask.
+    pub mask: Cell,
+    /// Where and what.
+    pub target: InjectionTarget,
+}
+
+/// The `ioa-bus-error-64` work buffer: 64-bit address and mask, each two
+/// cells, high first (which is a big-endian 64-bit word).
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(super) struct IoaBusError64 {
+    /// Address to inject at.
+    pub addr: big_endian::U64,
+    /// Address mask.
+    pub mask: big_endian::U64,
+    /// Where and what.
+    pub target: InjectionTarget,
+}
+
+const _: () = assert!(std::mem::size_of::<IoaBusError>() == 24 && std::mem::size_of::<IoaBusError64>() == 32);
 
 /// Why a buffer could not be read as an RTAS call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -75,35 +137,33 @@ impl RtasArgs {
 
     /// Reads a buffer.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
-        let cell = |i: usize| u32::from_be_bytes(buf[4 * i..4 * i + 4].try_into().expect("4 bytes"));
-        if buf.len() < HEADER_BYTES {
-            return Err(DecodeError::NoHeader(buf.len()));
-        }
-        let (token, nargs, nret) = (cell(0), cell(1), cell(2));
-        let cells = u64::from(nargs) + u64::from(nret);
-        if cells > MAX_CELLS as u64 {
+        let (header, cells) = Header::ref_from_prefix(buf).map_err(|_| DecodeError::NoHeader(buf.len()))?;
+        let (token, nargs, nret) = (header.token.get(), header.nargs.get(), header.nret.get());
+        let count = u64::from(nargs) + u64::from(nret);
+        if count > MAX_CELLS as u64 {
             return Err(DecodeError::TooManyCells { nargs, nret });
         }
         // Both counts are at most 16 here.
         let (nargs, nret) = (usize::try_from(nargs).expect("<= 16"), usize::try_from(nret).expect("<= 16"));
         let needed = HEADER_BYTES + 4 * (nargs + nret);
-        if buf.len() < needed {
-            return Err(DecodeError::Truncated { len: buf.len(), needed });
-        }
+        let (cells, _) = <[Cell]>::ref_from_prefix_with_elems(cells, nargs + nret)
+            .map_err(|_| DecodeError::Truncated { len: buf.len(), needed })?;
         let mut args = [0; MAX_CELLS];
-        for (i, arg) in args.iter_mut().take(nargs).enumerate() {
-            *arg = cell(3 + i);
+        for (arg, cell) in args.iter_mut().zip(&cells[..nargs]) {
+            *arg = cell.get();
         }
         Ok(RtasArgs { token, nargs, nret, args })
     }
 
     /// Writes the call (header and arguments, returns zeroed) into a new buffer.
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(self.buffer_len());
         // Both counts are at most MAX_CELLS (16).
-        let counts = [u32::try_from(self.nargs).expect("<= 16"), u32::try_from(self.nret).expect("<= 16")];
-        for cell in [self.token].iter().chain(&counts).chain(self.args()) {
-            buf.extend_from_slice(&cell.to_be_bytes());
+        let count = |n: usize| Cell::new(u32::try_from(n).expect("<= 16"));
+        let header = Header { token: Cell::new(self.token), nargs: count(self.nargs), nret: count(self.nret) };
+        let mut buf = Vec::with_capacity(self.buffer_len());
+        buf.extend_from_slice(header.as_bytes());
+        for &arg in self.args() {
+            buf.extend_from_slice(Cell::new(arg).as_bytes());
         }
         buf.resize(self.buffer_len(), 0);
         buf
@@ -113,18 +173,19 @@ impl RtasArgs {
     /// `rets` as the caller provided room for.
     pub fn write_rets(&self, buf: &mut [u8], rets: &[u32]) {
         let start = HEADER_BYTES + 4 * self.nargs;
-        for (i, ret) in rets.iter().take(self.nret).enumerate() {
-            buf[start + 4 * i..start + 4 * i + 4].copy_from_slice(&ret.to_be_bytes());
+        let (cells, _) =
+            <[Cell]>::mut_from_prefix_with_elems(&mut buf[start..], self.nret).expect("the buffer holds this call");
+        for (cell, &ret) in cells.iter_mut().zip(rets) {
+            cell.set(ret);
         }
     }
 
     /// Reads the return cells back from a buffer holding this call.
     pub fn read_rets(&self, buf: &[u8]) -> Vec<u32> {
         let start = HEADER_BYTES + 4 * self.nargs;
-        buf[start..start + 4 * self.nret]
-            .chunks_exact(4)
-            .map(|c| u32::from_be_bytes(c.try_into().expect("4")))
-            .collect()
+        let (cells, _) =
+            <[Cell]>::ref_from_prefix_with_elems(&buf[start..], self.nret).expect("the buffer holds this call");
+        cells.iter().map(|cell| cell.get()).collect()
     }
 }
 

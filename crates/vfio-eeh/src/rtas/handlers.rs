@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::calls::{status, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR, ERRINJCT_IOA_BUS_ERROR_64};
-use super::codec::{DecodeError, RtasArgs};
+use super::codec::{DecodeError, IoaBusError, IoaBusError64, RtasArgs};
 use super::memory::GuestMemory;
 use crate::addr::{Buid, ConfigAddr, PeId};
 use crate::backend::{errno, BackendError, EehBackend};
 use crate::mapping::{AddrMaps, Mapped, VmId};
 use crate::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// The fixed "unavailable" hint QEMU gives, and ours when the host cannot tell.
 pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
@@ -35,6 +36,10 @@ pub struct RtasPolicy {
     pub papr_slot_error_detail: bool,
     /// The errinjct calls are offered.
     pub errinjct: bool,
+    /// read-slot-reset-state(2), configure-pe/-bridge and
+    /// get-config-addr-info2 answer a host failure with "hardware error"
+    /// (else "parameter error", as QEMU).
+    pub host_failure_is_hardware_error: bool,
 }
 
 impl RtasPolicy {
@@ -44,6 +49,7 @@ impl RtasPolicy {
         truthful_shared_pe: false,
         papr_slot_error_detail: false,
         errinjct: false,
+        host_failure_is_hardware_error: false,
     };
 }
 
@@ -55,6 +61,7 @@ impl Default for RtasPolicy {
             truthful_shared_pe: true,
             papr_slot_error_detail: true,
             errinjct: true,
+            host_failure_is_hardware_error: true,
         }
     }
 }
@@ -110,16 +117,62 @@ impl Reply {
     }
 }
 
+/// Why a call failed: the PAPR status it answers and, when the host refused
+/// or failed it, the host's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RtasError {
+    /// The call failed its checks (arguments, address, ownership) with this
+    /// status; the host was not asked, or said the address names nothing.
+    #[error("RTAS status {0}")]
+    Status(i32),
+    /// The host refused or failed the operation.
+    #[error("The host failed the call (RTAS status {status})")]
+    Backend {
+        /// The PAPR status answered.
+        status: i32,
+        /// The host's error.
+        #[source]
+        source: BackendError,
+    },
+}
+
+impl RtasError {
+    /// A backend failure: "no such device or PE" means the guest's address
+    /// names nothing on the host, a parameter error; anything else is a host
+    /// failure, answered `host_failure`.
+    fn backend(source: BackendError, host_failure: i32) -> Self {
+        let status = match source {
+            BackendError::NoDevice(_) | BackendError::NoPe(_) => status::PARAMETER_ERROR,
+            _ => host_failure,
+        };
+        RtasError::Backend { status, source }
+    }
+
+    /// The PAPR status the call answers.
+    pub fn status(&self) -> i32 {
+        match self {
+            RtasError::Status(status) | RtasError::Backend { status, .. } => *status,
+        }
+    }
+}
+
 /// What one served call was, for logs and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtasOutcome {
     /// The call, if the token named one.
     pub call: Option<RtasCall>,
     /// The PAPR status returned.
     pub status: i32,
+    /// Why it failed, with the host's error where there was one.
+    pub error: Option<RtasError>,
 }
 
-type CallResult = Result<Reply, i32>;
+type CallResult = Result<Reply, RtasError>;
+
+/// A failure with `status` and no host cause.
+const fn fail(status: i32) -> RtasError {
+    RtasError::Status(status)
+}
 
 /// One VM's RTAS EEH firmware.
 #[derive(Debug, Clone)]
@@ -162,25 +215,26 @@ impl EehRtas {
     pub fn serve(&mut self, buf: &mut [u8], ctx: &mut RtasContext<'_>) -> Result<RtasOutcome, DecodeError> {
         let args = RtasArgs::decode(buf)?;
         let call = self.tokens.call(args.token);
-        let reply = match call {
+        let result = match call {
             Some(call) => self.handle(call, &args, ctx),
-            None => Reply::status_only(status::PARAMETER_ERROR),
+            None => Err(fail(status::PARAMETER_ERROR)),
+        };
+        let reply = match &result {
+            Ok(reply) => *reply,
+            Err(error) if call == Some(RtasCall::OpenErrinjct) => Reply::open_errinjct(error.status(), 0),
+            Err(error) => Reply::status_only(error.status()),
         };
         args.write_rets(buf, reply.cells());
-        Ok(RtasOutcome { call, status: reply.status() })
+        Ok(RtasOutcome { call, status: reply.status(), error: result.err() })
     }
 
-    /// Serves one decoded call.
-    pub fn handle(&mut self, call: RtasCall, args: &RtasArgs, ctx: &mut RtasContext<'_>) -> Reply {
-        let failure = |status| match call {
-            RtasCall::OpenErrinjct => Reply::open_errinjct(status, 0),
-            _ => Reply::status_only(status),
-        };
+    /// Serves one decoded call: its reply, or why it failed.
+    pub fn handle(&mut self, call: RtasCall, args: &RtasArgs, ctx: &mut RtasContext<'_>) -> CallResult {
         if args.args().len() != call.nargs() || !call.accepts_nret(args.nret()) {
-            return failure(status::PARAMETER_ERROR);
+            return Err(fail(status::PARAMETER_ERROR));
         }
         let a = args.args();
-        let result = match call {
+        match call {
             RtasCall::SetEehOption => self.set_eeh_option(ctx, a),
             RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, a),
             RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, a),
@@ -189,22 +243,35 @@ impl EehRtas {
             RtasCall::SetSlotReset => self.set_slot_reset(ctx, a),
             RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, a),
             RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, a),
-            RtasCall::OpenErrinjct => Ok(self.open_errinjct()),
+            RtasCall::OpenErrinjct => self.open_errinjct(),
             RtasCall::Errinjct => self.errinjct(ctx, a),
             RtasCall::CloseErrinjct => self.close_errinjct(a),
-        };
-        result.unwrap_or_else(failure)
+        }
+    }
+
+    /// The status for a host failure in a call whose PAPR statuses do not
+    /// include "hardware error" but whose failure the policy reports as one.
+    fn host_failure(&self) -> i32 {
+        if self.policy.host_failure_is_hardware_error {
+            status::HARDWARE_ERROR
+        } else {
+            status::PARAMETER_ERROR
+        }
     }
 
     /// Resolves the (config address, BUID hi, BUID lo) cells that start every
     /// address-taking call, within this VM only.
-    fn target(&self, maps: &AddrMaps, config: u32, buid_hi: u32, buid_lo: u32) -> Result<Mapped, i32> {
-        let config = ConfigAddr::from_raw(config).map_err(|_| status::PARAMETER_ERROR)?;
-        maps.resolve(self.vm, Buid::from_cells(buid_hi, buid_lo), config).map_err(|_| status::PARAMETER_ERROR)
+    fn target(&self, maps: &AddrMaps, config: u32, buid_hi: u32, buid_lo: u32) -> Result<Mapped, RtasError> {
+        let config = ConfigAddr::from_raw(config).map_err(|_| fail(status::PARAMETER_ERROR))?;
+        maps.resolve(self.vm, Buid::from_cells(buid_hi, buid_lo), config).map_err(|_| fail(status::PARAMETER_ERROR))
     }
 
-    fn op(ctx: &RtasContext<'_>, pe: PeId, op: EehOp, failure: i32) -> CallResult {
-        ctx.backend.pe_op(pe, op).map(|_| Reply::status_only(status::SUCCESS)).map_err(|_| failure)
+    /// Carries out `op`, answering a host failure with `host_failure`.
+    fn op(ctx: &RtasContext<'_>, pe: PeId, op: EehOp, host_failure: i32) -> CallResult {
+        ctx.backend
+            .pe_op(pe, op)
+            .map(|_| Reply::status_only(status::SUCCESS))
+            .map_err(|e| RtasError::backend(e, host_failure))
     }
 
     fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
@@ -215,15 +282,15 @@ impl EehRtas {
             2 => EehOp::UnfreezeIo,
             3 => EehOp::UnfreezeDma,
             // 4 and 5 (io-event interrupts) need "ibm,io-events-capable".
-            _ => return Err(status::PARAMETER_ERROR),
+            _ => return Err(fail(status::PARAMETER_ERROR)),
         };
         Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
     }
 
     fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
         let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let vm = ctx.maps.vm(self.vm).map_err(|_| status::PARAMETER_ERROR)?;
-        let (_, pe_addr) = vm.pe_config_addr(target.pe).ok_or(status::PARAMETER_ERROR)?;
+        let vm = ctx.maps.vm(self.vm).map_err(|_| fail(status::PARAMETER_ERROR))?;
+        let (_, pe_addr) = vm.pe_config_addr(target.pe).ok_or(fail(status::PARAMETER_ERROR))?;
         Ok(Reply::new(status::SUCCESS, &[pe_addr.raw()]))
     }
 
@@ -233,14 +300,15 @@ impl EehRtas {
             1 => {
                 let target = self.target(ctx.maps, a[0], a[1], a[2])?;
                 let shared = if self.policy.truthful_shared_pe {
-                    let functions = ctx.backend.devices_of(target.pe).map_err(|_| status::PARAMETER_ERROR)?;
+                    let functions =
+                        ctx.backend.devices_of(target.pe).map_err(|e| RtasError::backend(e, self.host_failure()))?;
                     functions.len() > 1
                 } else {
                     true
                 };
                 Ok(Reply::new(status::SUCCESS, &[if shared { 2 } else { 1 }]))
             }
-            _ => Err(status::PARAMETER_ERROR),
+            _ => Err(fail(status::PARAMETER_ERROR)),
         }
     }
 
@@ -249,7 +317,7 @@ impl EehRtas {
         let (state, unavailable_ms) = if self.permanently_unavailable.contains(&target.pe) {
             (PeState::Unavailable, 0)
         } else {
-            let pe_status = ctx.backend.status(target.pe).map_err(|_| status::PARAMETER_ERROR)?;
+            let pe_status = ctx.backend.status(target.pe).map_err(|e| RtasError::backend(e, self.host_failure()))?;
             let delay = match pe_status.unavailable_for {
                 Some(delay) if self.policy.exact_unavailable_delay => delay_hint_ms(delay),
                 _ => DEFAULT_UNAVAILABLE_MS,
@@ -271,14 +339,14 @@ impl EehRtas {
             0 => EehOp::ResetDeactivate,
             1 => EehOp::Reset(ResetKind::Hot),
             3 => EehOp::Reset(ResetKind::Fundamental),
-            _ => return Err(status::PARAMETER_ERROR),
+            _ => return Err(fail(status::PARAMETER_ERROR)),
         };
         Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
     }
 
     fn configure(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
         let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        Self::op(ctx, target.pe, EehOp::Configure, status::PARAMETER_ERROR)
+        Self::op(ctx, target.pe, EehOp::Configure, self.host_failure())
     }
 
     fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
@@ -287,7 +355,7 @@ impl EehRtas {
         const TEMPORARY: u32 = 1;
         const PERMANENT: u32 = 2;
         if function != TEMPORARY && function != PERMANENT {
-            return Err(status::PARAMETER_ERROR);
+            return Err(fail(status::PARAMETER_ERROR));
         }
         if !self.policy.papr_slot_error_detail {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
@@ -296,8 +364,10 @@ impl EehRtas {
         // handed out once), so a bad buffer loses nothing.
         let return_len = usize::try_from(return_len).map_or(RTAS_ERROR_LOG_MAX, |n| n.min(RTAS_ERROR_LOG_MAX));
         let mut scratch = [0u8; RTAS_ERROR_LOG_MAX];
-        ctx.memory.read(u64::from(return_buffer), &mut scratch[..return_len]).map_err(|_| status::PARAMETER_ERROR)?;
-        let log = ctx.backend.error_log(target.pe).map_err(|_| status::HARDWARE_ERROR)?;
+        ctx.memory
+            .read(u64::from(return_buffer), &mut scratch[..return_len])
+            .map_err(|_| fail(status::PARAMETER_ERROR))?;
+        let log = ctx.backend.error_log(target.pe).map_err(|e| RtasError::backend(e, status::HARDWARE_ERROR))?;
         if function == PERMANENT {
             self.permanently_unavailable.insert(target.pe);
         }
@@ -305,29 +375,29 @@ impl EehRtas {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
         };
         let len = log.len().min(return_len);
-        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| status::HARDWARE_ERROR)?;
+        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| fail(status::HARDWARE_ERROR))?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
-    fn open_errinjct(&mut self) -> Reply {
+    fn open_errinjct(&mut self) -> CallResult {
         if !self.policy.errinjct {
-            return Reply::open_errinjct(status::PARAMETER_ERROR, 0);
+            return Err(fail(status::PARAMETER_ERROR));
         }
         if self.errinjct_open.is_some() {
-            return Reply::open_errinjct(status::ERRINJCT_OWNERSHIP, 0);
+            return Err(fail(status::ERRINJCT_OWNERSHIP));
         }
         let token = self.next_errinjct_token;
         self.next_errinjct_token = self.next_errinjct_token.wrapping_add(1).max(1);
         self.errinjct_open = Some(token);
-        Reply::open_errinjct(status::SUCCESS, token)
+        Ok(Reply::open_errinjct(status::SUCCESS, token))
     }
 
-    fn check_errinjct_owner(&self, token: u32) -> Result<(), i32> {
+    fn check_errinjct_owner(&self, token: u32) -> Result<(), RtasError> {
         if !self.policy.errinjct {
-            return Err(status::PARAMETER_ERROR);
+            return Err(fail(status::PARAMETER_ERROR));
         }
         if self.errinjct_open != Some(token) {
-            return Err(status::ERRINJCT_OWNERSHIP);
+            return Err(fail(status::ERRINJCT_OWNERSHIP));
         }
         Ok(())
     }
@@ -335,27 +405,27 @@ impl EehRtas {
     fn errinjct(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
         let (class, token, buffer) = (a[0], a[1], u64::from(a[2]));
         self.check_errinjct_owner(token)?;
-        let (kind, words) = match class {
-            ERRINJCT_IOA_BUS_ERROR => (ErrType::Bus32, 6),
-            ERRINJCT_IOA_BUS_ERROR_64 => (ErrType::Bus64, 8),
-            _ => return Err(status::PARAMETER_ERROR),
-        };
         if buffer % ERRINJCT_BUFFER_ALIGN != 0 {
-            return Err(status::PARAMETER_ERROR);
+            return Err(fail(status::PARAMETER_ERROR));
         }
-        let mut bytes = [0u8; 32];
-        ctx.memory.read(buffer, &mut bytes[..4 * words]).map_err(|_| status::PARAMETER_ERROR)?;
-        let w: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4"))).collect();
-        let wide = |hi: u32, lo: u32| u64::from(hi) << 32 | u64::from(lo);
-        // ioa-bus-error: addr, mask, config, hi, lo, func; -64: addr(2), mask(2), config, hi, lo, func.
-        let (addr, mask, rest) = match kind {
-            ErrType::Bus32 => (u64::from(w[0]), u64::from(w[1]), &w[2..6]),
-            ErrType::Bus64 => (wide(w[0], w[1]), wide(w[2], w[3]), &w[4..8]),
+        let (kind, addr, mask, target) = match class {
+            ERRINJCT_IOA_BUS_ERROR => {
+                let work = read_work_buffer::<IoaBusError>(ctx.memory, buffer)?;
+                (ErrType::Bus32, u64::from(work.addr.get()), u64::from(work.mask.get()), work.target)
+            }
+            ERRINJCT_IOA_BUS_ERROR_64 => {
+                let work = read_work_buffer::<IoaBusError64>(ctx.memory, buffer)?;
+                (ErrType::Bus64, work.addr.get(), work.mask.get(), work.target)
+            }
+            _ => return Err(fail(status::PARAMETER_ERROR)),
         };
-        let target = self.target(ctx.maps, rest[0], rest[1], rest[2])?;
-        let func = ErrFunc::from_raw(rest[3]).ok_or(status::PARAMETER_ERROR)?;
+        let pe = self.target(ctx.maps, target.config.get(), target.buid_hi.get(), target.buid_lo.get())?.pe;
+        let func = ErrFunc::from_raw(target.func.get()).ok_or(fail(status::PARAMETER_ERROR))?;
         let injection = ErrInjection { kind, func, addr, mask };
-        ctx.backend.pe_op(target.pe, EehOp::InjectErr(injection)).map_err(|e| injection_status(&e))?;
+        ctx.backend.pe_op(pe, EehOp::InjectErr(injection)).map_err(|e| {
+            let host_failure = injection_status(&e);
+            RtasError::backend(e, host_failure)
+        })?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
@@ -364,6 +434,13 @@ impl EehRtas {
         self.errinjct_open = None;
         Ok(Reply::status_only(status::SUCCESS))
     }
+}
+
+/// Reads an `ibm,errinjct` work buffer of layout `T` from guest memory.
+fn read_work_buffer<T: FromBytes + IntoBytes>(memory: &dyn GuestMemory, addr: u64) -> Result<T, RtasError> {
+    let mut work = T::new_zeroed();
+    memory.read(addr, work.as_mut_bytes()).map_err(|_| fail(status::PARAMETER_ERROR))?;
+    Ok(work)
 }
 
 /// The "PE Unavailable Info" for a known delay: milliseconds, rounded up, at
@@ -376,7 +453,7 @@ fn delay_hint_ms(delay: Duration) -> u32 {
 }
 
 /// The status for a failed injection: argument errors are "parameter error",
-/// the rest "hardware error".
+/// the rest "hardware error" (the 2025 RFC's errno mapping).
 fn injection_status(error: &BackendError) -> i32 {
     match error.errno() {
         errno::EINVAL | errno::ERANGE | errno::ENOTTY | errno::EOPNOTSUPP => status::PARAMETER_ERROR,

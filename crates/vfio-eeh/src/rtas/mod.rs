@@ -31,9 +31,36 @@
 //! | slot-error-detail | always 1 (no log) | the host's error log (status 0), 1 when there is none; function 2 marks the PE permanently unavailable |
 //! | open-errinjct / errinjct / close-errinjct | not offered (-3) | `ioa-bus-error` and `ioa-bus-error-64` onto the backend's injection |
 //! | get-config-addr-info, read-slot-reset-state, configure-bridge | not registered | served (the older forms) |
+//! | read-slot-reset-state2, configure-pe, get-config-addr-info2 fn 1 when the host fails | -3 | -1 (hardware error) |
 //!
 //! The PE-address form is ours under both policies: QEMU's `(bus << 16) | 1`
 //! cannot tell two PEs on one bus apart.
+//!
+//! # Failures and their causes
+//!
+//! A handler that fails answers an [`RtasError`]: its PAPR status and, when
+//! the backend refused the operation, the [`BackendError`](crate::backend::BackendError)
+//! as its source. [`EehRtas::serve`] writes the status and hands the error to
+//! its caller in [`RtasOutcome::error`], for the log. The status follows the
+//! cause:
+//!
+//! * arguments, addresses and errinjct ownership that fail their checks, and
+//!   a backend answering "no such device or PE" (the address names nothing
+//!   on the host): -3, parameter error;
+//! * any other backend failure: -1, hardware error. ibm,errinjct keeps the
+//!   2025 RFC's errno mapping (`EINVAL`, `ERANGE`, `ENOTTY`, `EOPNOTSUPP`:
+//!   -3).
+//!
+//! QEMU (`hw/ppc/spapr_pci_vfio.c`, `spapr_phb_vfio_eeh_set_option`,
+//! `_eeh_reset`, `_eeh_get_state`, `_eeh_configure`) answers a failed
+//! `VFIO_EEH_PE_OP` with `RTAS_OUT_HW_ERROR` (-1) for set-eeh-option and
+//! set-slot-reset, as we do, but with `RTAS_OUT_PARAM_ERROR` (-3) for
+//! get-state and configure, so a host failure looks like a bad address to the
+//! guest. [`RtasPolicy::QEMU`] keeps QEMU's answers; the default policy
+//! answers -1. PAPR lists only 0 and -3 for read-slot-reset-state2 and
+//! configure-pe (and 990x); -1 there is our choice to keep a host failure
+//! distinguishable from a bad address, and Linux guests treat every non-zero
+//! status of those calls alike.
 
 mod calls;
 mod codec;
@@ -42,5 +69,5 @@ mod memory;
 
 pub use calls::{status, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR, ERRINJCT_IOA_BUS_ERROR_64};
 pub use codec::{DecodeError, RtasArgs, HEADER_BYTES, MAX_CELLS};
-pub use handlers::{EehRtas, Reply, RtasContext, RtasOutcome, RtasPolicy};
+pub use handlers::{EehRtas, Reply, RtasContext, RtasError, RtasOutcome, RtasPolicy};
 pub use memory::{FlatMemory, GuestMemory, MemoryError};
