@@ -245,3 +245,39 @@ impl<P: HostPath> GuestPlatform for SimVmm<P> {
         self.host.clock().as_ref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::guest::{GuestConfig, GuestEeh};
+
+    /// A VM on `vmm` with the built-in NVMe at slot 1, probed by the guest
+    /// model (which makes RTAS calls); returns the guest address.
+    fn probed<P: HostPath>(vmm: &mut SimVmm<P>) -> GuestAddr {
+        let guest = GuestAddr::new(Buid::SPAPR_BASE, 0, 1, 0).unwrap();
+        vmm.add_phb(Buid::SPAPR_BASE).unwrap();
+        vmm.pass_through("0000:01:00.0".parse().unwrap(), guest).unwrap();
+        GuestEeh::new(GuestConfig::default()).probe(vmm, &[guest]);
+        guest
+    }
+
+    #[test]
+    fn the_model_vm_keeps_rtas_outcomes_and_a_plain_backend_vm_does_not() {
+        let host = Arc::new(SimHost::builtin(Arc::new(VirtualClock::new())));
+        for model in [EehModel::HostMapping, EehModel::Container] {
+            let mut vmm = SimVmm::new(host.clone(), VmId(1), model, RtasPolicy::default());
+            let guest = probed(&mut vmm);
+            // Every call reached the PE (under the container model, through
+            // the container the pass-through opened).
+            let outcomes = vmm.rtas_outcomes();
+            assert!(!outcomes.is_empty() && outcomes.iter().all(|o| o.status == 0), "{model:?}: {outcomes:?}");
+            assert_eq!(vmm.config_read32(guest, 0) & 0xffff, 0x144d, "{model:?}");
+        }
+        let mut plain = SimVmm::with_path(host.clone(), host, VmId(2), RtasPolicy::default());
+        let guest = probed(&mut plain);
+        assert!(plain.rtas_outcomes().is_empty());
+        assert_eq!(plain.config_read32(guest, 0) & 0xffff, 0x144d);
+        assert_eq!(plain.config_read32(GuestAddr::new(Buid::SPAPR_BASE, 0, 2, 0).unwrap(), 0), u32::MAX);
+    }
+}
