@@ -1,24 +1,35 @@
 //! `eehctl bench`: the performance figures of `docs/performance.md`,
 //! measured quickly (a few seconds) on this machine, as a table or
-//! `--json`. The scenarios are [`vfio_eeh_sim::figures`], the same the
-//! criterion benchmarks (`cargo bench`) measure at length.
+//! `--json`. The scenarios are the bench crate's ([`vfio_eeh_bench`]), the
+//! same the criterion benchmarks (`cargo bench -p vfio-eeh-bench`) measure
+//! at length.
+//!
+//! The memory figure needs a counting global allocator, which eehctl does
+//! not carry: a helper binary, `eehctl-bench-memory` (built next to
+//! eehctl), weighs the address table in a process of its own and prints the
+//! figure. Without it the memory figure is reported as not measured, with
+//! the reason, and the others still are.
 //!
 //! Timed figures are wall-clock and move with the machine's load; the
 //! ratios (RTAS call to null syscall, downtime to baseline) travel better.
 //! Downtimes are exact virtual time.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vfio_eeh_sim::figures::{self, CountingAlloc, Figures, MeasureOptions, CYCLE_DEVICES};
+use anyhow::{bail, Context};
+use serde::Serialize;
+use vfio_eeh_bench::cycle::CYCLE_DEVICES;
+use vfio_eeh_bench::measure::{self, Figures, MeasureOptions};
+use vfio_eeh_bench::memory::MemoryFigure;
 
 use crate::output::{table, Output};
 
-/// Counts heap bytes so `bench` can weigh the address table. This makes it
-/// eehctl's global allocator: the system allocator plus one uncontended
-/// relaxed load per call while counting is off (always, outside that
-/// weighing), which no command notices.
-#[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+/// The helper binary that weighs the address table, next to eehctl.
+const MEMORY_BIN: &str = "eehctl-bench-memory";
+/// Names the helper when `--memory-bin` is not given.
+const ENV_MEMORY_BIN: &str = "EEHCTL_BENCH_MEMORY";
 
 /// `eehctl bench` options (`--json` is global).
 #[derive(Debug, clap::Args)]
@@ -30,6 +41,47 @@ pub struct Args {
     /// [default: the cores, at most 2].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CYCLE_DEVICES.len() as u64))]
     pub threads: Option<u64>,
+    /// The helper that weighs the address table [default:
+    /// eehctl-bench-memory next to eehctl].
+    #[arg(long, value_name = "PATH", env = ENV_MEMORY_BIN)]
+    pub memory_bin: Option<PathBuf>,
+}
+
+/// What `eehctl bench` prints: the figures measured in this process and
+/// the memory figure weighed in the helper's.
+#[derive(Debug, Serialize)]
+struct Report {
+    #[serde(flatten)]
+    figures: Figures,
+    /// Memory per mapping (target ≤ 64 B); `None` when not measured.
+    mapping_memory: Option<MemoryFigure>,
+    /// Why the memory figure was not measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mapping_memory_unavailable: Option<String>,
+}
+
+/// Runs the helper `bin` (default: [`MEMORY_BIN`] next to this executable)
+/// and reads the memory figure it prints.
+fn weigh_memory(bin: Option<&Path>) -> anyhow::Result<MemoryFigure> {
+    let bin = match bin {
+        Some(bin) => bin.to_owned(),
+        None => std::env::current_exe().context("Cannot find eehctl's own path")?.with_file_name(MEMORY_BIN),
+    };
+    if !bin.is_file() {
+        bail!(
+            "No {} (build it with `cargo build -p eehctl`, or name it with --memory-bin / {ENV_MEMORY_BIN})",
+            bin.display()
+        );
+    }
+    let output = Command::new(&bin)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("Cannot run {}", bin.display()))?;
+    if !output.status.success() {
+        bail!("{} failed: {}", bin.display(), output.status);
+    }
+    serde_json::from_slice(&output.stdout).with_context(|| format!("{} printed no memory figure", bin.display()))
 }
 
 /// Measures every figure and prints them.
@@ -39,8 +91,17 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
         options.threads = usize::try_from(threads)?;
     }
     tracing::info!("Measuring for about {:.1} s", 11.0 * options.budget.as_secs_f64() + 0.5);
-    let figures = figures::measure(&options)?;
-    out.print(&figures, || render(&figures))
+    // The helper first, alone, so that it does not disturb the timed figures.
+    let memory = weigh_memory(args.memory_bin.as_deref()).map_err(|e| format!("{e:#}"));
+    if let Err(reason) = &memory {
+        tracing::warn!("Memory per mapping not measured: {reason}");
+    }
+    let report = Report {
+        figures: measure::measure(&options)?,
+        mapping_memory: memory.as_ref().ok().copied(),
+        mapping_memory_unavailable: memory.err(),
+    };
+    out.print(&report, || render(&report))
 }
 
 /// A pass/miss mark against a target.
@@ -53,7 +114,8 @@ fn mark(ok: bool) -> &'static str {
 }
 
 /// The human table.
-fn render(f: &Figures) -> String {
+fn render(report: &Report) -> String {
+    let f = &report.figures;
     let mut t = table(&["figure", "value", "target", ""]);
     for r in &f.resolve {
         t.add_row(vec![
@@ -97,7 +159,7 @@ fn render(f: &Figures) -> String {
             mark(c.per_sec >= 1e6).to_owned(),
         ]);
     }
-    match &f.mapping_memory {
+    match &report.mapping_memory {
         Some(m) => t.add_row(vec![
             format!("memory per mapping, {} entries", m.entries),
             format!("{:.1} B", m.bytes_per_entry),
@@ -121,36 +183,16 @@ fn render(f: &Figures) -> String {
         ]);
     }
     let m = &f.machine;
+    let unmeasured = match &report.mapping_memory_unavailable {
+        Some(reason) => format!("\nmemory per mapping not measured: {reason}\n"),
+        None => String::new(),
+    };
     format!(
-        "{t}\n\nmachine: {} ({} CPUs, {}){}; {} ms per timed figure. Downtimes are virtual time; see docs/performance.md.\n",
+        "{t}\n\nmachine: {} ({} CPUs, {}){}; {} ms per timed figure. Downtimes are virtual time; see docs/performance.md.\n{unmeasured}",
         m.cpu.as_deref().unwrap_or("unknown CPU"),
         m.cpus,
         m.arch,
         if m.optimized { "" } else { ", DEBUG BUILD: timings are not representative" },
         f.options.budget.as_millis(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_every_figure_and_weighs_the_table() {
-        let figures =
-            figures::measure(&MeasureOptions { budget: Duration::from_millis(2), threads: 2 }).expect("figures");
-        let memory = figures.mapping_memory.expect("the counting allocator is installed");
-        assert!(memory.bytes_per_entry > 0.0);
-        let text = render(&figures);
-        for needle in [
-            "resolve, 65536 devices",
-            "getppid",
-            "read-slot-reset-state2",
-            "2 threads",
-            "memory per mapping",
-            "downtime, ours",
-        ] {
-            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
-        }
-    }
 }

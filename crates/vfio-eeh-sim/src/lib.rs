@@ -13,9 +13,12 @@
 //!   reporting resets, injection mode);
 //! * [`event`] and [`diag`]: the event log and the PHB diag blob;
 //! * [`campaign`]: seeded fault campaigns;
-//! * [`figures`]: the performance scenarios and their quick measurement.
+//! * [`guest`] and [`vmm`]: the Linux guest's EEH recovery model and the VM
+//!   it runs in.
 //!
-//! The PE state machine itself is [`vfio_eeh::pe`].
+//! The PE state machine itself is [`vfio_eeh::pe`]. The simulator contains
+//! no `unsafe` code (`forbid(unsafe_code)`); the performance scenarios live
+//! in the bench crate (`crates/vfio-eeh-bench`).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -39,6 +42,8 @@
 //! # Ok::<(), vfio_eeh::backend::BackendError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod access;
 pub mod campaign;
 pub mod clock;
@@ -47,7 +52,6 @@ pub mod demo;
 mod device;
 pub mod diag;
 pub mod event;
-pub mod figures;
 pub mod guest;
 mod host;
 pub mod spec;

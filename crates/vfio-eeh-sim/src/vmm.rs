@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
+use vfio_eeh::addr::{Buid, GuestAddr, PciAddr, PeId};
 use vfio_eeh::backend::{BackendError, EehBackend};
 use vfio_eeh::container::ContainerPath;
 use vfio_eeh::mapping::{AddrMaps, MapError, VmId};
@@ -40,38 +40,60 @@ pub enum VmmError {
     Map(#[from] MapError),
 }
 
-/// A VM's config and MMIO accesses to its passed-through functions, routed
-/// through its address map onto the simulated host. A function that is not
-/// there reads all-ones and drops writes, as on a real bus.
-pub(crate) struct GuestBus<'a> {
-    pub(crate) host: &'a SimHost,
-    pub(crate) maps: &'a AddrMaps,
-    pub(crate) vm: VmId,
+/// Where a VM's RTAS firmware sends the EEH ops it carries out. Every
+/// [`EehBackend`] is one (the host itself, or a backend wrapping it), and
+/// [`ModelPath`] follows an [`EehModel`].
+pub trait HostPath {
+    /// The backend the next RTAS call reaches.
+    fn backend(&self) -> &dyn EehBackend;
+
+    /// The VM has been handed a PE; `pes` are all it now holds. A plain
+    /// backend has nothing to do.
+    fn hold_pes(&mut self, pes: Vec<PeId>) {
+        let _ = pes;
+    }
 }
 
-impl GuestBus<'_> {
-    fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
-        self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
+impl<B: EehBackend> HostPath for B {
+    fn backend(&self) -> &dyn EehBackend {
+        self
     }
+}
 
-    pub(crate) fn config_read32(&self, dev: GuestAddr, offset: u16) -> u32 {
-        self.host_of(dev).and_then(|h| self.host.config_read(h, offset, 4).ok()).unwrap_or(u32::MAX)
+/// How a [`SimVmm`] reaches the host under an [`EehModel`].
+pub enum ModelPath {
+    /// The seed's model: the host itself.
+    HostMapping(Arc<SimHost>),
+    /// Upstream's: `VFIO_EEH_PE_OP` on a container for each PE the VM holds.
+    Container {
+        /// The host the containers are on.
+        host: Arc<SimHost>,
+        /// The VMM's containers.
+        containers: ContainerPath<Arc<SimHost>>,
+    },
+}
+
+impl ModelPath {
+    /// The path of `model` to `host`, for a VM that holds no PE yet.
+    pub fn new(model: EehModel, host: Arc<SimHost>) -> Self {
+        match model {
+            EehModel::HostMapping => ModelPath::HostMapping(host),
+            EehModel::Container => ModelPath::Container { containers: ContainerPath::new(host.clone(), []), host },
+        }
     }
+}
 
-    pub(crate) fn config_write32(&self, dev: GuestAddr, offset: u16, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            let _ = self.host.config_write(h, offset, 4, value);
+impl HostPath for ModelPath {
+    fn backend(&self) -> &dyn EehBackend {
+        match self {
+            ModelPath::HostMapping(host) => host,
+            ModelPath::Container { containers, .. } => containers,
         }
     }
 
-    pub(crate) fn mmio_read32(&self, dev: GuestAddr, bar: u8, offset: u64) -> u32 {
-        let value = self.host_of(dev).and_then(|h| self.host.bar_read(h, bar, offset, 4).ok());
-        value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
-    }
-
-    pub(crate) fn mmio_write32(&self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
-        if let Some(h) = self.host_of(dev) {
-            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
+    fn hold_pes(&mut self, pes: Vec<PeId>) {
+        if let ModelPath::Container { host, containers } = self {
+            *containers = ContainerPath::new(host.clone(), pes);
         }
     }
 }
@@ -79,30 +101,48 @@ impl GuestBus<'_> {
 /// Guest memory for RTAS buffers: 2 MiB at guest address 0.
 const GUEST_MEMORY_BYTES: usize = 2 << 20;
 
-/// One VM on the simulated host.
-pub struct SimVmm {
+/// One VM on the simulated host: its virtual PHBs and passed-through
+/// functions (its address map), its RTAS EEH firmware, which reaches the
+/// host through `P`, and its memory.
+///
+/// The default, made by [`SimVmm::new`], follows an [`EehModel`] and keeps
+/// every RTAS outcome. [`SimVmm::with_path`] runs the same guest platform
+/// over any backend and keeps no per-call record, so a loop of millions of
+/// calls stays flat in memory.
+pub struct SimVmm<P = ModelPath> {
     host: Arc<SimHost>,
+    path: P,
     vm: VmId,
     maps: AddrMaps,
     rtas: EehRtas,
     memory: FlatMemory,
-    model: EehModel,
-    outcomes: Vec<RtasOutcome>,
+    /// Every RTAS call served, when they are kept.
+    outcomes: Option<Vec<RtasOutcome>>,
 }
 
 impl SimVmm {
-    /// A VM with no devices, whose firmware answers with `policy`.
+    /// A VM with no devices, reaching the host under `model`, whose firmware
+    /// answers with `policy`; it keeps every RTAS outcome.
     pub fn new(host: Arc<SimHost>, vm: VmId, model: EehModel, policy: RtasPolicy) -> Self {
+        let path = ModelPath::new(model, host.clone());
+        SimVmm { outcomes: Some(Vec::new()), ..SimVmm::with_path(host, path, vm, policy) }
+    }
+}
+
+impl<P: HostPath> SimVmm<P> {
+    /// A VM with no devices on `host`, whose firmware answers with `policy`
+    /// and reaches the host through `path`; it keeps no RTAS outcomes.
+    pub fn with_path(host: Arc<SimHost>, path: P, vm: VmId, policy: RtasPolicy) -> Self {
         let mut maps = AddrMaps::default();
         maps.add_vm(vm).expect("a new table has no VMs");
         SimVmm {
             host,
+            path,
             vm,
             maps,
             rtas: EehRtas::new(vm, TokenTable::default(), policy),
             memory: FlatMemory::new(0, GUEST_MEMORY_BYTES),
-            model,
-            outcomes: Vec::new(),
+            outcomes: None,
         }
     }
 
@@ -117,6 +157,7 @@ impl SimVmm {
         let pe = self.host.pe_of(host)?;
         self.maps.assign_pe(self.vm, pe)?;
         self.maps.insert(self.vm, host, pe, guest)?;
+        self.path.hold_pes(self.maps.vm(self.vm)?.pes());
         Ok(())
     }
 
@@ -135,40 +176,44 @@ impl SimVmm {
         &self.host
     }
 
+    /// How the firmware reaches the host.
+    pub fn path(&self) -> &P {
+        &self.path
+    }
+
     /// Guest memory (RTAS buffers, error logs, errinjct work buffers).
     pub fn memory_mut(&mut self) -> &mut FlatMemory {
         &mut self.memory
     }
 
-    /// Every RTAS call served so far, with its status.
+    /// Every RTAS call served so far, with its status (none when the VM
+    /// keeps no record).
     pub fn rtas_outcomes(&self) -> &[RtasOutcome] {
-        &self.outcomes
+        self.outcomes.as_deref().unwrap_or_default()
     }
 
-    fn bus(&self) -> GuestBus<'_> {
-        GuestBus { host: &self.host, maps: &self.maps, vm: self.vm }
+    /// The host function at guest address `dev`, if one is passed through
+    /// there.
+    fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
+        self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
     }
 }
 
-impl GuestPlatform for SimVmm {
+/// Config and MMIO accesses are routed through the VM's address map onto
+/// the simulated host. A function that is not there reads all-ones and drops
+/// writes, as on a real bus.
+impl<P: HostPath> GuestPlatform for SimVmm<P> {
     fn tokens(&self) -> &TokenTable {
         self.rtas.tokens()
     }
 
     fn rtas(&mut self, buf: &mut [u8]) -> bool {
-        let container;
-        let backend: &dyn EehBackend = match self.model {
-            EehModel::HostMapping => &self.host,
-            EehModel::Container => {
-                let pes = self.maps.vm(self.vm).map(|m| m.pes()).unwrap_or_default();
-                container = ContainerPath::new(self.host.clone(), pes);
-                &container
-            }
-        };
-        let mut ctx = RtasContext { maps: &self.maps, backend, memory: &mut self.memory };
+        let mut ctx = RtasContext { maps: &self.maps, backend: self.path.backend(), memory: &mut self.memory };
         match self.rtas.serve(buf, &mut ctx) {
             Ok(outcome) => {
-                self.outcomes.push(outcome);
+                if let Some(outcomes) = &mut self.outcomes {
+                    outcomes.push(outcome);
+                }
                 true
             }
             Err(_) => false,
@@ -176,22 +221,63 @@ impl GuestPlatform for SimVmm {
     }
 
     fn config_read32(&mut self, dev: GuestAddr, offset: u16) -> u32 {
-        self.bus().config_read32(dev, offset)
+        self.host_of(dev).and_then(|h| self.host.config_read(h, offset, 4).ok()).unwrap_or(u32::MAX)
     }
 
     fn config_write32(&mut self, dev: GuestAddr, offset: u16, value: u32) {
-        self.bus().config_write32(dev, offset, value);
+        if let Some(h) = self.host_of(dev) {
+            let _ = self.host.config_write(h, offset, 4, value);
+        }
     }
 
     fn mmio_read32(&mut self, dev: GuestAddr, bar: u8, offset: u64) -> u32 {
-        self.bus().mmio_read32(dev, bar, offset)
+        let value = self.host_of(dev).and_then(|h| self.host.bar_read(h, bar, offset, 4).ok());
+        value.map_or(u32::MAX, |v| u32::try_from(v).unwrap_or(u32::MAX))
     }
 
     fn mmio_write32(&mut self, dev: GuestAddr, bar: u8, offset: u64, value: u32) {
-        self.bus().mmio_write32(dev, bar, offset, value);
+        if let Some(h) = self.host_of(dev) {
+            let _ = self.host.bar_write(h, bar, offset, 4, value.into());
+        }
     }
 
     fn clock(&self) -> &dyn Clock {
         self.host.clock().as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::guest::{GuestConfig, GuestEeh};
+
+    /// A VM on `vmm` with the built-in NVMe at slot 1, probed by the guest
+    /// model (which makes RTAS calls); returns the guest address.
+    fn probed<P: HostPath>(vmm: &mut SimVmm<P>) -> GuestAddr {
+        let guest = GuestAddr::new(Buid::SPAPR_BASE, 0, 1, 0).unwrap();
+        vmm.add_phb(Buid::SPAPR_BASE).unwrap();
+        vmm.pass_through("0000:01:00.0".parse().unwrap(), guest).unwrap();
+        GuestEeh::new(GuestConfig::default()).probe(vmm, &[guest]);
+        guest
+    }
+
+    #[test]
+    fn the_model_vm_keeps_rtas_outcomes_and_a_plain_backend_vm_does_not() {
+        let host = Arc::new(SimHost::builtin(Arc::new(VirtualClock::new())));
+        for model in [EehModel::HostMapping, EehModel::Container] {
+            let mut vmm = SimVmm::new(host.clone(), VmId(1), model, RtasPolicy::default());
+            let guest = probed(&mut vmm);
+            // Every call reached the PE (under the container model, through
+            // the container the pass-through opened).
+            let outcomes = vmm.rtas_outcomes();
+            assert!(!outcomes.is_empty() && outcomes.iter().all(|o| o.status == 0), "{model:?}: {outcomes:?}");
+            assert_eq!(vmm.config_read32(guest, 0) & 0xffff, 0x144d, "{model:?}");
+        }
+        let mut plain = SimVmm::with_path(host.clone(), host, VmId(2), RtasPolicy::default());
+        let guest = probed(&mut plain);
+        assert!(plain.rtas_outcomes().is_empty());
+        assert_eq!(plain.config_read32(guest, 0) & 0xffff, 0x144d);
+        assert_eq!(plain.config_read32(GuestAddr::new(Buid::SPAPR_BASE, 0, 2, 0).unwrap(), 0), u32::MAX);
     }
 }

@@ -12,14 +12,15 @@
 //! virtual-clock) recovery downtimes under the QEMU/Linux host policy and
 //! ours.
 //!
-//! `cargo bench -p vfio-eeh-sim --bench recovery`
+//! `cargo bench -p vfio-eeh-bench --bench recovery`
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use vfio_eeh::addr::PciAddr;
+use vfio_eeh_bench::cycle::{cycle_host, GuestCycle, HostCycle, CYCLE_DEVICES};
+use vfio_eeh_bench::downtime::downtimes;
 use vfio_eeh_sim::config::DeactivatePolicy;
-use vfio_eeh_sim::figures::{cycle_host, downtimes, GuestCycle, HostCycle, CYCLE_DEVICES};
 use vfio_eeh_sim::guest::Outcome;
 
 fn device(t: usize) -> PciAddr {

@@ -2,9 +2,10 @@
 //! allocator while the table grows from nothing to 64K entries over 256 VMs
 //! (one PE per function). Target ≤ 64 B. Not timed: the figure is exact.
 //!
-//! `cargo bench -p vfio-eeh --bench mapping_memory`
+//! `cargo bench -p vfio-eeh-bench --bench mapping_memory`
 
-use vfio_eeh_sim::figures::{mapping_memory, CountingAlloc, RESOLVE_VMS};
+use vfio_eeh_bench::memory::{mapping_memory, CountingAlloc};
+use vfio_eeh_bench::resolve::RESOLVE_VMS;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;

@@ -4,13 +4,14 @@
 //! from a VMM to the host costs at least that. Target: a call ≤ 0.5× the
 //! syscall. After criterion's report, prints the ratios.
 //!
-//! `cargo bench -p vfio-eeh --bench rtas`
+//! `cargo bench -p vfio-eeh-bench --bench rtas`
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use vfio_eeh_sim::figures::{ns_per_op, null_syscall, RtasBench};
+use vfio_eeh_bench::measure::ns_per_op;
+use vfio_eeh_bench::rtas::{null_syscall, RtasBench};
 
 fn main() {
     let mut c = Criterion::default()

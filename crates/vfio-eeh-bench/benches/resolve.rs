@@ -2,13 +2,13 @@
 //! 1, 1K and 64K mapped functions spread over 256 VMs. The cost should stay
 //! flat as the table grows (target ≤ 100 ns).
 //!
-//! `cargo bench -p vfio-eeh --bench resolve`
+//! `cargo bench -p vfio-eeh-bench --bench resolve`
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use vfio_eeh_sim::figures::{ResolveTable, RESOLVE_SIZES, RESOLVE_VMS};
+use vfio_eeh_bench::resolve::{ResolveTable, RESOLVE_SIZES, RESOLVE_VMS};
 
 fn main() {
     let mut c = Criterion::default()
