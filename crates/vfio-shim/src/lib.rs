@@ -32,8 +32,6 @@ mod fdtable;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod global;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
-mod iommu;
-#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod oplog;
 #[cfg(feature = "preload")]
 mod preload;
