@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 use vfio_eeh::addr::PeId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
-use vfio_eeh_shim::client::{Injection, PeReport};
+use vfio_eeh_shim::protocol::{Injection, PeReport};
 
 use crate::output::Output;
 use crate::socket::SocketArgs;

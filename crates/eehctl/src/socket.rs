@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use vfio_eeh_shim::client::Client;
 use vfio_eeh_shim::config::ENV_SOCKET;
+use vfio_shim_launch::client::Client;
 
 /// Where the VMM's control socket is.
 #[derive(Debug, clap::Args)]

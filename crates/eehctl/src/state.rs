@@ -2,7 +2,7 @@
 //! running VMM, with its state and devices.
 
 use serde::Serialize;
-use vfio_eeh_shim::client::PeReport;
+use vfio_eeh_shim::protocol::PeReport;
 
 use crate::output::{table, Output};
 use crate::socket::SocketArgs;
