@@ -134,7 +134,7 @@ fn mapping_rules_answer_with_their_errno() {
     let rtas = ok(&core, &mut a, Request::Rtas { cells: read_state_cells(PHB_A, 1), memory: None });
     let Answer::Rtas { cells, status: 0, call: Some(call), .. } = rtas else { panic!("{rtas:?}") };
     assert_eq!(call, "ibm,read-slot-reset-state2");
-    assert_eq!(cells[6], PeState::Normal.raw());
+    assert_eq!((cells[6], cells[7]), (0, PeState::Normal.raw()));
 }
 
 use vfio_eeh::backend::errno;
