@@ -16,14 +16,14 @@ use prometheus_client::registry::Registry;
 /// The labels of an RTAS call count.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RtasLabels {
-    call: String,
+    call: &'static str,
     status: i32,
 }
 
 /// The labels of the request latency.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
-    op: String,
+    op: &'static str,
 }
 
 /// eehd's metrics.
@@ -62,8 +62,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts an RTAS call.
-    pub fn rtas_call(&self, call: &str, status: i32) {
-        self.rtas_calls.get_or_create(&RtasLabels { call: call.to_owned(), status }).inc();
+    pub fn rtas_call(&self, call: &'static str, status: i32) {
+        self.rtas_calls.get_or_create(&RtasLabels { call, status }).inc();
     }
 
     /// Counts a freeze.
@@ -87,8 +87,8 @@ impl Metrics {
     }
 
     /// Records how long a request took.
-    pub fn request(&self, op: &str, took: Duration) {
-        self.request_seconds.get_or_create(&RequestLabels { op: op.to_owned() }).observe(took.as_secs_f64());
+    pub fn request(&self, op: &'static str, took: Duration) {
+        self.request_seconds.get_or_create(&RequestLabels { op }).observe(took.as_secs_f64());
     }
 
     /// The text exposition.
