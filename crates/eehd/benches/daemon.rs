@@ -75,9 +75,9 @@ fn vm(socket: &Path, name: &str, pe: u32) -> Client {
     client
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let at = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[at]
+/// The value at `permille`/1000 of a sorted sample.
+fn percentile(sorted: &[Duration], permille: usize) -> Duration {
+    sorted[(sorted.len() - 1) * permille / 1000]
 }
 
 fn latencies(rounds: usize, mut once: impl FnMut()) -> (Duration, Duration) {
@@ -92,7 +92,7 @@ fn latencies(rounds: usize, mut once: impl FnMut()) -> (Duration, Duration) {
         })
         .collect();
     all.sort();
-    (percentile(&all, 0.5), percentile(&all, 0.99))
+    (percentile(&all, 500), percentile(&all, 990))
 }
 
 /// Round trips per second with `CLIENTS` threads for `span`.

@@ -226,11 +226,11 @@ mod tests {
         let mine = events.iter().filter(|e| e.pe == pe);
         let freezes = mine
             .clone()
-            .filter_map(|e| match e.kind {
+            .rev()
+            .find_map(|e| match e.kind {
                 Some(PeEventKind::Frozen { count } | PeEventKind::PermanentlyFailed { count }) => Some(count),
                 _ => None,
             })
-            .last()
             .unwrap_or(0);
         (host.status(pe).unwrap().state, freezes, mine.clone().any(|e| e.enabled))
     }
