@@ -1,0 +1,233 @@
+use std::sync::Arc;
+
+use vfio_eeh::addr::{Buid, GuestAddr};
+use vfio_eeh::ops::PeState;
+use vfio_eeh::rtas::{status, RtasArgs};
+use vfio_eeh_sim::clock::VirtualClock;
+use vfio_eeh_sim::spec::BUILTIN_TOML;
+use vfio_eeh_sim::SimHost;
+
+use super::*;
+use crate::protocol::PeAction;
+
+const ROOT: Peer = Peer { pid: 1, uid: 0, gid: 0 };
+const NIC: &str = "0000:02:00.0"; // PE 1
+const PHB_A: Buid = Buid(0x0800_0000_2000_0000);
+const PHB_B: Buid = Buid(0x0800_0000_2100_0000);
+
+fn sim(toml: &str) -> SimHost {
+    SimHost::from_toml_str(toml, "test.toml", Arc::new(VirtualClock::new())).unwrap()
+}
+
+fn core_on(host: SimHost, dir: &std::path::Path) -> Core<SimHost> {
+    Core::start(host, Policy::default(), Store::open(dir).unwrap(), Arc::default()).unwrap()
+}
+
+fn open(core: &Core<SimHost>, vm: Option<&str>) -> Session {
+    let mut session = Session::new(ROOT);
+    let outcome = core.handle(&mut session, &Request::Hello { version: PROTOCOL_VERSION, vm: vm.map(Into::into) });
+    assert!(matches!(outcome.frame, ServerFrame::Ok(Answer::Hello { .. })), "{outcome:?}");
+    session
+}
+
+fn ok(core: &Core<SimHost>, session: &mut Session, request: Request) -> Answer {
+    match core.handle(session, &request).frame {
+        ServerFrame::Ok(answer) => answer,
+        other => panic!("{request:?}: {other:?}"),
+    }
+}
+
+fn error(core: &Core<SimHost>, session: &mut Session, request: Request) -> WireError {
+    match core.handle(session, &request).frame {
+        ServerFrame::Error(error) => error,
+        other => panic!("{request:?}: {other:?}"),
+    }
+}
+
+fn guest(buid: Buid, slot: u8) -> GuestAddr {
+    GuestAddr::new(buid, 0, slot, 0).unwrap()
+}
+
+/// `ibm,read-slot-reset-state2` on `(buid, slot)` as raw cells.
+fn read_state_cells(buid: Buid, slot: u8) -> Vec<u32> {
+    let (hi, lo) = (u32::try_from(buid.0 >> 32).unwrap(), u32::try_from(buid.0 & 0xffff_ffff).unwrap());
+    let token = TokenTable::default().token(RtasCall::ReadSlotResetState2).unwrap();
+    let config = guest(buid, slot).config_addr().raw();
+    let buf = RtasArgs::new(token, &[config, hi, lo], 4).encode();
+    buf.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Sets up VM "a" with PE 1's NIC at PHB_A slot 1.
+fn give_a_the_nic(core: &Core<SimHost>) -> Session {
+    let mut a = open(core, Some("a"));
+    ok(core, &mut a, Request::Claim { group: PeId(1) });
+    ok(core, &mut a, Request::PhbAdd { buid: PHB_A });
+    ok(core, &mut a, Request::MapSet { host: NIC.parse().unwrap(), guest: guest(PHB_A, 1) });
+    a
+}
+
+#[test]
+fn another_vms_resources_answer_exactly_as_nonexistent_ones() {
+    let nic: PciAddr = NIC.parse().unwrap();
+    let probes = vec![
+        Request::Claim { group: PeId(1) },
+        Request::Release { group: PeId(1) },
+        Request::PeOp { group: PeId(1), action: PeAction::GetState },
+        Request::PeOp { group: PeId(1), action: PeAction::ResetHot },
+        Request::MapSet { host: nic, guest: guest(PHB_B, 1) },
+        Request::MapSet { host: "0000:02:00.1".parse().unwrap(), guest: guest(PHB_B, 2) },
+        Request::MapGet { host: nic },
+        Request::MapClear { host: nic },
+        Request::PhbRemove { buid: PHB_A },
+        Request::Rtas { cells: read_state_cells(PHB_A, 1), memory: None },
+        Request::Rtas { cells: read_state_cells(PHB_B, 1), memory: None },
+        Request::State,
+        Request::MapList,
+    ];
+    let answers = |toml: &str, a_has_the_nic: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core_on(sim(toml), dir.path());
+        if a_has_the_nic {
+            give_a_the_nic(&core);
+        } else {
+            open(&core, Some("a"));
+        }
+        let mut b = open(&core, Some("b"));
+        ok(&core, &mut b, Request::PhbAdd { buid: PHB_B });
+        probes.iter().map(|p| serde_json::to_vec(&core.handle(&mut b, p).frame).unwrap()).collect::<Vec<_>>()
+    };
+    // The same host without PE 1 at all.
+    let start = BUILTIN_TOML.find("[[phb.pe]]\ngroup = 1").unwrap();
+    let end = BUILTIN_TOML.find("[[phb.pe]]\ngroup = 2").unwrap();
+    let without_pe1 = format!("{}{}", &BUILTIN_TOML[..start], &BUILTIN_TOML[end..]);
+    let taken = answers(BUILTIN_TOML, true);
+    let absent = answers(&without_pe1, false);
+    for ((probe, taken), absent) in probes.iter().zip(&taken).zip(&absent) {
+        assert_eq!(String::from_utf8_lossy(taken), String::from_utf8_lossy(absent), "{probe:?}");
+    }
+    // And the probes were refusals, not empty successes.
+    assert!(String::from_utf8_lossy(&taken[0]).contains("\"errno\":19"));
+    assert!(String::from_utf8_lossy(&taken[9]).contains(&format!("{}", status::PARAMETER_ERROR.cast_unsigned())));
+}
+
+#[test]
+fn mapping_rules_answer_with_their_errno() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), dir.path());
+    let mut a = give_a_the_nic(&core);
+    let nic: PciAddr = NIC.parse().unwrap();
+    let cases = [
+        (Request::MapSet { host: nic, guest: guest(PHB_A, 3) }, errno::EBUSY),
+        (Request::MapSet { host: "0000:02:00.1".parse().unwrap(), guest: guest(PHB_A, 1) }, errno::EEXIST),
+        (Request::MapSet { host: "0000:02:00.1".parse().unwrap(), guest: guest(PHB_B, 1) }, errno::EINVAL),
+        (Request::MapSet { host: "0000:01:00.0".parse().unwrap(), guest: guest(PHB_A, 2) }, errno::EPERM),
+        (Request::MapClear { host: "0000:02:00.1".parse().unwrap() }, errno::ENOENT),
+        (Request::Release { group: PeId(1) }, errno::EBUSY),
+        (Request::PhbRemove { buid: PHB_A }, errno::EBUSY),
+        (Request::PhbAdd { buid: PHB_A }, errno::EEXIST),
+        (Request::Claim { group: PeId(77) }, errno::ENODEV),
+    ];
+    for (request, expected) in cases {
+        assert_eq!(error(&core, &mut a, request.clone()).errno, expected, "{request:?}");
+    }
+    assert_eq!(ok(&core, &mut a, Request::MapGet { host: nic }), Answer::Mapping { host: nic, guest: guest(PHB_A, 1) });
+    let rtas = ok(&core, &mut a, Request::Rtas { cells: read_state_cells(PHB_A, 1), memory: None });
+    let Answer::Rtas { cells, status: 0, call: Some(call), .. } = rtas else { panic!("{rtas:?}") };
+    assert_eq!(call, "ibm,read-slot-reset-state2");
+    assert_eq!((cells[6], cells[7]), (0, PeState::Normal.raw()));
+}
+
+use vfio_eeh::backend::errno;
+
+#[test]
+fn hello_comes_first_speaks_one_version_and_follows_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), dir.path());
+    let mut session = Session::new(ROOT);
+    assert_eq!(error(&core, &mut session, Request::State).kind, ErrorKind::HelloRequired);
+    let outcome = core.handle(&mut session, &Request::Hello { version: 9, vm: Some("a".into()) });
+    assert!(outcome.close && matches!(outcome.frame, ServerFrame::Error(WireError { kind: ErrorKind::Version, .. })));
+    let outcome = core.handle_frame(&mut session, b"{\"op\":");
+    assert!(
+        !outcome.close && matches!(outcome.frame, ServerFrame::Error(WireError { kind: ErrorKind::BadRequest, .. }))
+    );
+
+    let mut user = Session::new(Peer { pid: 9, uid: 1000, gid: 1000 });
+    let outcome = core.handle(&mut user, &Request::Hello { version: PROTOCOL_VERSION, vm: Some("a".into()) });
+    assert!(outcome.close && matches!(outcome.frame, ServerFrame::Error(WireError { kind: ErrorKind::Denied, .. })));
+
+    let mut bad_name = Session::new(ROOT);
+    let outcome = core.handle(&mut bad_name, &Request::Hello { version: PROTOCOL_VERSION, vm: Some("a/b".into()) });
+    assert!(matches!(outcome.frame, ServerFrame::Error(WireError { kind: ErrorKind::BadRequest, .. })));
+
+    let mut operator = open(&core, None);
+    assert_eq!(error(&core, &mut operator, Request::State).kind, ErrorKind::Denied);
+    assert!(matches!(ok(&core, &mut operator, Request::Claims), Answer::Claims { .. }));
+}
+
+#[test]
+fn claims_mappings_and_pe_states_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), dir.path());
+    let mut a = give_a_the_nic(&core);
+    ok(&core, &mut a, Request::PeOp { group: PeId(1), action: PeAction::Enable });
+    let mut operator = open(&core, None);
+    for _ in 0..2 {
+        ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
+        ok(&core, &mut a, Request::PeOp { group: PeId(1), action: PeAction::Enable });
+    }
+    ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
+    let before = ok(&core, &mut operator, Request::Claims);
+    drop(core);
+
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), dir.path());
+    let mut session = Session::new(ROOT);
+    let hello = core.handle(&mut session, &Request::Hello { version: PROTOCOL_VERSION, vm: Some("a".into()) });
+    assert!(matches!(hello.frame, ServerFrame::Ok(Answer::Hello { ref claims, .. }) if claims == &[PeId(1)]));
+    assert_eq!(ok(&core, &mut open(&core, None), Request::Claims), before);
+    let Answer::State { pes } = ok(&core, &mut session, Request::State) else { panic!() };
+    assert_eq!(pes[0].state, PeState::Stopped);
+    // Enabled and three freezes came back: two more freezes fail the PE
+    // only after the policy's five.
+    assert_eq!(core.registry.read().unwrap().tracks[&PeId(1)].freezes, 3);
+    assert!(core.registry.read().unwrap().tracks[&PeId(1)].enabled);
+}
+
+#[test]
+fn a_failed_commit_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), &state);
+    let mut a = open(&core, Some("a"));
+    ok(&core, &mut a, Request::Claim { group: PeId(0) });
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::write(&state, b"not a directory").unwrap();
+    assert_eq!(error(&core, &mut a, Request::Claim { group: PeId(1) }).kind, ErrorKind::Storage);
+    let Answer::Maps(view) = ok(&core, &mut a, Request::MapList) else { panic!() };
+    assert_eq!(view.claims, [PeId(0)]);
+}
+
+#[test]
+fn events_go_to_the_owning_vm_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(SimHost::builtin(Arc::new(VirtualClock::new())), dir.path());
+    let mut a = give_a_the_nic(&core);
+    let mut b = open(&core, Some("b"));
+    ok(&core, &mut b, Request::Claim { group: PeId(3) });
+    let vm_a = a.vm().unwrap();
+    let mut operator = open(&core, None);
+    let outcome = core.handle(&mut operator, &Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
+    assert_eq!(outcome.deliveries.len(), 1);
+    assert_eq!(outcome.deliveries[0].vm, vm_a);
+    assert_eq!(outcome.deliveries[0].event.kind, PeEventKind::Frozen { count: 1 });
+    let outcome = core.handle(&mut a, &Request::PeOp { group: PeId(1), action: PeAction::Enable });
+    let kinds: Vec<_> = outcome.deliveries.iter().map(|d| (d.vm, d.event.kind)).collect();
+    assert_eq!(kinds, [(vm_a, PeEventKind::Recovered)]);
+    let outcome = core.handle(&mut operator, &Request::Inject { target: InjectTarget::Phb { domain: 0 } });
+    let phb: Vec<_> =
+        outcome.deliveries.iter().filter(|d| matches!(d.event.kind, PeEventKind::PhbFrozen { .. })).collect();
+    assert_eq!(phb.len(), 1);
+    assert_eq!((phb[0].vm, phb[0].event.pe), (vm_a, PeId(1)));
+    assert!(outcome.deliveries.iter().all(|d| d.vm == vm_a));
+    assert!(core.poll_events().is_empty());
+}
