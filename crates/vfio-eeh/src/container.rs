@@ -43,8 +43,14 @@ impl PeOpArg {
     /// (`EFAULT`). An unreadable header is that errno; an unreadable
     /// injection payload is answered when the op is served.
     pub fn copy_in(mut copy_from_user: impl FnMut(&mut [u8]) -> Result<(), i32>) -> Result<Self, i32> {
+        const HEADER_LEN: usize = uapi::VFIO_EEH_PE_OP_MINSZ as usize;
+        const { assert!(HEADER_LEN <= size_of::<VfioEehPeOp>()) };
+        let mut header = [0_u8; HEADER_LEN];
+        copy_from_user(&mut header)?;
         let mut raw = VfioEehPeOp::default();
-        copy_from_user(&mut raw.as_mut_bytes()[..uapi::VFIO_EEH_PE_OP_MINSZ as usize])?;
+        // The structure is at least as long as the header (asserted above),
+        // so this copies all of it.
+        raw.as_mut_bytes().iter_mut().zip(header).for_each(|(byte, from_user)| *byte = from_user);
         let carries_injection =
             raw.op == uapi::VFIO_EEH_PE_INJECT_ERR && raw.flags == 0 && raw.argsz >= uapi::VFIO_EEH_PE_OP_INJECT_SZ;
         let payload = if carries_injection { copy_from_user(raw.as_mut_bytes()) } else { Ok(()) };
