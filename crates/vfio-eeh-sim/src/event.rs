@@ -43,8 +43,24 @@ pub enum SimEventKind {
         device: Option<PciAddr>,
         /// The bus address (or config address) of that access.
         addr: u64,
-        /// Freezes in the current window.
+        /// The host's freezes in the current window (not counting this one
+        /// when the PE is passed).
         count: u32,
+        /// Whether the PE was passed to a VFIO user, so the host did not
+        /// count the freeze.
+        passed: bool,
+    },
+    /// A VFIO user opened a device of the PE (`eeh_dev_open`): the PE is
+    /// passed, thawed, and its freezes are no longer counted by the host.
+    Passed {
+        /// The device opened.
+        device: PciAddr,
+    },
+    /// The last VFIO user's device of the PE was closed (`eeh_dev_release`):
+    /// the PE is thawed and the host counts its freezes again.
+    Released {
+        /// The device closed.
+        device: PciAddr,
     },
     /// One freeze too many: the PE failed permanently.
     PermanentFailure {
@@ -171,6 +187,7 @@ mod tests {
                 device: Some("0000:01:00.0".parse().unwrap()),
                 addr: 0x8000_0000,
                 count: 1,
+                passed: false,
             },
         };
         let json = serde_json::to_value(e).unwrap();

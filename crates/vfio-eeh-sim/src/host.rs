@@ -86,7 +86,12 @@ impl Locked<'_> {
         let device = device.map(|i| self.slot.addrs[i]);
         match outcome {
             FreezeOutcome::Unchanged => return,
-            FreezeOutcome::Frozen { count } => self.log(SimEventKind::Frozen { cause, scope, device, addr, count }),
+            FreezeOutcome::Frozen { count } => {
+                self.log(SimEventKind::Frozen { cause, scope, device, addr, count, passed: false });
+            }
+            FreezeOutcome::FrozenPassed { count } => {
+                self.log(SimEventKind::Frozen { cause, scope, device, addr, count, passed: true });
+            }
             FreezeOutcome::Failed { count } => self.log(SimEventKind::PermanentFailure { cause, count }),
         }
         if self.inner.diag.is_none() {
@@ -261,6 +266,48 @@ impl SimHost {
         let mut locked = self.lock(self.slot(pe)?);
         locked.freeze(scope, FreezeCause::Manual, None, 0);
         Ok(())
+    }
+
+    /// Linux `eeh_dev_open`, which `vfio_pci_core_finish_enable` calls when a
+    /// VFIO user opens the device fd: a frozen PE is thawed
+    /// (`eeh_pe_change_owner`) and the device counted as passed, so the host
+    /// stops counting the PE's freezes. If the PE cannot be thawed the open
+    /// still succeeds but the PE is not passed. Returns whether the PE is
+    /// passed after the call.
+    pub fn dev_open(&self, dev: PciAddr) -> Result<bool, BackendError> {
+        let mut locked = self.lock_dev(dev)?;
+        let was_passed = locked.inner.machine.passed();
+        let passed = locked.inner.machine.open_by_user(true);
+        if passed && !was_passed {
+            locked.log(SimEventKind::Passed { device: dev });
+        }
+        Ok(passed)
+    }
+
+    /// Linux `eeh_dev_release`, which `vfio_pci_core_close_device` calls when
+    /// the VFIO user closes the device: one passed device fewer, and the PE
+    /// thawed again (even if other devices of it stay open). Once no device is
+    /// open the host counts the PE's freezes again.
+    pub fn dev_release(&self, dev: PciAddr) -> Result<(), BackendError> {
+        let mut locked = self.lock_dev(dev)?;
+        if !locked.inner.machine.passed() {
+            return Ok(());
+        }
+        locked.inner.machine.release_by_user(true);
+        if !locked.inner.machine.passed() {
+            locked.log(SimEventKind::Released { device: dev });
+        }
+        Ok(())
+    }
+
+    /// Whether a VFIO user holds the PE (`eeh_pe_passed`).
+    pub fn passed(&self, pe: PeId) -> Result<bool, BackendError> {
+        Ok(self.lock(self.slot(pe)?).inner.machine.passed())
+    }
+
+    fn lock_dev(&self, dev: PciAddr) -> Result<Locked<'_>, BackendError> {
+        let &(pe, _) = self.device_index.get(&dev).ok_or(BackendError::NoDevice(dev))?;
+        Ok(self.lock(&self.pes[pe]))
     }
 
     /// Every logged event, in order.
