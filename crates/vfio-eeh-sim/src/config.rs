@@ -17,12 +17,23 @@ pub enum DeactivatePolicy {
 }
 
 /// What `VFIO_EEH_PE_INJECT_ERR` does.
+///
+/// In both modes an injection is accepted in any state but permanent
+/// failure, as PowerNV does (`eeh_pe_inject_err`, `pnv_eeh_err_inject` and
+/// skiboot's `phb4_err_inject` never look at the PE's state), and a new
+/// injection replaces one still armed (one set of injection registers per
+/// PHB, cleared and reprogrammed on each call), which the event log records
+/// as [`InjectionReplaced`](crate::event::SimEventKind::InjectionReplaced).
+/// Nothing is accepted and then silently dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InjectionMode {
     /// Arm: the first matching access freezes the PE (the hardware way).
     OnAccess,
-    /// Freeze the PE at once (for tests that want no access).
+    /// Freeze the PE at once (for tests that want no access). A PE that is
+    /// not usable (frozen, in reset, settling) cannot freeze further, so the
+    /// injection stays armed and freezes the PE the moment it becomes usable
+    /// again (the first look at the PE after its thaw or settle).
     Immediate,
 }
 

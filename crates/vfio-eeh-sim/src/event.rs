@@ -96,6 +96,15 @@ pub enum SimEventKind {
         /// What.
         injection: ErrInjection,
     },
+    /// An injection still armed was replaced by a new one before it fired
+    /// (the PHB has one set of injection registers, reprogrammed on every
+    /// injection); `previous` will never fire.
+    InjectionReplaced {
+        /// The injection dropped.
+        previous: ErrInjection,
+        /// The injection armed in its place.
+        by: ErrInjection,
+    },
     /// An armed injection fired on an access.
     InjectionFired {
         /// What.

@@ -53,9 +53,16 @@ pub(crate) struct PeSlot {
 pub(crate) struct PeInner {
     pub(crate) machine: PeMachine,
     pub(crate) devices: Vec<DeviceState>,
-    armed: Option<ErrInjection>,
+    armed: Option<Armed>,
     diag: Option<PhbDiag>,
     events: EventRing,
+}
+
+/// An armed injection and what fires it.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    injection: ErrInjection,
+    mode: InjectionMode,
 }
 
 /// A locked PE with the time the lock was taken.
@@ -110,12 +117,37 @@ impl Locked<'_> {
             return false;
         }
         match self.inner.armed {
-            Some(inj) if inj.func.access() == kind && inj.matches_addr(addr) => {
-                self.fire(inj, Some(dev), addr);
+            Some(Armed { injection, mode: InjectionMode::OnAccess })
+                if injection.func.access() == kind && injection.matches_addr(addr) =>
+            {
+                self.fire(injection, Some(dev), addr);
                 false
             }
             _ => true,
         }
+    }
+
+    /// Fires an [immediate](InjectionMode::Immediate) injection that was
+    /// armed while the PE was not usable, once it is.
+    fn fire_when_usable(&mut self) {
+        if let Some(Armed { injection, mode: InjectionMode::Immediate }) = self.inner.armed {
+            if self.inner.machine.mmio_allowed() {
+                self.fire(injection, None, injection.addr);
+            }
+        }
+    }
+
+    /// Arms an injection. Like the PHB's one set of PAPR error-injection
+    /// registers, which skiboot's `phb4_err_inject` clears ("Clear leftover
+    /// from last time") and reprograms on every call without looking at the
+    /// PE's state, a new injection replaces one still armed.
+    fn arm(&mut self, injection: ErrInjection) {
+        self.log(SimEventKind::InjectionArmed { injection });
+        let mode = self.host.config.injection;
+        if let Some(previous) = self.inner.armed.replace(Armed { injection, mode }) {
+            self.log(SimEventKind::InjectionReplaced { previous: previous.injection, by: injection });
+        }
+        self.fire_when_usable();
     }
 
     fn fire(&mut self, injection: ErrInjection, dev: Option<usize>, addr: u64) {
@@ -149,14 +181,9 @@ impl Locked<'_> {
                 self.log(SimEventKind::Reenabled);
             }
             Effect::Configured => self.log(SimEventKind::Configured),
-            Effect::ArmInjection(injection) => {
-                self.log(SimEventKind::InjectionArmed { injection });
-                match self.host.config.injection {
-                    InjectionMode::OnAccess => self.inner.armed = Some(injection),
-                    InjectionMode::Immediate => self.fire(injection, None, injection.addr),
-                }
-            }
+            Effect::ArmInjection(injection) => self.arm(injection),
         }
+        self.fire_when_usable();
         Ok(applied)
     }
 }
@@ -258,6 +285,7 @@ impl SimHost {
         let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut locked = Locked { host: self, slot, inner, now: self.clock.now() };
         locked.settle_due();
+        locked.fire_when_usable();
         locked
     }
 
