@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use vfio_eeh::pe::{FreezePolicy, ResetTiming};
 
+use crate::phb::PhbRecoveryTiming;
+
 /// How `VFIO_EEH_PE_RESET_DEACTIVATE` (and hot/fundamental reset) wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -50,6 +52,11 @@ pub struct SimConfig {
     pub injection: InjectionMode,
     /// Events kept per PE; older ones are dropped.
     pub events_per_pe: usize,
+    /// How the host notices and recovers a fenced PHB.
+    pub phb_timing: PhbRecoveryTiming,
+    /// When repeated fences kill a PHB (Linux counts them on the PHB PE
+    /// against `eeh_max_freezes`: more than 5 in an hour).
+    pub phb_freeze_policy: FreezePolicy,
 }
 
 impl Default for SimConfig {
@@ -60,6 +67,8 @@ impl Default for SimConfig {
             deactivate: DeactivatePolicy::Blocking,
             injection: InjectionMode::OnAccess,
             events_per_pe: 1024,
+            phb_timing: PhbRecoveryTiming::default(),
+            phb_freeze_policy: FreezePolicy::default(),
         }
     }
 }

@@ -114,6 +114,34 @@ pub enum SimEventKind {
         /// The address accessed.
         addr: u64,
     },
+    /// The PE's PHB fenced: every PE under it reads frozen.
+    PhbFenced {
+        /// The PHB.
+        domain: u32,
+        /// Fences counted on the PHB in its window, this one included.
+        count: u32,
+    },
+    /// The host noticed the fence and is recovering the PHB with a complete
+    /// reset; the PE reads unavailable until then.
+    PhbRecovering {
+        /// The PHB.
+        domain: u32,
+        /// When the recovery ends, in ns of the host clock.
+        until_ns: u64,
+    },
+    /// The host recovered the PHB. A passed PE stays frozen for its owner
+    /// to recover (`refrozen`); any other PE is thawed.
+    PhbRecovered {
+        /// The PHB.
+        domain: u32,
+        /// Whether the PE was frozen again (it is passed to a VFIO user).
+        refrozen: bool,
+    },
+    /// The PHB died, or fenced once too often: the PE failed for good.
+    PhbDead {
+        /// The PHB.
+        domain: u32,
+    },
     /// The error log was read (and cleared).
     ErrorLogRead,
 }

@@ -378,8 +378,8 @@ impl PeMachine {
     /// `eeh_pe_change_owner` thaws a frozen PE first (a PE in reset,
     /// settling or failed is left alone); only if that works is the device
     /// counted, and the PE passed. `thaw_possible` is false when the platform
-    /// cannot thaw (a fenced or recovering PHB: `opal_pci_eeh_freeze_clear`
-    /// fails), and then the PE is not passed; the open itself still succeeds,
+    /// reads the PE frozen and cannot thaw it (a fenced or recovering PHB:
+    /// `opal_pci_eeh_freeze_clear` fails), and then the PE is not passed; the open itself still succeeds,
     /// as `vfio_pci_core_finish_enable` ignores the result. Returns whether
     /// the PE is now passed.
     pub fn open_by_user(&mut self, thaw_possible: bool) -> bool {
@@ -405,8 +405,10 @@ impl PeMachine {
     /// `eeh_pe_change_owner`: thaws a frozen PE; false if it cannot. Does not
     /// touch the freeze count.
     fn change_owner(&mut self, thaw_possible: bool) -> bool {
+        if !thaw_possible {
+            return false;
+        }
         match self.condition {
-            PeCondition::Stopped | PeCondition::StoppedDma if !thaw_possible => false,
             PeCondition::Stopped | PeCondition::StoppedDma => {
                 self.condition = PeCondition::Normal;
                 true
@@ -479,6 +481,19 @@ impl PeMachine {
         } else {
             self.condition = next;
             FreezeOutcome::Frozen { count }
+        }
+    }
+
+    /// The host recovered the PE's PHB with a complete reset (Linux
+    /// `eeh_pe_reset_full(phb_pe, false)`), which resets every PE under it:
+    /// a passed PE is frozen again (`eeh_pe_refreeze_passed`, "re-freezing
+    /// for safety") and stays frozen (`eeh_clear_pe_frozen_state` skips it)
+    /// until its owner resets it; any other PE is thawed. A failed PE stays
+    /// failed, and the freeze count is untouched (the fence was counted on
+    /// the PHB).
+    pub fn after_phb_reset(&mut self) {
+        if self.condition != PeCondition::Failed {
+            self.condition = if self.passed() { PeCondition::Stopped } else { PeCondition::Normal };
         }
     }
 
