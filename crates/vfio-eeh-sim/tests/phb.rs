@@ -115,7 +115,7 @@ fn a_fence_freezes_every_pe_under_the_phb_and_the_host_recovers_it() {
         })
         .map(|e| (e.pe, e.at_ns, e.kind))
         .collect();
-    let until_ns = end.as_nanos() as u64;
+    let until_ns = vfio_eeh_sim::event::nanos(end);
     for pe in [nvme, nic] {
         let mine: Vec<_> = phb_events.iter().filter(|e| e.0 == pe).map(|e| (e.1, e.2)).collect();
         assert_eq!(
