@@ -52,6 +52,11 @@ pub struct SimConfig {
     pub injection: InjectionMode,
     /// Events kept per PE; older ones are dropped.
     pub events_per_pe: usize,
+    /// Whether the PEs offer a fundamental reset. PowerNV always does
+    /// (`pnv_eeh_reset`); `false` models a host or slot without one, where
+    /// `RESET_FUNDAMENTAL` fails with `ENOTTY` and the RTAS firmware answers
+    /// -8 so that the guest falls back to a hot reset.
+    pub fundamental_reset: bool,
     /// How the host notices and recovers a fenced PHB.
     pub phb_timing: PhbRecoveryTiming,
     /// When repeated fences kill a PHB (Linux counts them on the PHB PE
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             deactivate: DeactivatePolicy::Blocking,
             injection: InjectionMode::OnAccess,
             events_per_pe: 1024,
+            fundamental_reset: true,
             phb_timing: PhbRecoveryTiming::default(),
             phb_freeze_policy: FreezePolicy::default(),
         }

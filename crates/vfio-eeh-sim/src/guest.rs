@@ -474,13 +474,12 @@ impl GuestEeh {
     /// whose probe enables EEH again.
     fn reset_with_hotplug(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Result<(), String> {
         const HOTPLUG_SLEEP: Duration = Duration::from_secs(5);
-        let [a0, a1, a2] = pe_args(pe);
         self.pci_enable(p, pe, EehOption::ThawMmio);
-        self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+        self.configure_pe(p, pe);
         self.slot_error_detail(p, pe, 1);
         self.note(p, Some(pe), GuestEventKind::Hotplug { removed: true });
         self.reset_full(p, pe)?;
-        self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+        self.configure_pe(p, pe);
         self.restore_bars(p, pe);
         self.unfreeze_pe(p, pe).map_err(|()| "the PE could not be thawed after the reset".to_owned())?;
         p.clock().sleep(HOTPLUG_SLEEP);
@@ -607,13 +606,36 @@ impl GuestEeh {
     }
 
     /// `eeh_slot_error_detail`: thaw MMIO for the log, `configure-pe`, then
+    /// `pseries_eeh_phb_configure_bridge`: `configure-pe`, called again
+    /// while it answers an extended delay (990x, anything above 9902 taken as
+    /// 9902), sleeping 10^x ms each time, within 200 ms in all; any other
+    /// status ends it.
+    fn configure_pe(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) {
+        const BUDGET: Duration = Duration::from_millis(200);
+        let args = pe_args(pe);
+        let mut waited = Duration::ZERO;
+        loop {
+            let (st, _) = self.call(p, RtasCall::ConfigurePe, &args, Some(pe));
+            if !(status::EXTENDED_DELAY_MIN..=status::EXTENDED_DELAY_MAX).contains(&st) {
+                return;
+            }
+            let exponent = (st - status::EXTENDED_DELAY_MIN).min(2).unsigned_abs();
+            let delay = Duration::from_millis(10u64.pow(exponent));
+            waited += delay;
+            if waited > BUDGET {
+                return;
+            }
+            p.clock().sleep(delay);
+        }
+    }
+
     /// `slot-error-detail` with `function` (1 temporary, 2 permanent).
     fn collect_log(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, function: u32) {
         let [a0, a1, a2] = pe_args(pe);
         if let Some((PeState::Stopped, _)) = self.read_state(p, pe) {
             self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 2], Some(pe));
         }
-        self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+        self.configure_pe(p, pe);
         self.slot_error_detail(p, pe, function);
     }
 
@@ -642,7 +664,7 @@ impl GuestEeh {
             p.clock().sleep(timing.reset_settle);
             self.thaw_if_frozen(p, pe);
             if self.wait_available(p, pe) {
-                self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+                self.configure_pe(p, pe);
                 self.restore_bars(p, pe);
                 return Ok(());
             }

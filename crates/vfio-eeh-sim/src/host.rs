@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply, PeStatus};
-use vfio_eeh::ops::{EehOp, ErrInjection, PeState};
+use vfio_eeh::ops::{EehOp, ErrInjection, PeState, ResetKind};
 use vfio_eeh::pe::{Applied, Effect, FreezeOutcome, FreezeScope, PeMachine};
 use vfio_eeh::topology::{self, Topology};
 
@@ -38,7 +38,9 @@ use crate::spec::{DeviceInfo, TopologyError, TopologySpec};
 #[derive(Debug)]
 pub struct SimHost {
     pub(crate) clock: Arc<dyn Clock>,
-    config: SimConfig,
+    /// Boxed: the host is often held by value in an enum beside far smaller
+    /// hosts.
+    config: Box<SimConfig>,
     pub(crate) pes: Vec<PeSlot>,
     phbs: Vec<PhbSlot>,
     pe_index: HashMap<PeId, usize>,
@@ -251,6 +253,9 @@ impl Locked<'_> {
         if let Some(answer) = self.phb_answer(op) {
             return answer;
         }
+        if *op == EehOp::Reset(ResetKind::Fundamental) && !self.host.config.fundamental_reset {
+            return Err(BackendError::NotSupported(format!("PE {}: no fundamental reset", self.slot.id)));
+        }
         let applied = self.inner.machine.apply(op, self.now).map_err(|e| e.into_backend(self.slot.id))?;
         match applied.effect {
             Effect::None => {}
@@ -319,7 +324,7 @@ impl SimHost {
                 });
             }
         }
-        SimHost { clock, config, pes, phbs, pe_index, device_index, seq: AtomicU64::new(0) }
+        SimHost { clock, config: Box::new(config), pes, phbs, pe_index, device_index, seq: AtomicU64::new(0) }
     }
 
     /// The built-in host (two PHBs, five PEs) with the Linux-like policy.
