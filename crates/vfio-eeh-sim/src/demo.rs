@@ -101,6 +101,9 @@ pub struct PeRow {
     pub downtime: Duration,
     /// The host's PE state at the end.
     pub host_state: PeState,
+    /// Whether the host saw the PE as passed to the VMM (`eeh_pe_passed`), so
+    /// that only the guest counted its freezes.
+    pub passed: bool,
     /// Whether the guest gave the PE up.
     pub failed: bool,
     /// Whether giving up was expected (more injections than the freeze limit).
@@ -260,6 +263,7 @@ fn report(
             recoveries: 0,
             downtime: Duration::ZERO,
             host_state: host.status(pe).map_or(PeState::Unavailable, |s| s.state),
+            passed: host.passed(pe).unwrap_or(false),
             failed: false,
             failure_expected: injected.get(&pe).copied().unwrap_or(0) > config.max_freezes,
         });

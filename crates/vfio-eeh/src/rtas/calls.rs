@@ -20,6 +20,13 @@ pub mod status {
     pub const ERRINJCT_OWNERSHIP: i32 = -4;
     /// Unexpected state change: re-read the PE state.
     pub const UNEXPECTED_STATE: i32 = -7;
+    /// `ibm,set-slot-reset` function 3: fundamental reset not defined for
+    /// this PE (the guest falls back to a hot reset).
+    pub const FUNDAMENTAL_RESET_UNSUPPORTED: i32 = -8;
+    /// Extended delay: wait 10^(status - 9900) ms and call again (9900..=9905).
+    pub const EXTENDED_DELAY_MIN: i32 = 9900;
+    /// The largest extended-delay status.
+    pub const EXTENDED_DELAY_MAX: i32 = 9905;
 }
 
 /// PAPR errinjct class `ioa-bus-error` (token as seen on PowerVM and in the

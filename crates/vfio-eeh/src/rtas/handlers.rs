@@ -40,6 +40,11 @@ pub struct RtasPolicy {
     /// get-config-addr-info2 answer a host failure with "hardware error"
     /// (else "parameter error", as QEMU).
     pub host_failure_is_hardware_error: bool,
+    /// The call-specific PAPR statuses: -7 when the PE's state forbids a
+    /// thaw or reset (the PE State Control table), -8 when the host has no
+    /// fundamental reset, and 990x from configure-pe while the PE settles
+    /// (else -1, -1 and 0, as QEMU).
+    pub papr_call_statuses: bool,
 }
 
 impl RtasPolicy {
@@ -50,6 +55,7 @@ impl RtasPolicy {
         papr_slot_error_detail: false,
         errinjct: false,
         host_failure_is_hardware_error: false,
+        papr_call_statuses: false,
     };
 }
 
@@ -62,6 +68,7 @@ impl Default for RtasPolicy {
             papr_slot_error_detail: true,
             errinjct: true,
             host_failure_is_hardware_error: true,
+            papr_call_statuses: true,
         }
     }
 }
@@ -284,7 +291,29 @@ impl EehRtas {
             // 4 and 5 (io-event interrupts) need "ibm,io-events-capable".
             _ => return Err(fail(status::PARAMETER_ERROR)),
         };
-        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+        self.state_changing_op(ctx, target.pe, op)
+    }
+
+    /// A thaw or reset: a host refusal is -7 when the PE's state, read
+    /// again, is one where the PAPR "PE State Control" table answers -7
+    /// (the refusal's errno, `EIO`, cannot tell), -8 for a fundamental reset
+    /// the host does not offer, and otherwise -1, hardware error.
+    fn state_changing_op(&self, ctx: &RtasContext<'_>, pe: PeId, op: EehOp) -> CallResult {
+        Self::op(ctx, pe, op, status::HARDWARE_ERROR).map_err(|error| {
+            let RtasError::Backend { status: status::HARDWARE_ERROR, source } = error else { return error };
+            if !self.policy.papr_call_statuses {
+                return RtasError::Backend { status: status::HARDWARE_ERROR, source };
+            }
+            let unsupported = matches!(source.errno(), errno::ENOTTY | errno::EOPNOTSUPP);
+            let status = if op == EehOp::Reset(ResetKind::Fundamental) && unsupported {
+                status::FUNDAMENTAL_RESET_UNSUPPORTED
+            } else if ctx.backend.status(pe).is_ok_and(|now| papr_forbids(op, now.state)) {
+                status::UNEXPECTED_STATE
+            } else {
+                status::HARDWARE_ERROR
+            };
+            RtasError::Backend { status, source }
+        })
     }
 
     fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
@@ -341,11 +370,24 @@ impl EehRtas {
             3 => EehOp::Reset(ResetKind::Fundamental),
             _ => return Err(fail(status::PARAMETER_ERROR)),
         };
-        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+        self.state_changing_op(ctx, target.pe, op)
     }
 
+    /// configure-pe / configure-bridge. While the PE settles after a reset
+    /// there is nothing to configure yet: the call answers an extended
+    /// delay (990x, the only EEH call whose delay Linux's pseries guest
+    /// honours, `pseries_eeh_phb_configure_bridge`), at most 9902 (100 ms)
+    /// as PAPR asks; a host that cannot tell the delay gets 9902.
     fn configure(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
         let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+        if self.policy.papr_call_statuses {
+            let settling = ctx.backend.status(target.pe).ok().filter(|s| s.state == PeState::Unavailable);
+            match settling.map(|s| s.unavailable_for) {
+                Some(Some(delay)) if delay.is_zero() => {}
+                Some(delay) => return Ok(Reply::status_only(extended_delay(delay))),
+                None => {}
+            }
+        }
         Self::op(ctx, target.pe, EehOp::Configure, self.host_failure())
     }
 
@@ -441,6 +483,30 @@ fn read_work_buffer<T: FromBytes + IntoBytes>(memory: &dyn GuestMemory, addr: u6
     let mut work = T::new_zeroed();
     memory.read(addr, work.as_mut_bytes()).map_err(|_| fail(status::PARAMETER_ERROR))?;
     Ok(work)
+}
+
+/// Whether PAPR's "PE State Control" table answers -7 to `op` in `state`
+/// (project reference §2.5): thaw MMIO in 1 and 5, thaw DMA in 1, 2 and 5,
+/// deassert in 2 and 5, assert in 5.
+fn papr_forbids(op: EehOp, state: PeState) -> bool {
+    use PeState::{Reset, Stopped, Unavailable};
+    match op {
+        EehOp::UnfreezeIo => matches!(state, Reset | Unavailable),
+        EehOp::UnfreezeDma => matches!(state, Reset | Stopped | Unavailable),
+        EehOp::ResetDeactivate => matches!(state, Stopped | Unavailable),
+        EehOp::Reset(_) => state == Unavailable,
+        _ => false,
+    }
+}
+
+/// The extended-delay status for a wait of `delay` (unknown: the longest):
+/// 9900 + x asks for 10^x ms; PAPR keeps EEH calls within 9900..=9902.
+fn extended_delay(delay: Option<Duration>) -> i32 {
+    match delay {
+        Some(d) if d <= Duration::from_millis(1) => status::EXTENDED_DELAY_MIN,
+        Some(d) if d <= Duration::from_millis(10) => status::EXTENDED_DELAY_MIN + 1,
+        _ => status::EXTENDED_DELAY_MIN + 2,
+    }
 }
 
 /// The "PE Unavailable Info" for a known delay: milliseconds, rounded up, at
