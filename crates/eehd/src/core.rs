@@ -542,6 +542,7 @@ impl<H: DaemonHost> Core<H> {
                 PeEventKind::Recovered => self.metrics.recovery(),
                 PeEventKind::Reset { reset } => track.last_reset = Some(reset),
                 PeEventKind::PhbFrozen { .. } => {}
+                PeEventKind::PhbDead { .. } => self.metrics.permanent_failure(),
             }
             if let Some(vm) = registry.maps.owner_of(event.pe) {
                 out.push(Delivery { vm, event: PeEvent { seq: event.seq, at_ns: event.at_ns, pe: event.pe, kind } });

@@ -101,10 +101,17 @@ fn host_event(seq: u64, at_ns: u64, pe: PeId, kind: &SimEventKind) -> HostEvent 
         SimEventKind::Thawed { state } => (false, (state == PeState::Normal).then_some(PeEventKind::Recovered)),
         SimEventKind::ResetAsserted { kind } => (false, Some(PeEventKind::Reset { reset: kind })),
         SimEventKind::Settled | SimEventKind::Reenabled => (false, Some(PeEventKind::Recovered)),
+        SimEventKind::PhbFenced { domain, .. } => (false, Some(PeEventKind::PhbFrozen { domain })),
+        SimEventKind::PhbRecovered { refrozen, .. } => (false, (!refrozen).then_some(PeEventKind::Recovered)),
+        SimEventKind::PhbDead { domain } => (false, Some(PeEventKind::PhbDead { domain })),
         SimEventKind::ResetDeasserted { .. }
         | SimEventKind::Configured
+        | SimEventKind::Passed { .. }
+        | SimEventKind::Released { .. }
         | SimEventKind::InjectionArmed { .. }
+        | SimEventKind::InjectionReplaced { .. }
         | SimEventKind::InjectionFired { .. }
+        | SimEventKind::PhbRecovering { .. }
         | SimEventKind::ErrorLogRead => (false, None),
     };
     HostEvent { seq, at_ns, pe, enabled, kind: wire }

@@ -383,6 +383,12 @@ pub enum PeEventKind {
         /// The PHB's PCI domain.
         domain: u32,
     },
+    /// The PE's PHB died (or fenced once too often): every PE on it failed
+    /// for good.
+    PhbDead {
+        /// The PHB's PCI domain.
+        domain: u32,
+    },
 }
 
 /// A refusal as the wire carries it: the errno a kernel interface would
