@@ -32,8 +32,6 @@ pub mod container;
 pub mod mapping;
 pub mod ops;
 pub mod pe;
-// Linted once the RTAS status work lands.
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 pub mod rtas;
 pub mod topology;
 pub mod uapi;

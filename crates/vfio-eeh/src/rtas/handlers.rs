@@ -95,10 +95,11 @@ pub struct Reply {
 impl Reply {
     /// Status first, then `outputs`.
     fn new(status: i32, outputs: &[u32]) -> Self {
-        let mut cells = [0; 5];
-        cells[0] = status.cast_unsigned();
-        cells[1..=outputs.len()].copy_from_slice(outputs);
-        Reply { status, cells, len: 1 + outputs.len() }
+        let mut cells = [status.cast_unsigned(), 0, 0, 0, 0];
+        for (cell, &output) in cells.iter_mut().skip(1).zip(outputs) {
+            *cell = output;
+        }
+        Reply { status, cells, len: 1 + outputs.len().min(4) }
     }
 
     /// A bare status.
@@ -120,7 +121,7 @@ impl Reply {
 
     /// The return cells.
     pub fn cells(&self) -> &[u32] {
-        &self.cells[..self.len]
+        self.cells.split_at_checked(self.len).map_or(self.cells.as_slice(), |(cells, _)| cells)
     }
 }
 
@@ -242,17 +243,18 @@ impl EehRtas {
         }
         let a = args.args();
         match call {
-            RtasCall::SetEehOption => self.set_eeh_option(ctx, a),
-            RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, a),
-            RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, a),
-            RtasCall::ReadSlotResetState2 => self.read_slot_reset_state(ctx, a, args.nret()),
-            RtasCall::ReadSlotResetState => self.read_slot_reset_state(ctx, a, args.nret()),
-            RtasCall::SetSlotReset => self.set_slot_reset(ctx, a),
-            RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, a),
-            RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, a),
+            RtasCall::SetEehOption => self.set_eeh_option(ctx, cells(a)?),
+            RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, cells(a)?),
+            RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, cells(a)?),
+            RtasCall::ReadSlotResetState2 | RtasCall::ReadSlotResetState => {
+                self.read_slot_reset_state(ctx, cells(a)?, args.nret())
+            }
+            RtasCall::SetSlotReset => self.set_slot_reset(ctx, cells(a)?),
+            RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, cells(a)?),
+            RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, cells(a)?),
             RtasCall::OpenErrinjct => self.open_errinjct(),
-            RtasCall::Errinjct => self.errinjct(ctx, a),
-            RtasCall::CloseErrinjct => self.close_errinjct(a),
+            RtasCall::Errinjct => self.errinjct(ctx, cells(a)?),
+            RtasCall::CloseErrinjct => self.close_errinjct(cells(a)?),
         }
     }
 
@@ -281,9 +283,9 @@ impl EehRtas {
             .map_err(|e| RtasError::backend(e, host_failure))
     }
 
-    fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let op = match a[3] {
+    fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, option]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
+        let op = match option {
             0 => EehOp::Disable,
             1 => EehOp::Enable,
             2 => EehOp::UnfreezeIo,
@@ -316,18 +318,19 @@ impl EehRtas {
         })
     }
 
-    fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, _]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         let vm = ctx.maps.vm(self.vm).map_err(|_| fail(status::PARAMETER_ERROR))?;
         let (_, pe_addr) = vm.pe_config_addr(target.pe).ok_or(fail(status::PARAMETER_ERROR))?;
         Ok(Reply::new(status::SUCCESS, &[pe_addr.raw()]))
     }
 
-    fn get_config_addr_info2(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        match a[3] {
+    fn get_config_addr_info2(&self, ctx: &mut RtasContext<'_>, a: [u32; 4]) -> CallResult {
+        let [config, buid_hi, buid_lo, function] = a;
+        match function {
             0 => self.pe_config_addr(ctx, a),
             1 => {
-                let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+                let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
                 let shared = if self.policy.truthful_shared_pe {
                     let functions =
                         ctx.backend.devices_of(target.pe).map_err(|e| RtasError::backend(e, self.host_failure()))?;
@@ -341,8 +344,13 @@ impl EehRtas {
         }
     }
 
-    fn read_slot_reset_state(&self, ctx: &mut RtasContext<'_>, a: &[u32], nret: usize) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    fn read_slot_reset_state(
+        &self,
+        ctx: &mut RtasContext<'_>,
+        [config, buid_hi, buid_lo]: [u32; 3],
+        nret: usize,
+    ) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         let (state, unavailable_ms) = if self.permanently_unavailable.contains(&target.pe) {
             (PeState::Unavailable, 0)
         } else {
@@ -362,9 +370,9 @@ impl EehRtas {
         Ok(reply)
     }
 
-    fn set_slot_reset(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let op = match a[3] {
+    fn set_slot_reset(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, function]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
+        let op = match function {
             0 => EehOp::ResetDeactivate,
             1 => EehOp::Reset(ResetKind::Hot),
             3 => EehOp::Reset(ResetKind::Fundamental),
@@ -378,8 +386,8 @@ impl EehRtas {
     /// delay (990x, the only EEH call whose delay Linux's pseries guest
     /// honours, `pseries_eeh_phb_configure_bridge`), at most 9902 (100 ms)
     /// as PAPR asks; a host that cannot tell the delay gets 9902.
-    fn configure(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    fn configure(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo]: [u32; 3]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         if self.policy.papr_call_statuses {
             let settling = ctx.backend.status(target.pe).ok().filter(|s| s.state == PeState::Unavailable);
             match settling.map(|s| s.unavailable_for) {
@@ -391,9 +399,10 @@ impl EehRtas {
         Self::op(ctx, target.pe, EehOp::Configure, self.host_failure())
     }
 
-    fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let (return_buffer, return_len, function) = (a[5], a[6], a[7]);
+    fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: [u32; 8]) -> CallResult {
+        // The device-specific error buffer (cells 3 and 4) is not used.
+        let [config, buid_hi, buid_lo, _, _, return_buffer, return_len, function] = a;
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         const TEMPORARY: u32 = 1;
         const PERMANENT: u32 = 2;
         if function != TEMPORARY && function != PERMANENT {
@@ -405,19 +414,17 @@ impl EehRtas {
         // Check the whole return buffer before the log is taken (it is
         // handed out once), so a bad buffer loses nothing.
         let return_len = usize::try_from(return_len).map_or(RTAS_ERROR_LOG_MAX, |n| n.min(RTAS_ERROR_LOG_MAX));
-        let mut scratch = [0u8; RTAS_ERROR_LOG_MAX];
-        ctx.memory
-            .read(u64::from(return_buffer), &mut scratch[..return_len])
-            .map_err(|_| fail(status::PARAMETER_ERROR))?;
+        let mut scratch = vec![0u8; return_len];
+        ctx.memory.read(u64::from(return_buffer), &mut scratch).map_err(|_| fail(status::PARAMETER_ERROR))?;
         let log = ctx.backend.error_log(target.pe).map_err(|e| RtasError::backend(e, status::HARDWARE_ERROR))?;
         if function == PERMANENT {
             self.permanently_unavailable.insert(target.pe);
         }
-        let Some(log) = log else {
+        let Some(mut log) = log else {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
         };
-        let len = log.len().min(return_len);
-        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| fail(status::HARDWARE_ERROR))?;
+        log.truncate(return_len);
+        ctx.memory.write(u64::from(return_buffer), &log).map_err(|_| fail(status::HARDWARE_ERROR))?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
@@ -444,8 +451,8 @@ impl EehRtas {
         Ok(())
     }
 
-    fn errinjct(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let (class, token, buffer) = (a[0], a[1], u64::from(a[2]));
+    fn errinjct(&self, ctx: &mut RtasContext<'_>, [class, token, buffer]: [u32; 3]) -> CallResult {
+        let buffer = u64::from(buffer);
         self.check_errinjct_owner(token)?;
         if buffer % ERRINJCT_BUFFER_ALIGN != 0 {
             return Err(fail(status::PARAMETER_ERROR));
@@ -471,11 +478,17 @@ impl EehRtas {
         Ok(Reply::status_only(status::SUCCESS))
     }
 
-    fn close_errinjct(&mut self, a: &[u32]) -> CallResult {
-        self.check_errinjct_owner(a[0])?;
+    fn close_errinjct(&mut self, [token]: [u32; 1]) -> CallResult {
+        self.check_errinjct_owner(token)?;
         self.errinjct_open = None;
         Ok(Reply::status_only(status::SUCCESS))
     }
+}
+
+/// The argument cells of a call as an array; [`EehRtas::handle`] has
+/// checked their count, so the conversion cannot fail there.
+fn cells<const N: usize>(a: &[u32]) -> Result<[u32; N], RtasError> {
+    a.try_into().map_err(|_| fail(status::PARAMETER_ERROR))
 }
 
 /// Reads an `ibm,errinjct` work buffer of layout `T` from guest memory.
