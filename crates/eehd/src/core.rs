@@ -9,7 +9,8 @@
 //! that does not exist.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::BackendError;
@@ -17,6 +18,7 @@ use vfio_eeh::mapping::{AddrMaps, MapError, VmId};
 use vfio_eeh::ops::{EehOp, ResetKind};
 use vfio_eeh::rtas::{EehRtas, FlatMemory, RtasCall, RtasContext, RtasPolicy, TokenTable};
 use vfio_eeh::topology::Topology;
+use vfio_eeh_sim::clock::{Clock, VirtualClock};
 
 use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
 use crate::metrics::Metrics;
@@ -177,6 +179,8 @@ pub struct Core<H> {
     store: Store,
     registry: RwLock<Registry>,
     metrics: std::sync::Arc<Metrics>,
+    /// The simulated host's clock when it is virtual: operators drive it.
+    virtual_clock: Option<Arc<VirtualClock>>,
 }
 
 type Answered = Result<Answer, WireError>;
@@ -207,12 +211,20 @@ impl<H: DaemonHost> Core<H> {
         if let Some(saved) = store.load()? {
             restore(&host, &mut registry, &saved, &store.path().display().to_string())?;
         }
-        let core = Core { host, topology, policy, store, registry: RwLock::new(registry), metrics };
+        let core =
+            Core { host, topology, policy, store, registry: RwLock::new(registry), metrics, virtual_clock: None };
         // The restore's own events only rebuild the records.
         let mut registry = core.write();
         core.follow_events(&mut registry);
         drop(registry);
         Ok(core)
+    }
+
+    /// Lets operators drive `clock`, the simulated host's virtual clock
+    /// (`clock` requests); without one they are refused.
+    #[must_use]
+    pub fn with_virtual_clock(self, clock: Arc<VirtualClock>) -> Self {
+        Core { virtual_clock: Some(clock), ..self }
     }
 
     /// The host.
@@ -373,6 +385,37 @@ impl<H: DaemonHost> Core<H> {
                 let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
                 Ok(Answer::Claims { vms: registry.names.keys().map(|&vm| registry.view(vm)).collect() })
             }
+            Request::DeviceRead { host, space, offset, width } => {
+                self.owned_device(vm()?, *host)?;
+                let value = self.host.device_read(*host, *space, *offset, *width);
+                value.map(|value| Answer::Value { value }).map_err(|e| WireError::from(&e))
+            }
+            Request::DeviceWrite { host, space, offset, width, value } => {
+                self.owned_device(vm()?, *host)?;
+                let written = self.host.device_write(*host, *space, *offset, *width, *value);
+                written.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+            }
+            Request::Clock { advance_ns } => {
+                operator()?;
+                let clock = self.virtual_clock.as_ref().ok_or_else(|| {
+                    let why = "The host's clock is real time; start eehd with --sim-clock virtual to drive it";
+                    WireError::new(ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP, why)
+                })?;
+                clock.advance(Duration::from_nanos(*advance_ns));
+                Ok(Answer::Clock { now_ns: u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX) })
+            }
+        }
+    }
+
+    /// Checks that `host` is a function of one of `vm`'s groups; any other
+    /// is answered as one the host lacks.
+    fn owned_device(&self, vm: VmId, host: PciAddr) -> Result<(), WireError> {
+        let pe = self.host.pe_of(host).map_err(|_| no_device(host))?;
+        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+        if registry.maps.owner_of(pe) == Some(vm) {
+            Ok(())
+        } else {
+            Err(no_device(host))
         }
     }
 
