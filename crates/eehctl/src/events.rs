@@ -5,6 +5,7 @@
 use serde::Serialize;
 use vfio_eeh_sim::event::SimEvent;
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
 use crate::socket::SocketArgs;
 
@@ -19,6 +20,13 @@ pub struct Args {
     /// Only this PE's events.
     #[arg(long)]
     pe: Option<u32>,
+    /// With --connect and --vm: print the VM's events as they happen, one
+    /// line each (one JSON object each with --json), until interrupted.
+    #[arg(long, requires = "connect", conflicts_with = "after")]
+    follow: bool,
+    /// With --follow: stop after this many events.
+    #[arg(long, value_name = "N", requires = "follow")]
+    count: Option<u64>,
 }
 
 /// The JSON document.
@@ -52,7 +60,11 @@ fn human(events: &[SimEvent]) -> String {
 }
 
 /// Prints the events.
-pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
+    if daemon.connect.is_some() {
+        anyhow::ensure!(args.follow, "eehd pushes events as they happen: give --follow (and --vm NAME)");
+        return connect::follow_events(daemon, args.pe, args.count, out);
+    }
     let mut events = args.socket.connect()?.events(args.after)?;
     events.retain(|e| args.pe.is_none_or(|pe| e.pe.0 == pe));
     let view = EventsView { events };

@@ -6,6 +6,8 @@
 //! exits with the command's status.
 
 mod bench;
+mod connect;
+mod daemon_demo;
 mod demo;
 mod events;
 mod host;
@@ -27,6 +29,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     global: host::HostArgs,
+    #[command(flatten)]
+    daemon: connect::ConnectArgs,
     /// Print JSON on stdout instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -58,6 +62,14 @@ enum Command {
     Events(events::Args),
     /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
     Oplog(oplog::Args),
+    /// With --connect and --vm: show or change the VM's address map, claims
+    /// and virtual PHBs in eehd.
+    Map(connect::MapArgs),
+    /// With --connect and --vm: reset a PE the VM claimed (assert, hold,
+    /// deactivate).
+    Reset(connect::ResetArgs),
+    /// With --connect: every VM's PHBs, claims and mappings in eehd.
+    Claims,
 }
 
 fn main() -> ExitCode {
@@ -84,15 +96,18 @@ fn main() -> ExitCode {
     // simulator.
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &out),
-        Command::Demo(args) => demo::run(&cli.global, &args, &out),
+        Command::Demo(args) => demo::run(&cli.global, &cli.daemon, &args, &out),
         Command::Topo(args) => host::select(&cli.global, false).and_then(|host| topo::run(&host, &args, &out)),
         // The shim's commands act on the simulated host of the preload
         // library (in a VMM process), whatever `--host` says.
         Command::Shim(args) => shim::run(&args, &out).map(|code| exit = code),
-        Command::Inject(args) => inject::run(&args, &out),
-        Command::State(args) => state::run(&args, &out),
-        Command::Events(args) => events::run(&args, &out),
+        Command::Inject(args) => inject::run(&args, &cli.daemon, &out),
+        Command::State(args) => state::run(&args, &cli.daemon, &out),
+        Command::Events(args) => events::run(&args, &cli.daemon, &out),
         Command::Oplog(args) => oplog::run(&args, &out),
+        Command::Map(args) => connect::map(&cli.daemon, &args, &out),
+        Command::Reset(args) => connect::reset(&cli.daemon, &args, &out),
+        Command::Claims => connect::claims(&cli.daemon, &out),
     };
     match result {
         Ok(()) => exit,

@@ -13,13 +13,14 @@ use vfio_shim_launch::client::Client;
 pub struct SocketArgs {
     /// The control socket of a process running under the preload library
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
-    #[arg(long, value_name = "PATH", env = ENV_SOCKET)]
-    pub socket: PathBuf,
+    #[arg(long, value_name = "PATH", env = ENV_SOCKET, required_unless_present = "connect")]
+    pub socket: Option<PathBuf>,
 }
 
 impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
+        let socket = self.socket.as_deref().context("This command reads a VMM's control socket: give --socket PATH")?;
+        Client::connect(socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }
 }

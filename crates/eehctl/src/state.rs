@@ -4,6 +4,7 @@
 use serde::Serialize;
 use vfio_eeh_shim::protocol::PeReport;
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
 use crate::socket::SocketArgs;
 
@@ -32,7 +33,10 @@ pub fn pe_table(pes: &[PeReport]) -> String {
 }
 
 /// Prints every PE's state.
-pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
+    if daemon.connect.is_some() {
+        return connect::state(daemon, out);
+    }
     let view = StateView { pes: args.socket.connect()?.state()? };
     out.print(&view, || pe_table(&view.pes))
 }
