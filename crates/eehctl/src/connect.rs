@@ -1,6 +1,7 @@
 //! `--connect SOCKET`: the commands that act on the host an `eehd` serves
-//! (docs/protocol.md), next to `--socket`, which reaches the host inside
-//! one VMM. Operator requests (`state`, `inject`, `claims`) need the
+//! (docs/protocol.md). `state`, `inject` and `events` take it in place of
+//! `--socket`, which reaches the host inside one VMM; `map`, `reset` and
+//! `claims` exist only for eehd. Operator requests (`state`, `inject`, `claims`) need the
 //! caller to be an operator in eehd's policy; a VM's requests (`map`,
 //! `reset`, `events --follow`, `state --vm`) act for the VM `--vm` names.
 
@@ -18,12 +19,12 @@ use crate::output::{table, Output};
 /// The options that pick an eehd and the VM to act for.
 #[derive(Debug, clap::Args)]
 pub struct ConnectArgs {
-    /// Act on the host eehd serves at this socket instead of a VMM's
-    /// control socket (`--socket`).
-    #[arg(long, value_name = "SOCKET", global = true)]
+    /// Act on the host eehd serves at this socket (instead of a VMM's
+    /// control socket, `--socket`).
+    #[arg(long, value_name = "SOCKET")]
     pub connect: Option<PathBuf>,
     /// With --connect: the VM to act for (eehd's policy must allow it).
-    #[arg(long, value_name = "NAME", global = true, requires = "connect")]
+    #[arg(long, value_name = "NAME", requires = "connect")]
     pub vm: Option<String>,
 }
 
@@ -125,7 +126,7 @@ fn host_rows(pes: &[HostPe]) -> String {
     pe_rows(pes.iter().map(|p| (Some(p.phb), &p.pe)))
 }
 
-/// `eehctl --connect S state`: every PE of the host with its owner, or
+/// `eehctl state --connect S`: every PE of the host with its owner, or
 /// with `--vm` the VM's PEs.
 pub fn state(args: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
     let mut client = args.session()?;
@@ -146,7 +147,7 @@ pub fn state(args: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
     }
 }
 
-/// `eehctl --connect S inject`: an error where `target` says (operator);
+/// `eehctl inject --connect S`: an error where `target` says (operator);
 /// prints the PEs it reached afterwards.
 pub fn inject(args: &ConnectArgs, target: InjectTarget, out: &Output) -> anyhow::Result<()> {
     let mut client = args.session()?;
@@ -181,7 +182,7 @@ fn event_line(event: &PeEvent) -> String {
     format!("{:>8} {:>12.3} s  PE {}  {what}\n", event.seq, event.at_ns as f64 / 1e9, event.pe)
 }
 
-/// `eehctl --connect S --vm NAME events --follow`: the VM's PE events as
+/// `eehctl events --connect S --vm NAME --follow`: the VM's PE events as
 /// they happen, one line (or one JSON object) each, until `count` of them
 /// (of PE `pe`, if given) or the daemon closes the session.
 pub fn follow_events(args: &ConnectArgs, pe: Option<u32>, count: Option<u64>, out: &Output) -> anyhow::Result<()> {
@@ -200,9 +201,12 @@ pub fn follow_events(args: &ConnectArgs, pe: Option<u32>, count: Option<u64>, ou
     Ok(())
 }
 
-/// `eehctl --connect S --vm NAME map …`: the VM's address map.
+/// `eehctl map --connect S --vm NAME …`: the VM's address map.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("connect", |a| a.required(true)), mut_arg("vm", |a| a.required(true)))]
 pub struct MapArgs {
+    #[command(flatten)]
+    daemon: ConnectArgs,
     #[command(subcommand)]
     change: Option<MapChange>,
 }
@@ -216,14 +220,16 @@ enum MapChange {
     /// VFIO_DEVICE_ADDR_MAPPING_SET.
     Set {
         /// The host function (`0000:01:00.0`).
-        host: PciAddr,
+        #[arg(value_name = "HOST")]
+        function: PciAddr,
         /// The guest address (`0x800000020000000:00:01.0`).
         guest: GuestAddr,
     },
     /// Remove a host function's mapping (VFIO_DEVICE_ADDR_MAPPING_CLEAR).
     Clear {
         /// The host function.
-        host: PciAddr,
+        #[arg(value_name = "HOST")]
+        function: PciAddr,
     },
     /// Claim a group (PE) for the VM.
     Claim {
@@ -260,12 +266,12 @@ fn vm_rows(vms: &[VmView]) -> String {
 }
 
 /// Applies the change, then prints the VM's table.
-pub fn map(args: &ConnectArgs, map: &MapArgs, out: &Output) -> anyhow::Result<()> {
-    let mut client = args.vm_session("map")?;
+pub fn map(map: &MapArgs, out: &Output) -> anyhow::Result<()> {
+    let mut client = map.daemon.vm_session("map")?;
     let request = match map.change.as_ref().unwrap_or(&MapChange::List) {
         MapChange::List => None,
-        &MapChange::Set { host, guest } => Some(Request::MapSet { host, guest }),
-        &MapChange::Clear { host } => Some(Request::MapClear { host }),
+        &MapChange::Set { function, guest } => Some(Request::MapSet { host: function, guest }),
+        &MapChange::Clear { function } => Some(Request::MapClear { host: function }),
         &MapChange::Claim { group } => Some(Request::Claim { group: PeId(group) }),
         &MapChange::Release { group } => Some(Request::Release { group: PeId(group) }),
         &MapChange::PhbAdd { buid } => Some(Request::PhbAdd { buid }),
@@ -278,10 +284,18 @@ pub fn map(args: &ConnectArgs, map: &MapArgs, out: &Output) -> anyhow::Result<()
     out.print(&view, || vm_rows(std::slice::from_ref(&view)))
 }
 
-/// `eehctl --connect S claims`: every VM's PHBs, claims and mappings
+/// `eehctl claims --connect S` options.
+#[derive(Debug, clap::Args)]
+#[command(mut_arg("connect", |a| a.required(true)))]
+pub struct ClaimsArgs {
+    #[command(flatten)]
+    daemon: ConnectArgs,
+}
+
+/// `eehctl claims --connect S`: every VM's PHBs, claims and mappings
 /// (operator).
-pub fn claims(args: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
-    let mut client = args.session()?;
+pub fn claims(args: &ClaimsArgs, out: &Output) -> anyhow::Result<()> {
+    let mut client = args.daemon.session()?;
     #[derive(Serialize)]
     struct ClaimsView {
         vms: Vec<VmView>,
@@ -293,11 +307,14 @@ pub fn claims(args: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
     out.print(&view, || vm_rows(&view.vms))
 }
 
-/// `eehctl --connect S --vm NAME reset --pe N`: a PE reset as the guest's
+/// `eehctl reset --connect S --vm NAME --pe N`: a PE reset as the guest's
 /// firmware does it — assert, hold, deactivate (`VFIO_EEH_PE_OP` on a PE
 /// the VM claimed).
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("connect", |a| a.required(true)), mut_arg("vm", |a| a.required(true)))]
 pub struct ResetArgs {
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// The PE (a group the VM claimed).
     #[arg(long)]
     pe: u32,
@@ -317,8 +334,8 @@ enum ResetChoice {
 }
 
 /// Resets the PE and prints its state afterwards.
-pub fn reset(args: &ConnectArgs, reset: &ResetArgs, out: &Output) -> anyhow::Result<()> {
-    let mut client = args.vm_session("reset")?;
+pub fn reset(reset: &ResetArgs, out: &Output) -> anyhow::Result<()> {
+    let mut client = reset.daemon.vm_session("reset")?;
     let group = PeId(reset.pe);
     let assert = match reset.kind {
         ResetChoice::Hot => PeAction::ResetHot,

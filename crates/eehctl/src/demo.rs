@@ -14,7 +14,6 @@ use anyhow::bail;
 use vfio_eeh_sim::demo::{self, DemoConfig, DemoReport};
 use vfio_eeh_sim::vmm::EehModel;
 
-use crate::connect::ConnectArgs;
 use crate::daemon_demo;
 use crate::host::{HostArgs, HostChoice};
 use crate::output::{table, Output};
@@ -56,12 +55,9 @@ enum Model {
 }
 
 /// Runs the demo; fails if a recovery that should have succeeded did not.
-pub fn run(host: &HostArgs, daemon: &ConnectArgs, args: &Args, out: &Output) -> anyhow::Result<()> {
+pub fn run(host: &HostArgs, args: &Args, out: &Output) -> anyhow::Result<()> {
     if host.host == HostChoice::Linux {
         bail!("The demo runs on the simulated host only (--host sim or auto)");
-    }
-    if daemon.connect.is_some() {
-        bail!("The demo injects errors into a host of its own: `demo --daemon` starts its own eehd (no --connect)");
     }
     if args.daemon && matches!(args.model, Model::Container) {
         bail!("eehd serves RTAS with the host-held mapping: --daemon runs the host-mapping model only");

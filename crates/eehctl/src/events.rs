@@ -14,6 +14,8 @@ use crate::socket::SocketArgs;
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// Only events with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,
@@ -60,11 +62,12 @@ fn human(events: &[SimEvent]) -> String {
 }
 
 /// Prints the events.
-pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
-    if daemon.connect.is_some() {
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if args.daemon.connect.is_some() {
         anyhow::ensure!(args.follow, "eehd pushes events as they happen: give --follow (and --vm NAME)");
-        return connect::follow_events(daemon, args.pe, args.count, out);
+        return connect::follow_events(&args.daemon, args.pe, args.count, out);
     }
+    anyhow::ensure!(!args.follow, "--follow follows a VM's events in eehd: give --connect SOCKET --vm NAME");
     let mut events = args.socket.connect()?.events(args.after)?;
     events.retain(|e| args.pe.is_none_or(|pe| e.pe.0 == pe));
     let view = EventsView { events };

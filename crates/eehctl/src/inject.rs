@@ -21,6 +21,8 @@ use crate::state::pe_table;
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// The PE (IOMMU group number).
     #[arg(long, required_unless_present = "phb")]
     pe: Option<u32>,
@@ -77,7 +79,7 @@ fn parse_u32(text: &str) -> Result<u32, String> {
 }
 
 /// Injects and prints the PE's state afterwards.
-pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
     let injection = match args.func {
         None => Injection::Freeze,
         Some(raw) => Injection::Error(ErrInjection {
@@ -91,14 +93,14 @@ pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()
         }),
     };
     let pe = args.pe.map(PeId);
-    if daemon.connect.is_some() {
+    if args.daemon.connect.is_some() {
         let target = match (args.phb, pe, injection) {
             (Some(domain), _, _) => InjectTarget::Phb { domain },
             (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
             (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
             (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),
         };
-        return connect::inject(daemon, target, out);
+        return connect::inject(&args.daemon, target, out);
     }
     let pe = pe.context("--phb needs --connect; give --pe N")?;
     let pe = args.socket.connect()?.inject(pe, injection)?;

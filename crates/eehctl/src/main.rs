@@ -29,8 +29,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     global: host::HostArgs,
-    #[command(flatten)]
-    daemon: connect::ConnectArgs,
     /// Print JSON on stdout instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -54,22 +52,23 @@ enum Command {
     /// Prepare simulated devices for a VMM under the preload library (sysfs
     /// directories, environment, control socket) and optionally run it.
     Shim(shim::Args),
-    /// Inject an error into a PE of the simulated host inside a running VMM.
+    /// Inject an error into a PE of the simulated host inside a running VMM
+    /// (or of the host eehd serves, with --connect).
     Inject(inject::Args),
-    /// Show the PEs of the simulated host inside a running VMM.
+    /// Show the PEs of the simulated host inside a running VMM (or of the
+    /// host eehd serves, with --connect).
     State(state::Args),
-    /// Show the simulator's events inside a running VMM.
+    /// Show the simulator's events inside a running VMM (or follow a VM's
+    /// events in eehd, with --connect).
     Events(events::Args),
     /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
     Oplog(oplog::Args),
-    /// With --connect and --vm: show or change the VM's address map, claims
-    /// and virtual PHBs in eehd.
+    /// Show or change a VM's address map, claims and virtual PHBs in eehd.
     Map(connect::MapArgs),
-    /// With --connect and --vm: reset a PE the VM claimed (assert, hold,
-    /// deactivate).
+    /// Reset a PE a VM claimed in eehd (assert, hold, deactivate).
     Reset(connect::ResetArgs),
-    /// With --connect: every VM's PHBs, claims and mappings in eehd.
-    Claims,
+    /// Every VM's PHBs, claims and mappings in eehd.
+    Claims(connect::ClaimsArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,18 +95,18 @@ fn main() -> ExitCode {
     // simulator.
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &out),
-        Command::Demo(args) => demo::run(&cli.global, &cli.daemon, &args, &out),
+        Command::Demo(args) => demo::run(&cli.global, &args, &out),
         Command::Topo(args) => host::select(&cli.global, false).and_then(|host| topo::run(&host, &args, &out)),
         // The shim's commands act on the simulated host of the preload
         // library (in a VMM process), whatever `--host` says.
         Command::Shim(args) => shim::run(&args, &out).map(|code| exit = code),
-        Command::Inject(args) => inject::run(&args, &cli.daemon, &out),
-        Command::State(args) => state::run(&args, &cli.daemon, &out),
-        Command::Events(args) => events::run(&args, &cli.daemon, &out),
+        Command::Inject(args) => inject::run(&args, &out),
+        Command::State(args) => state::run(&args, &out),
+        Command::Events(args) => events::run(&args, &out),
         Command::Oplog(args) => oplog::run(&args, &out),
-        Command::Map(args) => connect::map(&cli.daemon, &args, &out),
-        Command::Reset(args) => connect::reset(&cli.daemon, &args, &out),
-        Command::Claims => connect::claims(&cli.daemon, &out),
+        Command::Map(args) => connect::map(&args, &out),
+        Command::Reset(args) => connect::reset(&args, &out),
+        Command::Claims(args) => connect::claims(&args, &out),
     };
     match result {
         Ok(()) => exit,

@@ -13,7 +13,7 @@ use vfio_shim_launch::client::Client;
 pub struct SocketArgs {
     /// The control socket of a process running under the preload library
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
-    #[arg(long, value_name = "PATH", env = ENV_SOCKET, required_unless_present = "connect")]
+    #[arg(long, value_name = "PATH", env = ENV_SOCKET, required_unless_present = "connect", conflicts_with = "connect")]
     pub socket: Option<PathBuf>,
 }
 

@@ -13,6 +13,8 @@ use crate::socket::SocketArgs;
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
 }
 
 /// The JSON document.
@@ -33,9 +35,9 @@ pub fn pe_table(pes: &[PeReport]) -> String {
 }
 
 /// Prints every PE's state.
-pub fn run(args: &Args, daemon: &ConnectArgs, out: &Output) -> anyhow::Result<()> {
-    if daemon.connect.is_some() {
-        return connect::state(daemon, out);
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if args.daemon.connect.is_some() {
+        return connect::state(&args.daemon, out);
     }
     let view = StateView { pes: args.socket.connect()?.state()? };
     out.print(&view, || pe_table(&view.pes))
