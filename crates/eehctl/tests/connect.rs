@@ -92,7 +92,7 @@ const NIC: &str = "0000:02:00.0"; // PE 1, PHB 0
 const NVME: &str = "0000:01:00.0"; // PE 0, PHB 0
 const PHB: &str = "0x800000020000000";
 
-fn pe<'a>(pes: &'a Value, n: u64) -> &'a Value {
+fn pe(pes: &Value, n: u64) -> &Value {
     pes.as_array().unwrap().iter().find(|p| p["pe"] == n).unwrap_or_else(|| panic!("no PE {n} in {pes}"))
 }
 
