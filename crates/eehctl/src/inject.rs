@@ -13,11 +13,12 @@ use vfio_eeh_shim::protocol::{Injection, PeReport};
 
 use crate::connect::{self, ConnectArgs};
 use crate::output::Output;
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 use crate::state::pe_table;
 
 /// `eehctl inject` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,

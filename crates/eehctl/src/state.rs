@@ -6,10 +6,11 @@ use vfio_eeh_shim::protocol::PeReport;
 
 use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 
 /// `eehctl state` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
