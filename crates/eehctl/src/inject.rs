@@ -5,23 +5,32 @@
 //! `VFIO_EEH_SHIM_INJECTION` says.
 
 use anyhow::Context;
+use eehd::protocol::InjectTarget;
 use serde::Serialize;
 use vfio_eeh::addr::PeId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
 use vfio_eeh_shim::protocol::{Injection, PeReport};
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::Output;
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 use crate::state::pe_table;
 
 /// `eehctl inject` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// The PE (IOMMU group number).
-    #[arg(long)]
-    pe: u32,
+    #[arg(long, required_unless_present = "phb")]
+    pe: Option<u32>,
+    /// With --connect: freeze every PE of the PHB with this PCI domain (a
+    /// PHB-wide error) instead of one PE.
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32, requires = "connect", conflicts_with_all = ["pe", "func"])]
+    phb: Option<u32>,
     /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
     /// instead of freezing the PE outright.
     #[arg(long, value_name = "N")]
@@ -64,6 +73,12 @@ struct InjectView {
     pe: PeReport,
 }
 
+/// A decimal or `0x` hexadecimal number that fits 32 bits.
+fn parse_u32(text: &str) -> Result<u32, String> {
+    let value = parse_u64(text).map_err(|e| e.to_string())?;
+    u32::try_from(value).map_err(|e| e.to_string())
+}
+
 /// Injects and prints the PE's state afterwards.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
     let injection = match args.func {
@@ -78,7 +93,18 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
             mask: args.mask,
         }),
     };
-    let pe = args.socket.connect()?.inject(PeId(args.pe), injection)?;
+    let pe = args.pe.map(PeId);
+    if args.daemon.connect.is_some() {
+        let target = match (args.phb, pe, injection) {
+            (Some(domain), _, _) => InjectTarget::Phb { domain },
+            (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
+            (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
+            (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),
+        };
+        return connect::inject(&args.daemon, target, out);
+    }
+    let pe = pe.context("--phb needs --connect; give --pe N")?;
+    let pe = args.socket.connect()?.inject(pe, injection)?;
     let view = InjectView { injection, pe };
     out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))
 }

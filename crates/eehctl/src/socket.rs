@@ -8,18 +8,25 @@ use anyhow::Context;
 use vfio_eeh_shim::config::ENV_SOCKET;
 use vfio_shim_launch::client::Client;
 
-/// Where the VMM's control socket is.
+/// Where the VMM's control socket is. Commands that also reach eehd
+/// (`--connect`) make it optional with [`OR_CONNECT`].
 #[derive(Debug, clap::Args)]
 pub struct SocketArgs {
     /// The control socket of a process running under the preload library
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
-    #[arg(long, value_name = "PATH", env = ENV_SOCKET)]
-    pub socket: PathBuf,
+    #[arg(long, value_name = "PATH", env = ENV_SOCKET, required = true)]
+    pub socket: Option<PathBuf>,
 }
+
+/// `#[command(mut_arg("socket", OR_CONNECT))]`: `--socket` or `--connect`,
+/// one of them.
+pub const OR_CONNECT: fn(clap::Arg) -> clap::Arg =
+    |arg| arg.required(false).required_unless_present("connect").conflicts_with("connect");
 
 impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
+        let socket = self.socket.as_deref().context("This command reads a VMM's control socket: give --socket PATH")?;
+        Client::connect(socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }
 }

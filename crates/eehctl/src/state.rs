@@ -4,14 +4,18 @@
 use serde::Serialize;
 use vfio_eeh_shim::protocol::PeReport;
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 
 /// `eehctl state` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
 }
 
 /// The JSON document.
@@ -33,6 +37,9 @@ pub fn pe_table(pes: &[PeReport]) -> String {
 
 /// Prints every PE's state.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if args.daemon.connect.is_some() {
+        return connect::state(&args.daemon, out);
+    }
     let view = StateView { pes: args.socket.connect()?.state()? };
     out.print(&view, || pe_table(&view.pes))
 }

@@ -9,7 +9,8 @@
 //! that does not exist.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::BackendError;
@@ -17,6 +18,7 @@ use vfio_eeh::mapping::{AddrMaps, MapError, VmId};
 use vfio_eeh::ops::{EehOp, ResetKind};
 use vfio_eeh::rtas::{EehRtas, FlatMemory, RtasCall, RtasContext, RtasPolicy, TokenTable};
 use vfio_eeh::topology::Topology;
+use vfio_eeh_sim::clock::{Clock, VirtualClock};
 
 use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
 use crate::metrics::Metrics;
@@ -177,6 +179,8 @@ pub struct Core<H> {
     store: Store,
     registry: RwLock<Registry>,
     metrics: std::sync::Arc<Metrics>,
+    /// The simulated host's clock when it is virtual: operators drive it.
+    virtual_clock: Option<Arc<VirtualClock>>,
 }
 
 type Answered = Result<Answer, WireError>;
@@ -207,12 +211,20 @@ impl<H: DaemonHost> Core<H> {
         if let Some(saved) = store.load()? {
             restore(&host, &mut registry, &saved, &store.path().display().to_string())?;
         }
-        let core = Core { host, topology, policy, store, registry: RwLock::new(registry), metrics };
+        let core =
+            Core { host, topology, policy, store, registry: RwLock::new(registry), metrics, virtual_clock: None };
         // The restore's own events only rebuild the records.
         let mut registry = core.write();
         core.follow_events(&mut registry);
         drop(registry);
         Ok(core)
+    }
+
+    /// Lets operators drive `clock`, the simulated host's virtual clock
+    /// (`clock` requests); without one they are refused.
+    #[must_use]
+    pub fn with_virtual_clock(self, clock: Arc<VirtualClock>) -> Self {
+        Core { virtual_clock: Some(clock), ..self }
     }
 
     /// The host.
@@ -307,7 +319,11 @@ impl<H: DaemonHost> Core<H> {
             Request::Claim { group } => self.claim(vm()?, *group, out),
             Request::Release { group } => {
                 let vm = vm()?;
-                self.mutate(out, |r| r.maps.release_pe(vm, *group).map(|()| Answer::Done).map_err(|e| map_error(&e)))
+                self.mutate(out, |r| {
+                    r.maps.release_pe(vm, *group).map_err(|e| map_error(&e))?;
+                    self.host.hold(*group, false).map_err(|e| WireError::from(&e))?;
+                    Ok(Answer::Done)
+                })
             }
             Request::PhbAdd { buid } => {
                 let vm = vm()?;
@@ -373,16 +389,58 @@ impl<H: DaemonHost> Core<H> {
                 let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
                 Ok(Answer::Claims { vms: registry.names.keys().map(|&vm| registry.view(vm)).collect() })
             }
+            Request::DeviceRead { host, space, offset, width } => {
+                self.owned_device(vm()?, *host)?;
+                let value = self.host.device_read(*host, *space, *offset, *width);
+                value.map(|value| Answer::Value { value }).map_err(|e| WireError::from(&e))
+            }
+            Request::DeviceWrite { host, space, offset, width, value } => {
+                self.owned_device(vm()?, *host)?;
+                let written = self.host.device_write(*host, *space, *offset, *width, *value);
+                written.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+            }
+            Request::Clock { advance_ns } => {
+                operator()?;
+                let clock = self.virtual_clock.as_ref().ok_or_else(|| {
+                    let why = "The host's clock is real time; start eehd with --sim-clock virtual to drive it";
+                    WireError::new(ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP, why)
+                })?;
+                clock.advance(Duration::from_nanos(*advance_ns));
+                Ok(Answer::Clock { now_ns: u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX) })
+            }
+        }
+    }
+
+    /// Checks that `host` is a function of one of `vm`'s groups; any other
+    /// is answered as one the host lacks.
+    fn owned_device(&self, vm: VmId, host: PciAddr) -> Result<(), WireError> {
+        let pe = self.host.pe_of(host).map_err(|_| no_device(host))?;
+        let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+        if registry.maps.owner_of(pe) == Some(vm) {
+            Ok(())
+        } else {
+            Err(no_device(host))
         }
     }
 
     fn claim(&self, vm: VmId, pe: PeId, out: &mut Vec<Delivery>) -> Answered {
         self.host.devices_of(pe).map_err(|_| no_pe(pe))?;
-        self.mutate(out, |r| match r.maps.assign_pe(vm, pe) {
-            Ok(()) => Ok(Answer::Done),
-            // Another VM's group is answered as a group that does not exist.
-            Err(MapError::PeOwnedByOther { .. }) => Err(no_pe(pe)),
-            Err(error) => Err(map_error(&error)),
+        self.mutate(out, |r| {
+            let newly = r.maps.owner_of(pe) != Some(vm);
+            match r.maps.assign_pe(vm, pe) {
+                // Another VM's group is answered as a group that does not exist.
+                Err(MapError::PeOwnedByOther { .. }) => return Err(no_pe(pe)),
+                Err(error) => return Err(map_error(&error)),
+                Ok(()) => {}
+            }
+            if newly {
+                if let Err(e) = self.host.hold(pe, true) {
+                    // Nothing half-done: the claim goes with the failed open.
+                    let _ = r.maps.release_pe(vm, pe);
+                    return Err(WireError::from(&e));
+                }
+            }
+            Ok(Answer::Done)
         })
     }
 
@@ -467,6 +525,7 @@ impl<H: DaemonHost> Core<H> {
                 .and_then(|s| s.unavailable_for)
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             devices: self.host.devices_of(pe).unwrap_or_default(),
+            passed: self.host.passed(pe),
             owner: owner.flatten(),
         }
     }
@@ -621,6 +680,11 @@ fn restore<H: DaemonHost>(host: &H, registry: &mut Registry, saved: &Saved, path
         return Err(StartError::OtherHost { path: path.to_owned(), saved: saved.host.clone(), host: host.kind() });
     }
     let mismatch = |why: String| StartError::Mismatch { path: path.to_owned(), why };
+    // The claimed PEs are held first, as their VMMs held them: holding thaws
+    // a PE (eeh_dev_open), so it must come before the saved states.
+    for &pe in saved.vms.iter().flat_map(|vm| &vm.claims) {
+        host.hold(pe, true).map_err(|e| mismatch(format!("PE {pe}: {}", vfio_eeh::error_chain(&e))))?;
+    }
     for record in &saved.pes {
         host.restore(record).map_err(|e| mismatch(format!("PE {}: {}", record.pe, vfio_eeh::error_chain(&e))))?;
     }

@@ -3,16 +3,17 @@
 //! for the simulator and for the real Linux host.
 
 use serde::{Deserialize, Serialize};
-use vfio_eeh::addr::PeId;
+use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::{BackendError, EehBackend};
 use vfio_eeh::ops::{EehOp, PeState, ResetKind};
 use vfio_eeh::pe::FreezeScope;
 use vfio_eeh::topology::Topology;
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_sim::event::SimEventKind;
+use vfio_eeh_sim::AccessError;
 use vfio_eeh_sim::SimHost;
 
-use crate::protocol::{PeEventKind, PhbView};
+use crate::protocol::{DeviceSpace, PeEventKind, PhbView};
 
 /// Something that happened to a PE, as the daemon tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,43 @@ pub trait DaemonHost: EehBackend {
 
     /// Drives a fresh host's PE to a saved state.
     fn restore(&self, record: &PeRecord) -> Result<(), BackendError>;
+
+    /// A VM claimed (`true`) or released a PE: its VMM now holds the PE's
+    /// devices as a VFIO user would, so the host sees the PE passed through
+    /// (`eeh_dev_open`/`eeh_dev_release`) and leaves its freezes to the guest.
+    fn hold(&self, pe: PeId, held: bool) -> Result<(), BackendError>;
+
+    /// Whether the host sees the PE passed through to a VFIO user, where it
+    /// can tell.
+    fn passed(&self, pe: PeId) -> Option<bool>;
+
+    /// Reads `width` bytes at `offset` of a function's config space or BAR
+    /// (all-ones while its PE is frozen).
+    fn device_read(&self, device: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, BackendError>;
+
+    /// Writes the low `width` bytes of `value` at `offset` of a function's
+    /// config space or BAR (dropped while its PE is frozen).
+    fn device_write(
+        &self,
+        device: PciAddr,
+        space: DeviceSpace,
+        offset: u64,
+        width: u8,
+        value: u64,
+    ) -> Result<(), BackendError>;
+}
+
+/// A simulated device access's refusal as the host seam words it.
+fn access_error(error: AccessError) -> BackendError {
+    match error {
+        AccessError::NoDevice(device) => BackendError::NoDevice(device),
+        other => BackendError::InvalidArgument(other.to_string()),
+    }
+}
+
+/// A config-space offset, which is below 4 KiB.
+fn config_offset(offset: u64) -> Result<u16, BackendError> {
+    u16::try_from(offset).map_err(|_| BackendError::InvalidArgument(format!("config offset {offset:#x}")))
 }
 
 /// The sim's event as the daemon tracks it.
@@ -138,6 +176,21 @@ impl DaemonHost for SimHost {
         true
     }
 
+    fn hold(&self, pe: PeId, held: bool) -> Result<(), BackendError> {
+        for device in self.devices_of(pe)? {
+            if held {
+                self.dev_open(device)?;
+            } else {
+                self.dev_release(device)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn passed(&self, pe: PeId) -> Option<bool> {
+        SimHost::passed(self, pe).ok()
+    }
+
     /// The simulator offers no way to set a PE's state, so a fresh PE is
     /// driven there through the operations a guest could issue: enable,
     /// then `freezes` freezes (each but a kept last one thawed), then a
@@ -166,6 +219,33 @@ impl DaemonHost for SimHost {
         }
         Ok(())
     }
+
+    fn device_read(&self, device: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, BackendError> {
+        match space {
+            DeviceSpace::Config => self.config_read(device, config_offset(offset)?, width).map(u64::from),
+            DeviceSpace::Bar(bar) => self.bar_read(device, bar, offset, width),
+        }
+        .map_err(access_error)
+    }
+
+    fn device_write(
+        &self,
+        device: PciAddr,
+        space: DeviceSpace,
+        offset: u64,
+        width: u8,
+        value: u64,
+    ) -> Result<(), BackendError> {
+        match space {
+            DeviceSpace::Config => {
+                let value = u32::try_from(value)
+                    .map_err(|_| BackendError::InvalidArgument(format!("config value {value:#x} above 32 bits")))?;
+                self.config_write(device, config_offset(offset)?, width, value)
+            }
+            DeviceSpace::Bar(bar) => self.bar_write(device, bar, offset, width, value),
+        }
+        .map_err(access_error)
+    }
 }
 
 impl DaemonHost for VfioHost {
@@ -193,6 +273,30 @@ impl DaemonHost for VfioHost {
     fn restore(&self, _record: &PeRecord) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// The kernel sees the VMM's own opens of the device fds; a claim in
+    /// eehd opens nothing.
+    fn hold(&self, _pe: PeId, _held: bool) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Not exposed by the kernel (`pass_dev_cnt` has no sysfs file).
+    fn passed(&self, _pe: PeId) -> Option<bool> {
+        None
+    }
+
+    /// A VMM reaches its devices through their VFIO device fds, not eehd.
+    fn device_read(&self, device: PciAddr, _: DeviceSpace, _: u64, _: u8) -> Result<u64, BackendError> {
+        Err(no_device_access(device))
+    }
+
+    fn device_write(&self, device: PciAddr, _: DeviceSpace, _: u64, _: u8, _: u64) -> Result<(), BackendError> {
+        Err(no_device_access(device))
+    }
+}
+
+fn no_device_access(device: PciAddr) -> BackendError {
+    BackendError::NotSupported(format!("accessing {device} through eehd on the Linux host (use its VFIO device fd)"))
 }
 
 /// A PE's saved condition from its status and the last reset asserted.

@@ -127,20 +127,26 @@ fn run(args: &Args) -> anyhow::Result<()> {
         bail!("--topology describes the simulated host; it does not apply to --host linux");
     }
     if use_linux {
-        return serve(args, linux, policy);
+        return serve(args, linux, policy, None);
     }
-    let clock: Arc<dyn Clock> = match args.sim_clock {
-        ClockChoice::Monotonic => Arc::new(MonotonicClock::new()),
-        ClockChoice::Virtual => Arc::new(VirtualClock::new()),
+    let virtual_clock = (args.sim_clock == ClockChoice::Virtual).then(|| Arc::new(VirtualClock::new()));
+    let clock: Arc<dyn Clock> = match &virtual_clock {
+        Some(clock) => clock.clone(),
+        None => Arc::new(MonotonicClock::new()),
     };
     let sim = match &args.topology {
         Some(path) => SimHost::from_toml_file(path, clock)?,
         None => SimHost::builtin(clock),
     };
-    serve(args, sim, policy)
+    serve(args, sim, policy, virtual_clock)
 }
 
-fn serve<H: DaemonHost + 'static>(args: &Args, host: H, policy: Policy) -> anyhow::Result<()> {
+fn serve<H: DaemonHost + 'static>(
+    args: &Args,
+    host: H,
+    policy: Policy,
+    virtual_clock: Option<Arc<VirtualClock>>,
+) -> anyhow::Result<()> {
     raise_fd_limit();
     let root = rustix::process::getuid().is_root();
     let state_dir = match &args.state_dir {
@@ -149,7 +155,11 @@ fn serve<H: DaemonHost + 'static>(args: &Args, host: H, policy: Policy) -> anyho
     };
     let store = Store::open(&state_dir)?;
     let metrics = Arc::new(Metrics::default());
-    let core = Arc::new(Core::start(host, policy, store, Arc::clone(&metrics))?);
+    let mut core = Core::start(host, policy, store, Arc::clone(&metrics))?;
+    if let Some(clock) = virtual_clock {
+        core = core.with_virtual_clock(clock);
+    }
+    let core = Arc::new(core);
     tracing::info!("host: {}; state in {}", core.host().kind(), state_dir.display());
 
     let (listener, bound) = listener(args, root)?;

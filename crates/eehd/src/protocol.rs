@@ -106,6 +106,31 @@ pub enum Request {
     State,
     /// Pushes this VM's PE events from now on.
     Subscribe,
+    /// Reads a host function of one of the VM's groups, as a VMM does
+    /// through the function's VFIO device fd.
+    DeviceRead {
+        /// The host function.
+        host: PciAddr,
+        /// Config space or a BAR.
+        space: DeviceSpace,
+        /// Byte offset, naturally aligned to `width`.
+        offset: u64,
+        /// 1, 2 or 4 bytes (8 in a BAR).
+        width: u8,
+    },
+    /// Writes a host function of one of the VM's groups.
+    DeviceWrite {
+        /// The host function.
+        host: PciAddr,
+        /// Config space or a BAR.
+        space: DeviceSpace,
+        /// Byte offset, naturally aligned to `width`.
+        offset: u64,
+        /// 1, 2 or 4 bytes (8 in a BAR).
+        width: u8,
+        /// The value (its low `width` bytes).
+        value: u64,
+    },
     /// Operator: injects an error.
     Inject {
         /// Where and what.
@@ -115,6 +140,12 @@ pub enum Request {
     HostState,
     /// Operator: every VM's claims and mappings.
     Claims,
+    /// Operator: the simulated host's virtual clock (`--sim-clock
+    /// virtual`), first advanced by `advance_ns`.
+    Clock {
+        /// Nanoseconds to move the clock forward (0 only reads it).
+        advance_ns: u64,
+    },
 }
 
 impl Request {
@@ -137,6 +168,9 @@ impl Request {
             Request::Inject { .. } => "inject",
             Request::HostState => "host_state",
             Request::Claims => "claims",
+            Request::DeviceRead { .. } => "device_read",
+            Request::DeviceWrite { .. } => "device_write",
+            Request::Clock { .. } => "clock",
         }
     }
 }
@@ -149,6 +183,16 @@ pub struct GuestWindow {
     pub base: u64,
     /// The bytes (at most [`MAX_GUEST_WINDOW`]).
     pub bytes: Vec<u8>,
+}
+
+/// Which space of a host function a device access reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSpace {
+    /// PCI config space (4 KiB).
+    Config,
+    /// A memory BAR, by index.
+    Bar(u8),
 }
 
 /// A `VFIO_EEH_PE_*` operation as the wire names it.
@@ -292,6 +336,16 @@ pub enum Answer {
         /// The VMs, by name.
         vms: Vec<VmView>,
     },
+    /// A device read's value.
+    Value {
+        /// The bytes read, as a number (all-ones while the PE is frozen).
+        value: u64,
+    },
+    /// The host's virtual clock.
+    Clock {
+        /// Nanoseconds since the clock's start.
+        now_ns: u64,
+    },
 }
 
 /// One VM's PHBs, claims and mappings.
@@ -329,6 +383,10 @@ pub struct PeView {
     pub unavailable_for_ms: Option<u64>,
     /// Its host functions.
     pub devices: Vec<PciAddr>,
+    /// Whether the host sees it passed through to a VFIO user (its freezes
+    /// are then the guest's to count), where the host can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
     /// The owning VM (operator views only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,

@@ -8,7 +8,7 @@ use vfio_eeh_sim::spec::BUILTIN_TOML;
 use vfio_eeh_sim::SimHost;
 
 use super::*;
-use crate::protocol::PeAction;
+use crate::protocol::{DeviceSpace, PeAction};
 
 const ROOT: Peer = Peer { pid: 1, uid: 0, gid: 0 };
 const NIC: &str = "0000:02:00.0"; // PE 1
@@ -177,6 +177,8 @@ fn claims_mappings_and_pe_states_survive_a_restart() {
         ok(&core, &mut a, Request::PeOp { group: PeId(1), action: PeAction::Enable });
     }
     ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
+    // An unclaimed PE is the host's own: its freezes are counted.
+    ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(3) } });
     let before = ok(&core, &mut operator, Request::Claims);
     drop(core);
 
@@ -187,10 +189,14 @@ fn claims_mappings_and_pe_states_survive_a_restart() {
     assert_eq!(ok(&core, &mut open(&core, None), Request::Claims), before);
     let Answer::State { pes } = ok(&core, &mut session, Request::State) else { panic!() };
     assert_eq!(pes[0].state, PeState::Stopped);
-    // Enabled and three freezes came back: two more freezes fail the PE
-    // only after the policy's five.
-    assert_eq!(core.registry.read().unwrap().tracks[&PeId(1)].freezes, 3);
+    // The claim came back as held devices: the PE is passed through again,
+    // so the host leaves its freezes to the guest (eeh_pe_passed).
+    assert_eq!(pes[0].passed, Some(true));
+    assert_eq!(core.registry.read().unwrap().tracks[&PeId(1)].freezes, 0);
     assert!(core.registry.read().unwrap().tracks[&PeId(1)].enabled);
+    // The host's own PE kept its count and its freeze.
+    assert_eq!(core.registry.read().unwrap().tracks[&PeId(3)].freezes, 1);
+    assert_eq!(vfio_eeh::backend::EehBackend::status(&core.host, PeId(3)).unwrap().state, PeState::Stopped);
 }
 
 #[test]
@@ -219,7 +225,8 @@ fn events_go_to_the_owning_vm_only() {
     let outcome = core.handle(&mut operator, &Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
     assert_eq!(outcome.deliveries.len(), 1);
     assert_eq!(outcome.deliveries[0].vm, vm_a);
-    assert_eq!(outcome.deliveries[0].event.kind, PeEventKind::Frozen { count: 1 });
+    // A claimed PE is passed through: the host does not count its freezes.
+    assert_eq!(outcome.deliveries[0].event.kind, PeEventKind::Frozen { count: 0 });
     let outcome = core.handle(&mut a, &Request::PeOp { group: PeId(1), action: PeAction::Enable });
     let kinds: Vec<_> = outcome.deliveries.iter().map(|d| (d.vm, d.event.kind)).collect();
     assert_eq!(kinds, [(vm_a, PeEventKind::Recovered)]);
@@ -230,4 +237,49 @@ fn events_go_to_the_owning_vm_only() {
     assert_eq!((phb[0].vm, phb[0].event.pe), (vm_a, PeId(1)));
     assert!(outcome.deliveries.iter().all(|d| d.vm == vm_a));
     assert!(core.poll_events().is_empty());
+}
+
+#[test]
+fn device_access_reaches_the_vms_own_functions_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(sim(BUILTIN_TOML), dir.path());
+    let mut a = give_a_the_nic(&core);
+    let nic: PciAddr = NIC.parse().unwrap();
+    let read = |host| Request::DeviceRead { host, space: DeviceSpace::Config, offset: 0, width: 4 };
+    let Answer::Value { value } = ok(&core, &mut a, read(nic)) else { panic!("not a value") };
+    assert_ne!(value, u64::from(u32::MAX), "the NIC answers its vendor and device id");
+    let write = Request::DeviceWrite { host: nic, space: DeviceSpace::Bar(0), offset: 0x40, width: 4, value: 1 };
+    assert_eq!(ok(&core, &mut a, write), Answer::Done);
+    // A frozen PE reads all-ones.
+    let mut operator = open(&core, None);
+    ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
+    assert_eq!(ok(&core, &mut a, read(nic)), Answer::Value { value: u64::from(u32::MAX) });
+    // Another VM's function and one the host lacks answer alike.
+    let mut b = open(&core, Some("b"));
+    let theirs = error(&core, &mut b, read(nic));
+    let nowhere = error(&core, &mut b, read("0000:09:00.0".parse().unwrap()));
+    assert_eq!((theirs.errno, theirs.kind), (nowhere.errno, nowhere.kind));
+    assert_eq!(theirs.message.replace(NIC, "0000:09:00.0"), nowhere.message);
+    // A misaligned access is refused.
+    let misaligned = Request::DeviceRead { host: nic, space: DeviceSpace::Config, offset: 2, width: 4 };
+    assert_eq!(error(&core, &mut a, misaligned).kind, ErrorKind::Host);
+}
+
+#[test]
+fn operators_drive_a_virtual_clock_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(VirtualClock::new());
+    let host = SimHost::from_toml_str(BUILTIN_TOML, "test.toml", clock.clone()).unwrap();
+    let core = core_on(host, dir.path()).with_virtual_clock(clock);
+    let mut operator = open(&core, None);
+    assert_eq!(ok(&core, &mut operator, Request::Clock { advance_ns: 5 }), Answer::Clock { now_ns: 5 });
+    assert_eq!(ok(&core, &mut operator, Request::Clock { advance_ns: 0 }), Answer::Clock { now_ns: 5 });
+    // Root's VM sessions are operator sessions too.
+    let mut vm = open(&core, Some("a"));
+    assert_eq!(ok(&core, &mut vm, Request::Clock { advance_ns: 1 }), Answer::Clock { now_ns: 6 });
+    // A real-time host refuses.
+    let real_time = core_on(sim(BUILTIN_TOML), tempfile::tempdir().unwrap().path());
+    let mut operator = open(&real_time, None);
+    let refused = error(&real_time, &mut operator, Request::Clock { advance_ns: 1 });
+    assert_eq!((refused.kind, refused.errno), (ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP));
 }

@@ -19,8 +19,10 @@ use zerocopy::{FromBytes, IntoBytes};
 pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
 /// The largest error log returned (`rtas-error-log-max`, QEMU's value).
 pub const RTAS_ERROR_LOG_MAX: usize = 2048;
-/// `ibm,errinjct` work buffers sit on a 1 KiB boundary.
-const ERRINJCT_BUFFER_ALIGN: u64 = 1024;
+/// `ibm,errinjct` work buffers sit in a block of their own, 1 KiB ...
+pub(super) const ERRINJCT_BLOCK_BYTES: usize = 1024;
+/// ... on a 1 KiB boundary.
+const ERRINJCT_BUFFER_ALIGN: u64 = ERRINJCT_BLOCK_BYTES as u64;
 
 /// How the firmware answers where QEMU and PAPR-as-written differ (see the
 /// module docs of [`crate::rtas`]).
