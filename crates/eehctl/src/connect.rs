@@ -158,7 +158,7 @@ pub fn inject(args: &ConnectArgs, target: InjectTarget, out: &Output) -> anyhow:
         .into_iter()
         .filter(|p| match target {
             InjectTarget::PeFreeze { pe } | InjectTarget::PeError { pe, .. } => p.pe.pe == pe,
-            InjectTarget::Phb { domain } => p.phb == domain,
+            InjectTarget::Phb { domain, .. } => p.phb == domain,
         })
         .collect();
     #[derive(Serialize)]

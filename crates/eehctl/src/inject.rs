@@ -96,7 +96,7 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
     let pe = args.pe.map(PeId);
     if args.daemon.connect.is_some() {
         let target = match (args.phb, pe, injection) {
-            (Some(domain), _, _) => InjectTarget::Phb { domain },
+            (Some(domain), _, _) => InjectTarget::Phb { domain, dead: false },
             (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
             (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
             (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),

@@ -135,10 +135,13 @@ fn map_claims_state_inject_and_reset_through_eehd() {
     let reset = eehd.json(&["reset", "--vm", "a", "--pe", "1", "--hold-ms", "0"]);
     assert_eq!(pe(&reset["pes"], 1)["state"], "normal", "the reset thawed the PE: {reset}");
 
+    // A PHB fence: the host at once recovers the PHB with a complete reset,
+    // and meanwhile every PE on it reads temporarily unavailable
+    // (eeh_pe_get_state's parent check; see the simulator's phb module).
     let phb = eehd.json(&["inject", "--phb", "0"]);
-    assert_eq!(phb["target"], serde_json::json!({"kind": "phb", "domain": 0}));
+    assert_eq!(phb["target"], serde_json::json!({"kind": "phb", "domain": 0, "dead": false}));
     assert!(phb["pes"].as_array().unwrap().iter().all(|p| p["phb"] == 0));
-    assert_eq!(pe(&phb["pes"], 0)["state"], "stopped");
+    assert_eq!(pe(&phb["pes"], 0)["state"], "unavailable");
 
     // Another VM's device is refused as one the host lacks.
     let refused = eehd.eehctl(&["map", "--vm", "b", "set", NVME, &format!("{PHB}:00:02.0")]).output().unwrap();

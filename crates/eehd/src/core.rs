@@ -486,32 +486,15 @@ impl<H: DaemonHost> Core<H> {
     }
 
     fn inject(&self, target: InjectTarget, out: &mut Vec<Delivery>) -> Answered {
-        let (result, phb) = match target {
-            InjectTarget::PeFreeze { pe } => (self.host.freeze(pe), None),
-            InjectTarget::PeError { pe, injection } => {
-                (self.host.pe_op(pe, EehOp::InjectErr(injection)).map(drop), None)
-            }
-            InjectTarget::Phb { domain } => {
-                let phb = self.topology.phbs.iter().find(|p| p.domain == domain).ok_or_else(|| {
-                    WireError::from(&BackendError::InvalidArgument(format!("no PHB with domain {domain:04x}")))
-                })?;
-                let pes: Vec<PeId> = phb.groups.iter().map(|g| g.pe).collect();
-                (pes.iter().try_for_each(|&pe| self.host.freeze(pe)), Some((domain, pes)))
-            }
+        let result = match target {
+            InjectTarget::PeFreeze { pe } => self.host.freeze(pe),
+            InjectTarget::PeError { pe, injection } => self.host.pe_op(pe, EehOp::InjectErr(injection)).map(drop),
+            // The PHB's events (fenced, dead) reach each owner through the
+            // host's event log like any other.
+            InjectTarget::Phb { domain, dead } => self.host.inject_phb(domain, dead),
         };
         let mut registry = self.write();
         self.commit_locked(&mut registry, out)?;
-        if let Some((domain, pes)) = phb {
-            let (seq, at_ns) = (registry.event_seq, registry.event_at_ns);
-            for pe in pes {
-                if let Some(vm) = registry.maps.owner_of(pe) {
-                    out.push(Delivery {
-                        vm,
-                        event: PeEvent { seq, at_ns, pe, kind: PeEventKind::PhbFrozen { domain } },
-                    });
-                }
-            }
-        }
         result.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
     }
 

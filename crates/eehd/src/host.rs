@@ -10,6 +10,7 @@ use vfio_eeh::pe::FreezeScope;
 use vfio_eeh::topology::Topology;
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_sim::event::SimEventKind;
+use vfio_eeh_sim::phb::PhbError;
 use vfio_eeh_sim::AccessError;
 use vfio_eeh_sim::SimHost;
 
@@ -81,6 +82,9 @@ pub trait DaemonHost: EehBackend {
 
     /// Freezes a PE now, as a hardware error would.
     fn freeze(&self, pe: PeId) -> Result<(), BackendError>;
+
+    /// A PHB-wide error: a fence, or (`dead`) the PHB's death.
+    fn inject_phb(&self, domain: u32, dead: bool) -> Result<(), BackendError>;
 
     /// Events with a sequence number above `seq`, oldest first.
     fn events_after(&self, seq: u64) -> Vec<HostEvent>;
@@ -166,6 +170,10 @@ impl DaemonHost for SimHost {
 
     fn freeze(&self, pe: PeId) -> Result<(), BackendError> {
         SimHost::freeze(self, pe, FreezeScope::All)
+    }
+
+    fn inject_phb(&self, domain: u32, dead: bool) -> Result<(), BackendError> {
+        SimHost::inject_phb(self, domain, if dead { PhbError::Dead } else { PhbError::Fence })
     }
 
     fn events_after(&self, seq: u64) -> Vec<HostEvent> {
@@ -259,6 +267,12 @@ impl DaemonHost for VfioHost {
 
     fn freeze(&self, pe: PeId) -> Result<(), BackendError> {
         Err(BackendError::NotSupported(format!("freezing PE {pe} outright (inject an error instead)")))
+    }
+
+    /// No kernel or firmware interface fences a PHB on request
+    /// (`OPAL_PCI_FENCE_PHB` was never implemented).
+    fn inject_phb(&self, domain: u32, _dead: bool) -> Result<(), BackendError> {
+        Err(BackendError::NotSupported(format!("a PHB-wide error on PHB {domain:04x}")))
     }
 
     /// The kernel's EEH events are not followed (yet): none.

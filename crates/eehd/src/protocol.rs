@@ -257,10 +257,15 @@ pub enum InjectTarget {
         /// The error.
         injection: ErrInjection,
     },
-    /// Freezes every PE of a PHB (a PHB-wide error, as a fence).
+    /// A PHB-wide error: the PHB fences (every PE on it reads frozen, the
+    /// host recovers the PHB, each owner then recovers its PE) or, with
+    /// `dead`, dies for good.
     Phb {
         /// The PHB's PCI domain.
         domain: u32,
+        /// The PHB dies instead of fencing.
+        #[serde(default)]
+        dead: bool,
     },
 }
 

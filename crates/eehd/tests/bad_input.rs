@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Daemon;
 use eehd::client::{Client, ClientError};
 
-use eehd::protocol::{Answer, ErrorKind, InjectTarget, Request, MAX_FRAME};
+use eehd::protocol::{Answer, ErrorKind, InjectTarget, PeAction, Request, MAX_FRAME};
 use eehd::seqpacket::{self, Received};
 use vfio_eeh::addr::PeId;
 
@@ -80,8 +80,9 @@ fn vanished_and_slow_clients_and_thousands_of_idle_connections_hurt_no_one() {
         gone.send_raw(br#"{"op":"claims"}"#).unwrap();
     }
 
-    // A slow reader: subscribed, then never reads, while PHB-wide errors
-    // keep coming. It is cut off; its queued events end in a close.
+    // A slow reader: subscribed, then never reads, while its PE keeps
+    // freezing and being thawed. It is cut off; its queued events end in a
+    // close.
     let mut slow = daemon.client(Some("slow"));
     slow.request(&Request::Claim { group: PeId(1) }).unwrap();
     let reader = seqpacket::connect(&daemon.socket).unwrap();
@@ -91,9 +92,11 @@ fn vanished_and_slow_clients_and_thousands_of_idle_connections_hurt_no_one() {
         assert!(matches!(seqpacket::recv(&reader, &mut buf).unwrap(), Received::Frame(_)));
     }
     let mut operator = daemon.client(None);
+    // Each round is two events: frozen, then recovered.
     const INJECTIONS: usize = 600;
-    for _ in 0..INJECTIONS {
-        operator.request(&Request::Inject { target: InjectTarget::Phb { domain: 0 } }).unwrap();
+    for _ in 0..INJECTIONS / 2 {
+        operator.request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } }).unwrap();
+        slow.request(&Request::PeOp { group: PeId(1), action: PeAction::Enable }).unwrap();
     }
     still_served(&mut bystander);
     seqpacket::set_timeouts(&reader, Some(Duration::from_secs(5)), None).unwrap();

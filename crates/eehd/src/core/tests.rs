@@ -230,7 +230,7 @@ fn events_go_to_the_owning_vm_only() {
     let outcome = core.handle(&mut a, &Request::PeOp { group: PeId(1), action: PeAction::Enable });
     let kinds: Vec<_> = outcome.deliveries.iter().map(|d| (d.vm, d.event.kind)).collect();
     assert_eq!(kinds, [(vm_a, PeEventKind::Recovered)]);
-    let outcome = core.handle(&mut operator, &Request::Inject { target: InjectTarget::Phb { domain: 0 } });
+    let outcome = core.handle(&mut operator, &Request::Inject { target: InjectTarget::Phb { domain: 0, dead: false } });
     let phb: Vec<_> =
         outcome.deliveries.iter().filter(|d| matches!(d.event.kind, PeEventKind::PhbFrozen { .. })).collect();
     assert_eq!(phb.len(), 1);
