@@ -10,6 +10,7 @@ mod demo;
 mod events;
 mod host;
 mod inject;
+mod model_ops;
 mod oplog;
 mod output;
 mod shim;
@@ -58,6 +59,9 @@ enum Command {
     Events(events::Args),
     /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
     Oplog(oplog::Args),
+    /// The guest model's VFIO_EEH_PE_OP sequence for a frozen device with no
+    /// guest driver, to compare with a real guest's op log.
+    ModelOps(model_ops::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::State(args) => state::run(&args, &out),
         Command::Events(args) => events::run(&args, &out),
         Command::Oplog(args) => oplog::run(&args, &out),
+        Command::ModelOps(args) => model_ops::run(&args, &out),
     };
     match result {
         Ok(()) => exit,

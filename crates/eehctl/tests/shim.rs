@@ -179,3 +179,18 @@ fn shim_prepares_sysfs_and_prints_for_scripts() {
     let no_lib = eehctl().args(["shim", "--library", "/nonexistent/lib.so"]).output().unwrap();
     assert!(String::from_utf8_lossy(&no_lib.stderr).contains("does not exist"));
 }
+
+/// Issue 13 item 6: the guest model's op sequence, as tests/qemu/e2e.sh
+/// reads it to compare with the real guest's op log.
+#[test]
+fn model_ops_prints_the_no_driver_sequence() {
+    let out = eehctl().arg("model-ops").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ops: Vec<&str> = text.lines().collect();
+    assert_eq!(ops.first(), Some(&"get-state=2"));
+    assert!(ops.contains(&"reset-hot=0") && ops.contains(&"reset-deactivate=0"), "{text}");
+    assert_eq!(ops.last(), Some(&"enable=0"));
+    let view = json(&eehctl().args(["--json", "model-ops"]).output().unwrap());
+    assert_eq!(view["ops"].as_array().unwrap().len(), ops.len());
+}
