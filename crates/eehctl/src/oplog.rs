@@ -25,6 +25,10 @@ pub struct Args {
     /// Only records with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,
+    /// Only records of this IOMMU group (PE): its group and device files'
+    /// operations, and the `VFIO_EEH_PE_OP`s applied to it.
+    #[arg(long, value_name = "N")]
+    group: Option<u32>,
 }
 
 /// One record as printed.
@@ -94,6 +98,7 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
         .records
         .into_iter()
         .filter(|r| r.seq > args.after && (args.all || !DATA_PATH_OPS.contains(&&*r.op)))
+        .filter(|r| args.group.is_none_or(|g| r.groups.contains(&g)))
         .map(|record| {
             let eeh_op = (record.op == "VFIO_EEH_PE_OP").then(|| eeh_op_name(record.arg)).flatten();
             RecordView { record, eeh_op }
