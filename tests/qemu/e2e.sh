@@ -389,7 +389,7 @@ dev_reads() { count "$1" "^EEHTEST READ $3 .* dev=$2\$"; }
 phb_guest() {
     local mode=$1 dir=$logs/$1-phb name="[$1 phb]" gpid log socket t0 before g ops bdfs=() b
     local second=0000:02:00.0
-    if ! launch "$dir" "eehtest.devs=2 eehtest.seconds=70 eehtest.wait=40" --iommu "$mode" \
+    if ! launch "$dir" "eehtest.devs=2 eehtest.seconds=60 eehtest.wait=40" --iommu "$mode" \
         --topology "$here/phb-pair.toml" "$device" "$second"; then
         bad "$name eehctl shim prepared nothing"
         return
