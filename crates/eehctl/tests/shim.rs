@@ -113,6 +113,9 @@ fn control_commands_act_inside_the_running_process() {
     assert_eq!(kinds, [("container", "open"), ("group", "open")]);
     assert!(records.iter().all(|r| r["result"].as_i64().unwrap() >= 0), "{records:?}");
     assert_eq!(records[1]["groups"], serde_json::json!([0]), "the group's open names it");
+    let group0 = json(&vmm.cmd(&["--json", "oplog", "--group", "0"]));
+    let ops: Vec<_> = group0["records"].as_array().unwrap().iter().map(|r| r["fd_kind"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["group"], "--group keeps group 0's records only");
 
     // Issue 13 item 1: PHB-wide errors through the control socket. A fence
     // reaches every PE under PHB 0 (PEs 0, 1, 2), which the host is now
