@@ -3,6 +3,11 @@
 //! `VFIO_EEH_PE_INJECT_ERR` semantics (`--func`), which freezes the PE at
 //! once or on the first matching access, as the VMM's
 //! `VFIO_EEH_SHIM_INJECTION` says.
+//!
+//! `eehctl inject --socket PATH --phb DOMAIN [--dead]`: a PHB-wide error
+//! (`vfio_eeh_sim::phb`): a fence, which every PE under the PHB sees and the
+//! host recovers with a complete reset, or with `--dead` a PHB that dies and
+//! takes every PE under it down for good.
 
 use anyhow::Context;
 use eehd::protocol::InjectTarget;
@@ -10,6 +15,7 @@ use serde::Serialize;
 use vfio_eeh::addr::PeId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
 use vfio_eeh_shim::protocol::{Injection, PeReport};
+use vfio_eeh_sim::phb::{PhbError, PhbStatus};
 
 use crate::connect::{self, ConnectArgs};
 use crate::output::Output;
@@ -25,15 +31,18 @@ pub struct Args {
     #[command(flatten)]
     daemon: ConnectArgs,
     /// The PE (IOMMU group number).
-    #[arg(long, required_unless_present = "phb")]
+    #[arg(long, required_unless_present = "phb", conflicts_with = "phb")]
     pe: Option<u32>,
-    /// With --connect: freeze every PE of the PHB with this PCI domain (a
-    /// PHB-wide error) instead of one PE.
-    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32, requires = "connect", conflicts_with_all = ["pe", "func"])]
+    /// A PHB-wide error instead: the PHB's PCI domain (decimal or 0x hex).
+    /// It fences, and the host recovers it, unless `--dead`.
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32)]
     phb: Option<u32>,
+    /// With `--phb`: the PHB dies; nothing recovers it.
+    #[arg(long, requires = "phb", conflicts_with = "pe")]
+    dead: bool,
     /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
     /// instead of freezing the PE outright.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "phb")]
     func: Option<u32>,
     /// Address width of the injected error's address.
     #[arg(long = "type", value_enum, default_value_t = Width::Bus32, requires = "func")]
@@ -65,6 +74,22 @@ fn parse_u64(text: &str) -> Result<u64, std::num::ParseIntError> {
     }
 }
 
+/// A decimal or `0x` hexadecimal `u32`.
+fn parse_u32(text: &str) -> Result<u32, String> {
+    let value = parse_u64(text).map_err(|e| e.to_string())?;
+    u32::try_from(value).map_err(|e| e.to_string())
+}
+
+/// The JSON document of a PHB injection.
+#[derive(Serialize)]
+struct PhbInjectView {
+    error: PhbError,
+    /// The PHB afterwards.
+    phb: PhbStatus,
+    /// Its PEs afterwards.
+    pes: Vec<PeReport>,
+}
+
 /// The JSON document.
 #[derive(Serialize)]
 struct InjectView {
@@ -73,14 +98,19 @@ struct InjectView {
     pe: PeReport,
 }
 
-/// A decimal or `0x` hexadecimal number that fits 32 bits.
-fn parse_u32(text: &str) -> Result<u32, String> {
-    let value = parse_u64(text).map_err(|e| e.to_string())?;
-    u32::try_from(value).map_err(|e| e.to_string())
-}
-
-/// Injects and prints the PE's state afterwards.
+/// Injects and prints the state of the PE (or the PHB and its PEs)
+/// afterwards.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if let Some(domain) = args.phb {
+        if args.daemon.connect.is_some() {
+            return connect::inject(&args.daemon, InjectTarget::Phb { domain, dead: args.dead }, out);
+        }
+        let error = if args.dead { PhbError::Dead } else { PhbError::Fence };
+        let (phb, pes) = args.socket.connect()?.inject_phb(domain, error)?;
+        let view = PhbInjectView { error, phb, pes };
+        return out.print(&view, || format!("PHB {domain:04x}: {:?}\n{}", view.phb.condition, pe_table(&view.pes)));
+    }
+    let pe = args.pe.context("--pe or --phb is required")?;
     let injection = match args.func {
         None => Injection::Freeze,
         Some(raw) => Injection::Error(ErrInjection {
@@ -93,17 +123,14 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
             mask: args.mask,
         }),
     };
-    let pe = args.pe.map(PeId);
+    let pe = PeId(pe);
     if args.daemon.connect.is_some() {
-        let target = match (args.phb, pe, injection) {
-            (Some(domain), _, _) => InjectTarget::Phb { domain, dead: false },
-            (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
-            (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
-            (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),
+        let target = match injection {
+            Injection::Freeze => InjectTarget::PeFreeze { pe },
+            Injection::Error(injection) => InjectTarget::PeError { pe, injection },
         };
         return connect::inject(&args.daemon, target, out);
     }
-    let pe = pe.context("--phb needs --connect; give --pe N")?;
     let pe = args.socket.connect()?.inject(pe, injection)?;
     let view = InjectView { injection, pe };
     out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))

@@ -12,6 +12,7 @@ mod demo;
 mod events;
 mod host;
 mod inject;
+mod model_ops;
 mod oplog;
 mod output;
 mod shim;
@@ -69,6 +70,9 @@ enum Command {
     Reset(connect::ResetArgs),
     /// Every VM's PHBs, claims and mappings in eehd.
     Claims(connect::ClaimsArgs),
+    /// The guest model's VFIO_EEH_PE_OP sequence for a frozen device with no
+    /// guest driver, to compare with a real guest's op log.
+    ModelOps(model_ops::Args),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Map(args) => connect::map(&args, &out),
         Command::Reset(args) => connect::reset(&args, &out),
         Command::Claims(args) => connect::claims(&args, &out),
+        Command::ModelOps(args) => model_ops::run(&args, &out),
     };
     match result {
         Ok(()) => exit,
