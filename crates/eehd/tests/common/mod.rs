@@ -53,6 +53,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts eehd with state in `dir` and waits until it answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Daemon::start`] with more environment variables.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let topology = dir.join("topology.toml");
         if !topology.exists() {
             std::fs::write(&topology, self::topology()).unwrap();
@@ -67,6 +72,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(dir.join("state"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
