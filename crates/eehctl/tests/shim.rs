@@ -156,3 +156,35 @@ fn shim_prepares_sysfs_and_prints_for_scripts() {
     let no_lib = eehctl().args(["shim", "--library", "/nonexistent/lib.so"]).output().unwrap();
     assert!(String::from_utf8_lossy(&no_lib.stderr).contains("does not exist"));
 }
+
+#[test]
+fn a_process_that_never_answers_times_the_command_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut child = std::process::Command::cargo_bin("eehctl")
+        .unwrap()
+        .args(["state", "--timeout", "0.5", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("eehctl state hangs on a silent socket");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not answer within 500ms"), "{stderr}");
+    let bad = eehctl().args(["state", "--timeout", "-1", "--socket"]).arg(&socket).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
