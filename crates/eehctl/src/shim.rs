@@ -19,7 +19,7 @@ use serde::Serialize;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ShimConfig};
 use vfio_eeh_shim::LIBRARY_NAME;
-use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, Prepared};
+use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, private_dir, Prepared};
 
 use crate::output::{table, Output};
 
@@ -32,8 +32,9 @@ pub struct Args {
     /// Host addresses of the simulated devices to pass through [default: all].
     #[arg(value_name = "DEVICE")]
     devices: Vec<PciAddr>,
-    /// Directory for the sysfs tree and the control socket
-    /// [default: a new directory in the temporary directory].
+    /// Directory for the sysfs tree and the control socket; it must belong
+    /// to this user and be writable by nobody else [default: a new private
+    /// directory in the temporary directory].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// The preload library [default: libvfio_eeh_shim.so next to eehctl;
@@ -165,7 +166,7 @@ fn library(args: &Args) -> anyhow::Result<PathBuf> {
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("eehctl-shim.{}", std::process::id())),
+        None => private_dir().context("Cannot create a private directory for the VMM")?,
     };
     let dir = std::path::absolute(&dir).with_context(|| format!("Cannot resolve {}", dir.display()))?;
     let config = ShimConfig {

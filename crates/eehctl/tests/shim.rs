@@ -188,3 +188,28 @@ fn a_process_that_never_answers_times_the_command_out() {
     let bad = eehctl().args(["state", "--timeout", "-1", "--socket"]).arg(&socket).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn shim_without_dir_prepares_a_new_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = eehctl()
+            .env("TMPDIR", tmp.path())
+            .args(["--json", "shim", "--library"])
+            .arg(common::preload_library())
+            .output()
+            .unwrap();
+        Path::new(json(&out)["dir"].as_str().unwrap()).to_owned()
+    };
+    let (first, second) = (run(), run());
+    assert_ne!(first, second, "a new directory each time");
+    assert!(first.starts_with(tmp.path()), "{}", first.display());
+    assert_eq!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o7777, 0o700);
+    // Another user's directory (or one others can write) is refused.
+    std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let refused =
+        eehctl().arg("shim").arg("--dir").arg(&first).arg("--library").arg(common::preload_library()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("writable by its group or others"));
+}
