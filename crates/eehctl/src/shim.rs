@@ -159,7 +159,11 @@ fn library(args: &Args) -> anyhow::Result<PathBuf> {
         );
     }
     // LD_PRELOAD of a relative path would be looked up by the dynamic loader.
-    std::path::absolute(&library).with_context(|| format!("Cannot resolve {}", library.display()))
+    absolute(&library)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("Cannot resolve {}", path.display()))
 }
 
 /// Prepares, then prints or runs the command.
@@ -168,15 +172,17 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => private_dir().context("Cannot create a private directory for the VMM")?,
     };
-    let dir = std::path::absolute(&dir).with_context(|| format!("Cannot resolve {}", dir.display()))?;
+    let dir = absolute(&dir)?;
+    // The VMM may change its directory: it gets absolute paths.
+    let absolute_opt = |path: &Option<PathBuf>| path.as_deref().map(absolute).transpose();
     let config = ShimConfig {
-        topology: args.topology.clone(),
+        topology: absolute_opt(&args.topology)?,
         iommu: args.iommu.unwrap_or_default(),
         platform: args.platform.unwrap_or_default(),
         firmware: args.firmware.unwrap_or_default(),
         injection: args.injection.unwrap_or_default(),
-        socket: args.socket.clone(),
-        oplog: args.oplog.clone(),
+        socket: absolute_opt(&args.socket)?,
+        oplog: absolute_opt(&args.oplog)?,
         log: args.shim_log.clone(),
     };
     let library = library(args)?;

@@ -213,3 +213,33 @@ fn shim_without_dir_prepares_a_new_private_directory() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("writable by its group or others"));
 }
+
+#[test]
+fn shim_gives_the_vmm_paths_it_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("host.toml"), vfio_eeh_sim::spec::BUILTIN_TOML).unwrap();
+    let run = |args: &[&str]| {
+        eehctl()
+            .current_dir(dir.path())
+            .args(["--json", "shim", "--dir", "vm", "--library"])
+            .arg(common::preload_library())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let view = json(&run(&["--topology", "host.toml", "--socket", "c.sock", "--oplog", "o.json"]));
+    let env: std::collections::HashMap<String, String> = view["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv[0].as_str().unwrap().to_owned(), kv[1].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_TOPOLOGY"]), dir.path().join("host.toml"));
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_SOCKET"]), dir.path().join("c.sock"));
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_OPLOG"]), dir.path().join("o.json"));
+
+    let long = format!("/tmp/{}.sock", "s".repeat(100));
+    let refused = run(&["--socket", &long]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a Unix socket path holds at most 107"));
+}

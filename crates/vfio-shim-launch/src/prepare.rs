@@ -51,6 +51,16 @@ pub enum PrepareError {
         /// What makes it unsafe.
         reason: String,
     },
+    /// The control socket's path does not fit a Unix socket address.
+    #[error("The control socket path {path} is {len} bytes; a Unix socket path holds at most {max}")]
+    SocketPathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The most `sun_path` holds (without its NUL).
+        max: usize,
+    },
     /// A file could not be written.
     #[error("Cannot write {path}")]
     Write {
@@ -120,6 +130,10 @@ pub fn default_library() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     exe.ancestors().skip(1).take(2).map(|dir| dir.join(LIBRARY_NAME)).find(|p| is_preload_library(p).unwrap_or(false))
 }
+
+/// The longest path a Unix socket can be bound to: `sun_path` is 108 bytes
+/// with its terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 
 /// A new private directory (mode 0700, a random name) in the temporary
 /// directory, for [`prepare`]; it is left in place for the VMM.
@@ -219,6 +233,11 @@ impl Tree {
 /// below it is written through a symbolic link: every file and link is
 /// replaced by a new one.
 pub fn prepare(dir: &Path, devices: &[PciAddr], config: &ShimConfig, library: &Path) -> Result<Prepared, PrepareError> {
+    let socket = config.socket.clone().unwrap_or_else(|| dir.join("control.sock"));
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(PrepareError::SocketPathTooLong { path: socket, len, max: MAX_SOCKET_PATH });
+    }
     let host = simulated_host(config)?;
     let topology = host.topology();
     let all: Vec<_> = topology.devices().map(|(g, d)| (g.pe, d.clone())).collect();
@@ -252,7 +271,6 @@ pub fn prepare(dir: &Path, devices: &[PciAddr], config: &ShimConfig, library: &P
         prepared.push(PreparedDevice { addr: device.addr, group: pe, sysfsdev: dir.join(dev_dir) });
     }
     let sysfs = dir.join("sys");
-    let socket = config.socket.clone().unwrap_or_else(|| dir.join("control.sock"));
     let mut env: Vec<(String, String)> = vec![("LD_PRELOAD".into(), library.display().to_string())];
     env.extend(config.to_env().into_iter().filter(|(k, _)| *k != ENV_SOCKET).map(|(k, v)| (k.to_owned(), v)));
     env.push((ENV_SOCKET.to_owned(), socket.display().to_string()));
@@ -327,6 +345,17 @@ mod tests {
         if theirs != Path::new("/") {
             fs::remove_dir_all(&theirs).unwrap();
         }
+    }
+
+    #[test]
+    fn refuses_a_socket_path_a_unix_socket_cannot_have() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = PathBuf::from(format!("/{}", "s".repeat(MAX_SOCKET_PATH)));
+        let config = ShimConfig { socket: Some(socket), ..ShimConfig::default() };
+        let err = prepare(dir.path(), &[], &config, Path::new("/x")).unwrap_err();
+        assert!(err.to_string().ends_with("is 108 bytes; a Unix socket path holds at most 107"), "{err}");
+        let fits = ShimConfig { socket: Some(PathBuf::from(format!("/{}", "s".repeat(106)))), ..config };
+        prepare(dir.path(), &[], &fits, Path::new("/x")).unwrap();
     }
 
     #[test]
