@@ -25,7 +25,7 @@ pub enum InitError {
     Topology(#[from] TopologyError),
     /// The control socket could not be served.
     #[error("Cannot serve the control socket")]
-    Control(#[source] std::io::Error),
+    Control(#[source] crate::control::ControlError),
 }
 
 /// The simulated host a configuration describes, on the monotonic clock.

@@ -26,7 +26,7 @@
 
 pub mod config;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
-mod control;
+pub mod control;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fdtable;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{mode_t, off64_t, off_t, size_t, ssize_t};
 
+use crate::sys;
 use crate::vfio::{Access, Emulator, VFIO_DIR};
 
 /// Exported only by the preload build, so tools can tell it from a build
@@ -206,6 +207,12 @@ define_openat_2!(__openat_2 => "__openat_2", __openat64_2 => "__openat64_2");
 /// As the libc function.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // The library's own descriptors stay open: Linux would close them, but
+    // a program closing every number (a daemon) would then break the
+    // emulation and its control socket. The program sees a successful close.
+    if sys::is_private(fd) {
+        return 0;
+    }
     if let Some(emu) = ours(fd) {
         guarded(|| {
             emu.forget(fd);
@@ -225,8 +232,28 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     let f = real!("close_range": unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int);
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let ret = unsafe { f(first, last, flags) };
+    if first > last {
+        // SAFETY: forwarding the caller's arguments unchanged (EINVAL).
+        return unsafe { f(first, last, flags) };
+    }
+    // The range without the library's own descriptors (see `close`).
+    let mut ret = 0;
+    let mut from = first;
+    loop {
+        let private = sys::next_private(from, last);
+        let end = private.map_or(Some(last), |p| p.checked_sub(1));
+        if let Some(end) = end.filter(|&end| end >= from) {
+            // SAFETY: close_range takes integers; the caller's flags unchanged.
+            ret = unsafe { f(from, end, flags) };
+            if ret != 0 {
+                break;
+            }
+        }
+        match private.and_then(|p| p.checked_add(1)) {
+            Some(next) if next <= last => from = next,
+            _ => break,
+        }
+    }
     let cloexec_only = flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0;
     if let (0, false, Some(emu)) = (ret, cloexec_only, emulator()) {
         guarded(|| {
