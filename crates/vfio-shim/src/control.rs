@@ -239,7 +239,10 @@ fn client(conn: &PrivateFd, emu: &Emulator) -> std::io::Result<()> {
             return Ok(());
         }
         let response = match serde_json::from_str::<Request>(&line) {
-            Ok(request) => answer(emu, &request),
+            Ok(request) => {
+                let _gate = crate::fork::enter();
+                answer(emu, &request)
+            }
             Err(e) => Response::Error { message: format!("Malformed request: {e}") },
         };
         let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;

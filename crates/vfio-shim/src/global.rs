@@ -91,6 +91,7 @@ fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).finish().with(filter);
     // Another subscriber may already be installed (a Rust host program).
     let _ = subscriber.try_init();
+    crate::fork::register();
     let host = Arc::new(simulated_host(&config)?);
     let emu = Arc::new(Emulator::new(host, config.clone()));
     if let Some(path) = &config.socket {

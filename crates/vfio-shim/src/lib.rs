@@ -30,6 +30,8 @@ pub mod control;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fdtable;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
+mod fork;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod global;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod oplog;

@@ -42,7 +42,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, i32>) -> Option<Result<T, i32>> {
         return None;
     }
     BUSY.with(|b| b.set(true));
+    let gate = crate::fork::enter();
     let result = catch_unwind(AssertUnwindSafe(f));
+    drop(gate);
     BUSY.with(|b| b.set(false));
     Some(result.unwrap_or_else(|_| {
         tracing::error!("Panic in the VFIO emulation; answering EIO");

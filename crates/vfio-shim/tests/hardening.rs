@@ -102,6 +102,11 @@ fn idle_connections_take_no_descriptor_the_program_needs() {
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
+#[test]
+fn a_child_forked_under_load_never_hangs() {
+    run(&["fork", "400"], Duration::from_secs(120));
+}
+
 /// Starts the emulation (and its socket) in a shell under the library.
 fn vmm(dir: &Path, socket: &Path) -> Child {
     Command::new("sh")
