@@ -82,8 +82,9 @@ impl<F: Clone> FdTable<F> {
         self.files.write().unwrap_or_else(PoisonError::into_inner).remove(&fd)
     }
 
-    /// Forgets every emulated descriptor in `first..=last` (`close_range`).
-    pub(crate) fn remove_range(&self, first: u32, last: u32) -> Vec<F> {
+    /// Forgets every emulated descriptor in `first..=last` (`close_range`),
+    /// answering them with their files.
+    pub(crate) fn remove_range(&self, first: u32, last: u32) -> Vec<(i32, F)> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         let gone: Vec<i32> = files.keys().copied().filter(|&fd| (first..=last).contains(&fd.unsigned_abs())).collect();
         gone.into_iter()
@@ -91,7 +92,7 @@ impl<F: Clone> FdTable<F> {
                 if let Some(i) = index(fd) {
                     self.tags[i].store(TAG_NONE, Ordering::Release);
                 }
-                files.remove(&fd)
+                files.remove(&fd).map(|file| (fd, file))
             })
             .collect()
     }
@@ -112,7 +113,7 @@ mod tests {
         assert_eq!(table.kind(-1), None);
         assert_eq!(table.insert(i32::try_from(MAX_FD).unwrap(), FdKind::Device, "x"), Err(()));
         table.insert(9, FdKind::Container, "c").unwrap();
-        assert_eq!(table.remove_range(8, 100), vec!["c"]);
+        assert_eq!(table.remove_range(8, 100), vec![(9, "c")]);
         assert_eq!(table.remove(7), Some("d"));
         assert_eq!(table.remove(7), None);
         assert_eq!(table.get(7), None);

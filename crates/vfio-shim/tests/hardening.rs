@@ -107,6 +107,11 @@ fn a_child_forked_under_load_never_hangs() {
     run(&["fork", "400"], Duration::from_secs(120));
 }
 
+#[test]
+fn the_descriptor_table_is_exact_under_concurrent_close_and_dup() {
+    run(&["fdrace", "3"], Duration::from_secs(60));
+}
+
 /// Starts the emulation (and its socket) in a shell under the library.
 fn vmm(dir: &Path, socket: &Path) -> Child {
     Command::new("sh")
