@@ -112,6 +112,11 @@ fn the_descriptor_table_is_exact_under_concurrent_close_and_dup() {
     run(&["fdrace", "3"], Duration::from_secs(60));
 }
 
+#[test]
+fn bad_ioctl_pointers_answer_efault() {
+    run(&["efault"], Duration::from_secs(30));
+}
+
 /// Starts the emulation (and its socket) in a shell under the library.
 fn vmm(dir: &Path, socket: &Path) -> Child {
     Command::new("sh")

@@ -205,7 +205,7 @@ impl Device {
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
-    fn get_info(arg: UserPtr) -> IoctlResult {
+    fn get_info(arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioDeviceInfo = arg.read_struct(16)?;
         if info.argsz < 16 {
             return Err(EINVAL);
@@ -217,7 +217,7 @@ impl Device {
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`.
-    fn get_region_info(&self, arg: UserPtr) -> IoctlResult {
+    fn get_region_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioRegionInfo = arg.read_struct(32)?;
         if info.argsz < 32 {
             return Err(EINVAL);
@@ -234,7 +234,7 @@ impl Device {
     /// features. There is no migration or dirty tracking, and no SR-IOV
     /// (no VF token, feature 0); low-power entry and exit are offered and, as
     /// the simulated function has no power states, do nothing.
-    fn feature(arg: UserPtr) -> IoctlResult {
+    fn feature(arg: UserPtr<'_>) -> IoctlResult {
         let header: uapi::VfioDeviceFeature = arg.read_struct(8)?;
         let (argsz, flags) = (header.argsz, header.flags);
         let get = flags & uapi::VFIO_DEVICE_FEATURE_GET != 0;
@@ -259,7 +259,7 @@ impl Device {
 
     /// The address-mapping ioctl with the PowerNV hook: exactly one of
     /// GET/SET/CLEAR; SET validates and stores the guest address.
-    fn addr_mapping(&self, arg: UserPtr) -> IoctlResult {
+    fn addr_mapping(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut m: uapi::VfioDeviceAddrMapping = arg.read_struct(24)?;
         let size = size_u32::<uapi::VfioDeviceAddrMapping>();
         if m.argsz < size || m.flags.count_ones() != 1 {
@@ -286,7 +286,7 @@ impl Device {
 impl Emulator {
     /// A device ioctl: `ioctl` is the table's entry, `None` for a VFIO number
     /// the table has not on devices.
-    pub(super) fn device_ioctl(&self, file: &DeviceFile, ioctl: Option<VfioIoctl>, arg: UserPtr) -> IoctlResult {
+    pub(super) fn device_ioctl(&self, file: &DeviceFile, ioctl: Option<VfioIoctl>, arg: UserPtr<'_>) -> IoctlResult {
         let device = &file.device;
         match ioctl {
             Some(uapi::DEVICE_GET_INFO) => Device::get_info(arg),

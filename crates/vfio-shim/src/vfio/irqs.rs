@@ -163,7 +163,7 @@ impl Irqs {
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioIrqInfo = arg.read_struct(16)?;
         if info.argsz < 16 || info.index >= VFIO_PCI_NUM_IRQS {
             return Err(EINVAL);
@@ -180,7 +180,7 @@ impl Irqs {
 
     /// `VFIO_DEVICE_SET_IRQS`: `vfio_set_irqs_validate_and_prepare`, then
     /// vfio-pci's handlers.
-    pub(super) fn set(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn set(&self, arg: UserPtr<'_>) -> IoctlResult {
         let hdr: uapi::VfioIrqSet = arg.read_struct(20)?;
         if hdr.argsz < 20
             || hdr.index >= VFIO_PCI_NUM_IRQS

@@ -44,7 +44,7 @@ use crate::config::{IommuMode, ShimConfig};
 use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
 use crate::sys;
-use crate::user::UserPtr;
+use crate::user::{ProcessMemory, UserMemory, UserPtr};
 
 /// The emulated directory; only paths below it are claimed.
 pub(crate) const VFIO_DIR: &[u8] = b"/dev/vfio/";
@@ -256,14 +256,17 @@ impl Emulator {
         Request::Vfio(ioctl.copied())
     }
 
-    /// `ioctl(fd, request, arg)` on an emulated descriptor; `None` if `fd` is
-    /// not one.
+    /// `ioctl(fd, request, arg)` on an emulated descriptor, a pointer `arg`
+    /// reaching this process's memory; `None` if `fd` is not one.
     pub(crate) fn ioctl(&self, fd: i32, request: u64, arg: usize) -> Option<IoctlResult> {
+        self.ioctl_in(&ProcessMemory, fd, request, arg)
+    }
+
+    /// `ioctl(fd, request, arg)` with a pointer `arg` into `memory`.
+    pub(crate) fn ioctl_in(&self, memory: &dyn UserMemory, fd: i32, request: u64, arg: usize) -> Option<IoctlResult> {
         let file = self.fds.get(fd)?;
         let kind = file.kind();
-        // SAFETY: `arg` is the caller's ioctl argument; `UserPtr`'s contract is
-        // the ioctl contract the caller accepted.
-        let ptr = unsafe { UserPtr::new(arg) };
+        let ptr = UserPtr::new(arg, memory);
         let mut logged = arg as u64;
         let (ioctl, result) = match self.request(kind, request) {
             Request::Foreign => (None, Err(ENOTTY)),
@@ -342,6 +345,21 @@ mod tests {
         let ops: Vec<_> = fx.emu.log().dump().records.iter().map(|r| r.op.to_string()).collect();
         assert_eq!(ops, ["open", "unknown", "unknown", "open", "unknown"]);
         assert_eq!(fx.emu.ioctl(999_999, 0, 0), None, "not an emulated fd");
+    }
+
+    #[test]
+    fn bad_pointers_answer_efault() {
+        let fx = Fixture::new(ShimConfig::default());
+        let group = fx.open("0");
+        let status = u64::from(uapi::GROUP_GET_STATUS.native());
+        // Unmapped: the top of the lower half; read-only: this test's code.
+        let unmapped = 0x7fff_ffff_0000_usize;
+        let read_only = bad_pointers_answer_efault as fn() as usize;
+        for arg in [0, 8, unmapped, read_only, usize::MAX - 3] {
+            assert_eq!(fx.emu.ioctl(group, status, arg), Some(Err(libc::EFAULT)), "{arg:#x}");
+        }
+        let get_device = u64::from(uapi::GROUP_GET_DEVICE_FD.native());
+        assert_eq!(fx.emu.ioctl(group, get_device, unmapped), Some(Err(libc::EFAULT)));
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Spapr {
     }
 
     /// `VFIO_IOMMU_SPAPR_TCE_GET_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         // The input flags are ignored; the answer's flags (in the first 16
         // bytes) say DDW on v2 whatever argsz is.
         let mut info: VfioIommuSpaprTceInfo = arg.read_struct(16)?;
@@ -106,7 +106,7 @@ impl Spapr {
 
     /// The sPAPR-only container ioctls (`IOMMU_ENABLE` .. `SPAPR_TCE_REMOVE`);
     /// `ENOTTY` for the others.
-    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr) -> IoctlResult {
+    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr<'_>) -> IoctlResult {
         match ioctl {
             uapi::IOMMU_ENABLE => self.enable(true),
             uapi::IOMMU_DISABLE => self.enable(false),
@@ -202,7 +202,7 @@ impl Spapr {
         Ok(())
     }
 
-    fn register(&mut self, arg: UserPtr, add: bool) -> Result<(), i32> {
+    fn register(&mut self, arg: UserPtr<'_>, add: bool) -> Result<(), i32> {
         if !self.v2 {
             return Err(ENOTTY);
         }
@@ -230,7 +230,7 @@ impl Spapr {
         }
     }
 
-    fn create(&mut self, arg: UserPtr) -> Result<(), i32> {
+    fn create(&mut self, arg: UserPtr<'_>) -> Result<(), i32> {
         let mut create: VfioIommuSpaprTceCreate = arg.read_struct(40)?;
         if create.argsz < 40 || create.flags != 0 {
             return Err(EINVAL);
@@ -248,7 +248,7 @@ impl Spapr {
         arg.write(create.as_bytes())
     }
 
-    fn remove(&mut self, arg: UserPtr) -> Result<(), i32> {
+    fn remove(&mut self, arg: UserPtr<'_>) -> Result<(), i32> {
         let remove: VfioIommuSpaprTceRemove = arg.read_struct(16)?;
         if remove.argsz < 16 || remove.flags != 0 {
             return Err(EINVAL);

@@ -38,7 +38,7 @@ impl Type1 {
     }
 
     /// `VFIO_IOMMU_GET_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: VfioIommuType1Info = arg.read_struct(16)?;
         if info.argsz < 16 {
             return Err(EINVAL);
