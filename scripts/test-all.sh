@@ -58,9 +58,10 @@ fi
 
 # ---------------------------------------------------------------------------
 # A short fuzz run of every cargo-fuzz target (fuzz/, scripts/fuzz.sh): the
-# RTAS firmware, topology files, address text and VFIO_EEH_PE_OP arguments,
-# from the committed seeds. VFIO_EEH_FUZZ_SECONDS sets the time per target
-# (default 15); VFIO_EEH_SKIP_FUZZ=1 skips the stage.
+# RTAS firmware, topology files, address text, VFIO_EEH_PE_OP arguments and
+# the emulated /dev/vfio's ioctl surface, from the committed seeds.
+# VFIO_EEH_FUZZ_SECONDS sets the time per target (default 15);
+# VFIO_EEH_SKIP_FUZZ=1 skips the stage.
 if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
     echo "== fuzzing (scripts/fuzz.sh)"
     if ! cargo fuzz --version >/dev/null 2>&1; then
