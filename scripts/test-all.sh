@@ -27,6 +27,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The preload library's entry points and the fuzzing entry point exist only
+# with their features.
+cargo clippy -p vfio-shim --all-targets --locked --features preload -- -D warnings
+cargo clippy -p vfio-shim --all-targets --locked --features fuzzing -- -D warnings
+# The nextest run includes tests/c/shim_hardening.c (built with gcc and run
+# under the preload library by crates/vfio-shim/tests/hardening.rs).
 echo "== cargo test"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
