@@ -85,7 +85,7 @@ fn byte(rest: &mut &[u8]) -> Option<u8> {
 fn with_descriptors(bytes: &[u8], open: &[i32]) -> Vec<u8> {
     let mut out = bytes.to_vec();
     for word in out.chunks_exact_mut(4) {
-        let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        let Ok(value) = <[u8; 4]>::try_from(&*word).map(u32::from_le_bytes) else { continue };
         if value & 0xffff_0000 == FD_MARKER {
             if let Some(fd) = usize::try_from(value & 0xffff).ok().and_then(|n| open.get(n)) {
                 word.copy_from_slice(&fd.to_le_bytes());
@@ -175,11 +175,11 @@ pub fn ioctl_surface(data: &[u8]) {
                 }
             }
             _ => {
-                let (Some(how), Some(offset)) = (byte(&mut rest), take(&mut rest, 2)) else { return };
+                let (Some(how), Some(&[offset_lo, offset_hi])) = (byte(&mut rest), take(&mut rest, 2)) else { return };
                 let Some(len) = byte(&mut rest) else { return };
                 let Some(fd) = chosen(&open) else { continue };
                 let region = u64::from(how & 7) << REGION_SHIFT;
-                let offset = region | u64::from(u16::from_le_bytes([offset[0], offset[1]]));
+                let offset = region | u64::from(u16::from_le_bytes([offset_lo, offset_hi]));
                 let mut buf = vec![0u8; usize::from(len)];
                 let access = if how & 0x80 != 0 {
                     let Some(bytes) = take(&mut rest, usize::from(len)) else { return };

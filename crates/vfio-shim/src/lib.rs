@@ -24,6 +24,8 @@
 //! `vfio-shim-launch` crate, which links this one without `preload`: built
 //! that way, the library exports nothing into the process.
 
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 pub mod config;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod control;

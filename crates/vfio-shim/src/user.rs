@@ -88,6 +88,12 @@ impl<'m> UserPtr<'m> {
         self.memory.write(self.check(0)?, bytes)
     }
 
+    /// Copies the first `n` of `bytes` out to the caller (all of them if
+    /// there are fewer): a structure's fields up to an older `argsz`.
+    pub(crate) fn write_prefix(self, bytes: &[u8], n: usize) -> Result<(), i32> {
+        self.write(bytes.get(..n).unwrap_or(bytes))
+    }
+
     /// Reads a structure's first `min` bytes (the rest stays zero), the way
     /// the kernel copies `minsz` before it looks at `argsz`.
     pub(crate) fn read_struct<T: zerocopy::FromBytes + zerocopy::IntoBytes>(self, min: usize) -> Result<T, i32> {

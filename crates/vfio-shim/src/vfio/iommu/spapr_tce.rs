@@ -101,7 +101,7 @@ impl Spapr {
         } else {
             16
         };
-        arg.write(&info.as_bytes()[..n]).map(|()| 0)
+        arg.write_prefix(info.as_bytes(), n).map(|()| 0)
     }
 
     /// The sPAPR-only container ioctls (`IOMMU_ENABLE` .. `SPAPR_TCE_REMOVE`);
@@ -243,7 +243,8 @@ impl Spapr {
         }
         let start = if slot == 0 { 0 } else { SPAPR_WINDOW1_START };
         end_of(start, create.window_size)?;
-        self.windows[slot] = Some(Window { start, size: create.window_size, page_shift: create.page_shift });
+        *self.windows.get_mut(slot).ok_or(EINVAL)? =
+            Some(Window { start, size: create.window_size, page_shift: create.page_shift });
         create.start_addr = start;
         arg.write(create.as_bytes())
     }
@@ -255,7 +256,7 @@ impl Spapr {
         }
         // Linux finds the window by any bus address inside it.
         let slot = self.windows.iter().position(|w| w.is_some_and(|w| w.contains(remove.start_addr))).ok_or(EINVAL)?;
-        if let Some(w) = self.windows[slot].take() {
+        if let Some(w) = self.windows.get_mut(slot).and_then(Option::take) {
             self.mapped.punch(w.start, w.start + w.size);
         }
         Ok(())

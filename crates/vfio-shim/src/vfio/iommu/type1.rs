@@ -47,7 +47,7 @@ impl Type1 {
         info.iova_pgsizes = TYPE1_PGSIZES;
         info.cap_offset = 0;
         let n = if info.argsz >= 20 { 20 } else { 16 };
-        arg.write(&info.as_bytes()[..n]).map(|()| 0)
+        arg.write_prefix(info.as_bytes(), n).map(|()| 0)
     }
 
     /// `VFIO_IOMMU_MAP_DMA`.
