@@ -120,7 +120,7 @@ fn check<T>(result: Option<Result<T, i32>>, what: &str) -> Option<T> {
 /// built-in host; every descriptor it opened is closed at the end.
 pub fn ioctl_surface(data: &[u8]) {
     static SPEC: OnceLock<TopologySpec> = OnceLock::new();
-    let Some((&flags, mut rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else { return };
     let config = config(flags);
     let injection = match config.injection {
         Injection::Immediate => InjectionMode::Immediate,
@@ -131,9 +131,19 @@ pub fn ioctl_surface(data: &[u8]) {
     let groups: Vec<u32> = host.pe_ids().map(|pe| pe.0).collect();
     let emu = Emulator::new(Arc::new(host), config);
     let mut open: Vec<i32> = Vec::new();
+    run(&emu, &groups, &mut open, rest);
+    for fd in open {
+        emu.forget(fd);
+        sys::close(fd);
+    }
+}
+
+/// Runs the records of `rest`, keeping in `open` every descriptor opened
+/// and not closed (even when the input ends in the middle of a record).
+fn run(emu: &Emulator, groups: &[u32], open: &mut Vec<i32>, mut rest: &[u8]) {
     while let Some(op) = byte(&mut rest) {
         let low = usize::from(op & 0x3f);
-        let chosen = |open: &[i32]| open.get(low).or_else(|| open.get(low % open.len().max(1))).copied();
+        let chosen = |open: &Vec<i32>| open.get(low).or_else(|| open.get(low % open.len().max(1))).copied();
         match op >> 6 {
             0 => {
                 let name = match low {
@@ -144,7 +154,7 @@ pub fn ioctl_surface(data: &[u8]) {
                 open.extend(check(emu.open(&path, libc::O_CLOEXEC), "open"));
             }
             1 => {
-                if let Some(fd) = chosen(&open) {
+                if let Some(fd) = chosen(open) {
                     open.retain(|&o| o != fd);
                     emu.forget(fd);
                     sys::close(fd);
@@ -160,7 +170,7 @@ pub fn ioctl_surface(data: &[u8]) {
                     (usize::try_from(value).unwrap_or(usize::MAX), Vec::new())
                 } else {
                     let Some(bytes) = take(&mut rest, usize::from(len)) else { return };
-                    (ARG_ADDR, with_descriptors(bytes, &open))
+                    (ARG_ADDR, with_descriptors(bytes, open))
                 };
                 let sandbox = Sandbox(RefCell::new(memory));
                 let result = emu.ioctl_in(&sandbox, fd, request, arg);
@@ -177,7 +187,7 @@ pub fn ioctl_surface(data: &[u8]) {
             _ => {
                 let (Some(how), Some(&[offset_lo, offset_hi])) = (byte(&mut rest), take(&mut rest, 2)) else { return };
                 let Some(len) = byte(&mut rest) else { return };
-                let Some(fd) = chosen(&open) else { continue };
+                let Some(fd) = chosen(open) else { continue };
                 let region = u64::from(how & 7) << REGION_SHIFT;
                 let offset = region | u64::from(u16::from_le_bytes([offset_lo, offset_hi]));
                 let mut buf = vec![0u8; usize::from(len)];
@@ -194,8 +204,28 @@ pub fn ioctl_surface(data: &[u8]) {
             }
         }
     }
-    for fd in open {
-        emu.forget(fd);
-        sys::close(fd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_descriptors() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    #[test]
+    fn the_seeds_leave_no_descriptor_behind() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/vfio_ioctls");
+        for seed in std::fs::read_dir(seeds).unwrap() {
+            let data = std::fs::read(seed.unwrap().path()).unwrap();
+            ioctl_surface(&data);
+            let before = open_descriptors();
+            // Whole, and cut anywhere (in the middle of a record).
+            for end in 0..=data.len() {
+                ioctl_surface(&data[..end]);
+            }
+            assert_eq!(open_descriptors(), before);
+        }
     }
 }
