@@ -27,15 +27,21 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The preload library's feature gates its unsafe syscall edge, which the
-# workspace run does not build: lint it too.
-cargo clippy -p vfio-shim --all-targets --features preload --locked -- -D warnings
+# The preload library's entry points and the fuzzing entry point exist only
+# with their features.
+cargo clippy -p vfio-shim --all-targets --locked --features preload -- -D warnings
+cargo clippy -p vfio-shim --all-targets --locked --features fuzzing -- -D warnings
+# The nextest run includes tests/c/shim_hardening.c (built with gcc and run
+# under the preload library by crates/vfio-shim/tests/hardening.rs).
 echo "== cargo test"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
+    # The fuzzing entry point's own test (vfio-shim's `fuzzing` feature).
+    cargo nextest run -p vfio-shim --locked --features fuzzing --lib fuzzing
     cargo test --workspace --locked --doc
 else
     cargo test --workspace --locked --no-fail-fast
+    cargo test -p vfio-shim --locked --features fuzzing --lib fuzzing
 fi
 
 # ---- real-guest end to end (tests/qemu/e2e.sh) ------------------------------
@@ -61,9 +67,10 @@ fi
 
 # ---------------------------------------------------------------------------
 # A short fuzz run of every cargo-fuzz target (fuzz/, scripts/fuzz.sh): the
-# RTAS firmware, topology files, address text and VFIO_EEH_PE_OP arguments,
-# from the committed seeds. VFIO_EEH_FUZZ_SECONDS sets the time per target
-# (default 15); VFIO_EEH_SKIP_FUZZ=1 skips the stage.
+# RTAS firmware, topology files, address text, VFIO_EEH_PE_OP arguments and
+# the emulated /dev/vfio's ioctl surface, from the committed seeds.
+# VFIO_EEH_FUZZ_SECONDS sets the time per target (default 15);
+# VFIO_EEH_SKIP_FUZZ=1 skips the stage.
 if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
     echo "== fuzzing (scripts/fuzz.sh)"
     if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, ResetKind};
 use vfio_eeh::rtas::{RtasArgs, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR_64};
-use vfio_eeh::uapi::VfioEehPeOp;
+use vfio_eeh::uapi::{self, VfioEehPeOp, VfioIoctl};
 use vfio_eeh_fuzz::{builtin_devices, flags, guest_addr_of};
+use vfio_eeh_shim::fuzzing::FD_MARKER;
 use vfio_eeh_sim::clock::VirtualClock;
 use vfio_eeh_sim::SimHost;
 use zerocopy::IntoBytes;
@@ -39,7 +40,76 @@ fn access(out: &mut Vec<u8>, index: u8) {
     out.push(0x80 | index);
 }
 
+/// A `vfio_ioctls` record: ioctl `ioctl` on open descriptor `fd` with an
+/// argument structure made of `words` (little-endian `u32`s).
+fn vfio_ioctl(out: &mut Vec<u8>, fd: u8, ioctl: VfioIoctl, words: &[u32]) {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    out.extend([0x80 | fd, uapi::VFIO_BASE + ioctl.offset, u8::try_from(bytes.len()).expect("a short argument")]);
+    out.extend(bytes);
+}
+
+/// A `vfio_ioctls` record: ioctl `ioctl` on open descriptor `fd` with a
+/// number as the argument.
+fn vfio_ioctl_value(out: &mut Vec<u8>, fd: u8, ioctl: VfioIoctl, value: u64) {
+    out.extend([0x80 | fd, uapi::VFIO_BASE + ioctl.offset, 0xff]);
+    out.extend(value.to_le_bytes());
+}
+
+/// Seeds of `vfio_ioctls`: a device set up under each IOMMU, then every
+/// ioctl the emulator serves on it, its container and its group.
+fn vfio_ioctls_seeds() {
+    let lo = |v: u64| (v & 0xffff_ffff) as u32;
+    let hi = |v: u64| (v >> 32) as u32;
+    for (name, flags, iommu) in [("spapr", 0u8, uapi::VFIO_SPAPR_TCE_V2_IOMMU), ("type1", 1, uapi::VFIO_TYPE1V2_IOMMU)]
+    {
+        // open[0] the container, open[1] group 0, open[2] its device.
+        let mut seed = vec![flags, 0x00, 0x01];
+        vfio_ioctl(&mut seed, 1, uapi::GROUP_GET_STATUS, &[8, 0]);
+        vfio_ioctl(&mut seed, 1, uapi::GROUP_SET_CONTAINER, &[FD_MARKER]);
+        vfio_ioctl_value(&mut seed, 0, uapi::CHECK_EXTENSION, u64::from(iommu));
+        vfio_ioctl_value(&mut seed, 0, uapi::SET_IOMMU, u64::from(iommu));
+        let device = b"0000:01:00.0\0\0\0\0";
+        let words: Vec<u32> = device.chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        vfio_ioctl(&mut seed, 1, uapi::GROUP_GET_DEVICE_FD, &words);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_GET_INFO, &[24, 0, 0, 0, 0, 0]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_GET_REGION_INFO, &[32, 0, 7, 0, 0, 0, 0, 0]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_GET_IRQ_INFO, &[16, 0, 3, 0]);
+        // SET_IRQS: eventfd trigger of the ERR index with the container's eventfd.
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_SET_IRQS, &[24, 0x24, 3, 0, 1, FD_MARKER]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_FEATURE, &[16, 0x3_0000, 0, 0]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_ADDR_MAPPING, &[32, 0, 0, 0, 0, 0, 0, 0]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_RESET, &[]);
+        vfio_ioctl(&mut seed, 2, uapi::DEVICE_GET_PCI_HOT_RESET_INFO, &[16, 0, 0, 0]);
+        if flags & 1 == 0 {
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_SPAPR_TCE_GET_INFO, &[48, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_SPAPR_REGISTER_MEMORY, &[24, 0, lo(0x10_0000), 0, 0x1_0000, 0]);
+            let window = 1u64 << 30;
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_SPAPR_TCE_CREATE, &[40, 0, 16, 0, lo(window), hi(window), 1, 0, 0, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_MAP_DMA, &[32, 3, lo(0x10_0000), 0, 0, 0, 0x1_0000, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_UNMAP_DMA, &[24, 0, 0, 0, 0x1_0000, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_SPAPR_TCE_REMOVE, &[16, 0, 0, hi(1 << 59)]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_SPAPR_UNREGISTER_MEMORY, &[24, 0, lo(0x10_0000), 0, 0x1_0000, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_ENABLE, &[]);
+        } else {
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_GET_INFO, &[24, 0, 0, 0, 0, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_MAP_DMA, &[32, 3, lo(0x10_0000), 0, 0, 0, 0x1_0000, 0]);
+            vfio_ioctl(&mut seed, 0, uapi::IOMMU_UNMAP_DMA, &[24, 0, 0, 0, 0x1_0000, 0]);
+        }
+        let get_state: Vec<u32> = VfioEehPeOp::from(EehOp::GetState)
+            .as_bytes()
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        vfio_ioctl(&mut seed, 0, uapi::EEH_PE_OP, &get_state);
+        // Config space read, a BAR 0 write, a foreign ioctl, then closes.
+        seed.extend([0xc2, 0x07, 0x00, 0x00, 0x04, 0xc2, 0x80, 0x10, 0x00, 0x04, 1, 2, 3, 4]);
+        seed.extend([0x82, 0xff, 0x00, 0x41, 0x40, 0x40]);
+        write("vfio_ioctls", name, &seed);
+    }
+}
+
 fn main() {
+    vfio_ioctls_seeds();
     let host = SimHost::builtin(Arc::new(VirtualClock::new()));
     let devices = builtin_devices(&host);
     let tokens = TokenTable::default();

@@ -19,7 +19,7 @@ use serde::Serialize;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ResetMode, ShimConfig};
 use vfio_eeh_shim::LIBRARY_NAME;
-use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, Prepared};
+use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, private_dir, Prepared};
 
 use crate::output::{table, Output};
 
@@ -32,8 +32,9 @@ pub struct Args {
     /// Host addresses of the simulated devices to pass through [default: all].
     #[arg(value_name = "DEVICE")]
     devices: Vec<PciAddr>,
-    /// Directory for the sysfs tree and the control socket
-    /// [default: a new directory in the temporary directory].
+    /// Directory for the sysfs tree and the control socket; it must belong
+    /// to this user and be writable by nobody else [default: a new private
+    /// directory in the temporary directory].
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// The preload library [default: libvfio_eeh_shim.so next to eehctl;
@@ -167,25 +168,31 @@ fn library(args: &Args) -> anyhow::Result<PathBuf> {
         );
     }
     // LD_PRELOAD of a relative path would be looked up by the dynamic loader.
-    std::path::absolute(&library).with_context(|| format!("Cannot resolve {}", library.display()))
+    absolute(&library)
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("Cannot resolve {}", path.display()))
 }
 
 /// Prepares, then prints or runs the command.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
     let dir = match &args.dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("eehctl-shim.{}", std::process::id())),
+        None => private_dir().context("Cannot create a private directory for the VMM")?,
     };
-    let dir = std::path::absolute(&dir).with_context(|| format!("Cannot resolve {}", dir.display()))?;
+    let dir = absolute(&dir)?;
+    // The VMM may change its directory: it gets absolute paths.
+    let absolute_opt = |path: &Option<PathBuf>| path.as_deref().map(absolute).transpose();
     let config = ShimConfig {
-        topology: args.topology.clone(),
+        topology: absolute_opt(&args.topology)?,
         iommu: args.iommu.unwrap_or_default(),
         platform: args.platform.unwrap_or_default(),
         firmware: args.firmware.unwrap_or_default(),
         injection: args.injection.unwrap_or_default(),
         reset: args.reset.unwrap_or_default(),
-        socket: args.socket.clone(),
-        oplog: args.oplog.clone(),
+        socket: absolute_opt(&args.socket)?,
+        oplog: absolute_opt(&args.oplog)?,
         log: args.shim_log.clone(),
     };
     let library = library(args)?;

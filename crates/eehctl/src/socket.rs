@@ -3,6 +3,7 @@
 //! simulated host inside that process through its control socket.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use vfio_eeh_shim::config::ENV_SOCKET;
@@ -16,6 +17,17 @@ pub struct SocketArgs {
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
     #[arg(long, value_name = "PATH", env = ENV_SOCKET, required = true)]
     pub socket: Option<PathBuf>,
+    /// Seconds to wait for the process to take and answer each request
+    /// (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value_t = Client::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = parse_timeout)]
+    pub timeout: f64,
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds in (0, 86400]")),
+    }
 }
 
 /// `#[command(mut_arg("socket", OR_CONNECT))]`: `--socket` or `--connect`,
@@ -27,6 +39,7 @@ impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
         let socket = self.socket.as_deref().context("This command reads a VMM's control socket: give --socket PATH")?;
-        Client::connect(socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
+        Client::connect(socket, Duration::from_secs_f64(self.timeout))
+            .context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }
 }

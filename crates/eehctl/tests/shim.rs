@@ -197,3 +197,90 @@ fn model_ops_prints_the_no_driver_sequence() {
     let view = json(&eehctl().args(["--json", "model-ops"]).output().unwrap());
     assert_eq!(view["ops"].as_array().unwrap().len(), ops.len());
 }
+
+#[test]
+fn a_process_that_never_answers_times_the_command_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut child = std::process::Command::cargo_bin("eehctl")
+        .unwrap()
+        .args(["state", "--timeout", "0.5", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("eehctl state hangs on a silent socket");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not answer within 500ms"), "{stderr}");
+    let bad = eehctl().args(["state", "--timeout", "-1", "--socket"]).arg(&socket).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn shim_without_dir_prepares_a_new_private_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = eehctl()
+            .env("TMPDIR", tmp.path())
+            .args(["--json", "shim", "--library"])
+            .arg(common::preload_library())
+            .output()
+            .unwrap();
+        Path::new(json(&out)["dir"].as_str().unwrap()).to_owned()
+    };
+    let (first, second) = (run(), run());
+    assert_ne!(first, second, "a new directory each time");
+    assert!(first.starts_with(tmp.path()), "{}", first.display());
+    assert_eq!(std::fs::metadata(&first).unwrap().permissions().mode() & 0o7777, 0o700);
+    // Another user's directory (or one others can write) is refused.
+    std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let refused =
+        eehctl().arg("shim").arg("--dir").arg(&first).arg("--library").arg(common::preload_library()).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("writable by its group or others"));
+}
+
+#[test]
+fn shim_gives_the_vmm_paths_it_can_use() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("host.toml"), vfio_eeh_sim::spec::BUILTIN_TOML).unwrap();
+    let run = |args: &[&str]| {
+        eehctl()
+            .current_dir(dir.path())
+            .args(["--json", "shim", "--dir", "vm", "--library"])
+            .arg(common::preload_library())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let view = json(&run(&["--topology", "host.toml", "--socket", "c.sock", "--oplog", "o.json"]));
+    let env: std::collections::HashMap<String, String> = view["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| (kv[0].as_str().unwrap().to_owned(), kv[1].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_TOPOLOGY"]), dir.path().join("host.toml"));
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_SOCKET"]), dir.path().join("c.sock"));
+    assert_eq!(Path::new(&env["VFIO_EEH_SHIM_OPLOG"]), dir.path().join("o.json"));
+
+    let long = format!("/tmp/{}.sock", "s".repeat(100));
+    let refused = run(&["--socket", &long]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a Unix socket path holds at most 107"));
+}

@@ -7,7 +7,7 @@
 //! use vfio_eeh_shim::protocol::Injection;
 //! use vfio_shim_launch::client::Client;
 //!
-//! let mut client = Client::connect("/tmp/vmm.sock")?;
+//! let mut client = Client::connect("/tmp/vmm.sock", Client::DEFAULT_TIMEOUT)?;
 //! client.inject(PeId(0), Injection::Freeze)?;
 //! for pe in client.state()? {
 //!     println!("PE {}: {}", pe.pe, pe.state);
@@ -18,6 +18,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use vfio_eeh::addr::PeId;
 use vfio_eeh_shim::oplog::OpLogDump;
@@ -40,6 +41,9 @@ pub enum ClientError {
     /// Sending or receiving failed.
     #[error("Control socket I/O failed")]
     Io(#[from] std::io::Error),
+    /// The process did not answer in time.
+    #[error("The VMM process did not answer within {0:?}")]
+    TimedOut(Duration),
     /// The answer was not protocol JSON.
     #[error("Malformed control answer")]
     Json(#[from] serde_json::Error),
@@ -56,25 +60,39 @@ pub enum ClientError {
 pub struct Client {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    timeout: Duration,
 }
 
 impl Client {
-    /// Connects to the socket at `path`.
-    pub fn connect(path: impl AsRef<Path>) -> Result<Client, ClientError> {
+    /// How long a request waits by default for its answer (and for the
+    /// request to be sent).
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Connects to the socket at `path`; each request then fails with
+    /// [`ClientError::TimedOut`] if sending it or reading its answer stalls
+    /// for `timeout` (a zero `timeout` is taken as one millisecond).
+    pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<Client, ClientError> {
         let path = path.as_ref();
         let stream =
             UnixStream::connect(path).map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
-        Ok(Client { reader: BufReader::new(stream.try_clone()?), writer: stream })
+        let timeout = timeout.max(Duration::from_millis(1));
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Client { reader: BufReader::new(stream.try_clone()?), writer: stream, timeout })
     }
 
     /// Sends one request and reads its answer; [`Response::Error`] becomes
     /// [`ClientError::Refused`].
     pub fn request(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let timed_out = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::TimedOut(self.timeout),
+            _ => ClientError::Io(e),
+        };
         let mut line = serde_json::to_vec(request)?;
         line.push(b'\n');
-        self.writer.write_all(&line)?;
+        self.writer.write_all(&line).map_err(timed_out)?;
         let mut answer = String::new();
-        let n = Read::by_ref(&mut self.reader).take(MAX_MESSAGE as u64).read_line(&mut answer)?;
+        let n = Read::by_ref(&mut self.reader).take(MAX_MESSAGE as u64).read_line(&mut answer).map_err(timed_out)?;
         if n == 0 {
             return Err(ClientError::Unexpected("The connection closed".into()));
         }
@@ -127,4 +145,26 @@ impl Client {
 
 fn unexpected(response: &Response) -> ClientError {
     ClientError::Unexpected(serde_json::to_string(response).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn a_silent_process_times_the_request_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut client = Client::connect(&path, Duration::from_millis(200)).unwrap();
+        // Accepted (by the backlog) but never answered.
+        let started = Instant::now();
+        let err = client.state().unwrap_err();
+        assert!(matches!(err, ClientError::TimedOut(t) if t == Duration::from_millis(200)), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        drop(listener);
+    }
 }

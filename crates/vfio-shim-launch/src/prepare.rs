@@ -16,10 +16,13 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::topology::VFIO_DRIVER;
@@ -38,6 +41,26 @@ pub enum PrepareError {
     /// A requested device is not on the simulated host.
     #[error("No device {0} on the simulated host")]
     NoDevice(PciAddr),
+    /// The directory is not private to this user: a symbolic link or file
+    /// others can replace would let them redirect what is written (as root,
+    /// onto any file).
+    #[error("Refusing the directory {path}: it {reason}")]
+    UnsafeDir {
+        /// The directory.
+        path: PathBuf,
+        /// What makes it unsafe.
+        reason: String,
+    },
+    /// The control socket's path does not fit a Unix socket address.
+    #[error("The control socket path {path} is {len} bytes; a Unix socket path holds at most {max}")]
+    SocketPathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The most `sun_path` holds (without its NUL).
+        max: usize,
+    },
     /// A file could not be written.
     #[error("Cannot write {path}")]
     Write {
@@ -132,14 +155,113 @@ pub fn default_library() -> Option<PathBuf> {
     exe.ancestors().skip(1).take(2).map(|dir| dir.join(LIBRARY_NAME)).find(|p| is_preload_library(p).unwrap_or(false))
 }
 
-fn write(path: &Path, f: impl FnOnce(&Path) -> io::Result<()>) -> Result<(), PrepareError> {
-    f(path).map_err(|source| PrepareError::Write { path: path.to_owned(), source })
+/// The longest path a Unix socket can be bound to: `sun_path` is 108 bytes
+/// with its terminating NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// A new private directory (mode 0700, a random name) in the temporary
+/// directory, for [`prepare`]; it is left in place for the VMM.
+pub fn private_dir() -> io::Result<PathBuf> {
+    let dir =
+        tempfile::Builder::new().prefix("eehctl-shim.").permissions(fs::Permissions::from_mode(0o700)).tempdir()?;
+    Ok(dir.keep())
+}
+
+/// The directory a tree is written into, opened once: every file below it
+/// is reached from this descriptor one component at a time, never through a
+/// symbolic link, and replaced rather than written through.
+struct Tree {
+    root: OwnedFd,
+    path: PathBuf,
+}
+
+impl Tree {
+    /// Opens `dir` (created 0700 if missing), which must belong to this
+    /// user and be writable by nobody else.
+    fn open(dir: &Path) -> Result<Tree, PrepareError> {
+        let opened = || -> io::Result<(OwnedFd, fs::Metadata)> {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+            let root = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+            let meta = fs::File::from(root.try_clone()?).metadata()?;
+            Ok((root, meta))
+        };
+        let (root, meta) = opened().map_err(|source| PrepareError::Write { path: dir.to_owned(), source })?;
+        let unsafe_dir = |reason: String| Err(PrepareError::UnsafeDir { path: dir.to_owned(), reason });
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return unsafe_dir(format!("belongs to uid {}, not to this user (uid {me})", meta.uid()));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return unsafe_dir(format!("is writable by its group or others (mode {:o})", meta.mode() & 0o7777));
+        }
+        Ok(Tree { root, path: dir.to_owned() })
+    }
+
+    fn error(&self, relative: &Path) -> impl FnOnce(io::Error) -> PrepareError + '_ {
+        let path = self.path.join(relative);
+        move |source| PrepareError::Write { path, source }
+    }
+
+    /// The directory `relative` (created 0755 where missing), reached
+    /// without following symbolic links.
+    fn dir(&self, relative: &Path) -> Result<OwnedFd, PrepareError> {
+        let mut dir = self.root.try_clone().map_err(self.error(relative))?;
+        for component in relative.components() {
+            let Component::Normal(name) = component else {
+                return Err(self.error(relative)(io::Error::from(io::ErrorKind::InvalidInput)));
+            };
+            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(self.error(relative)(e.into())),
+            }
+            let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
+            dir = rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(|e| self.error(relative)(e.into()))?;
+        }
+        Ok(dir)
+    }
+
+    /// The parent directory of `relative` and its last component, after
+    /// removing whatever was there (a file or a link, never followed).
+    fn replace<'a>(&self, relative: &'a Path) -> Result<(OwnedFd, &'a OsStr), PrepareError> {
+        let invalid = || self.error(relative)(io::Error::from(io::ErrorKind::InvalidInput));
+        let name = relative.file_name().ok_or_else(invalid)?;
+        let parent = self.dir(relative.parent().ok_or_else(invalid)?)?;
+        match rustix::fs::unlinkat(&parent, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok((parent, name)),
+            Err(e) => Err(self.error(relative)(e.into())),
+        }
+    }
+
+    /// Writes a new file `relative` (mode 0644) holding `text`.
+    fn file(&self, relative: &Path, text: &str) -> Result<(), PrepareError> {
+        let (parent, name) = self.replace(relative)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = rustix::fs::openat(&parent, name, flags, Mode::from_raw_mode(0o644))
+            .map_err(|e| self.error(relative)(e.into()))?;
+        fs::File::from(file).write_all(text.as_bytes()).map_err(self.error(relative))
+    }
+
+    /// Makes `relative` a symbolic link to `target`.
+    fn symlink(&self, relative: &Path, target: &Path) -> Result<(), PrepareError> {
+        let (parent, name) = self.replace(relative)?;
+        rustix::fs::symlinkat(target, &parent, name).map_err(|e| self.error(relative)(e.into()))
+    }
 }
 
 /// Prepares `dir` for `devices` of the simulated host `config` describes (all
 /// of its devices when `devices` is empty): `dir/sys` is the sysfs root and
 /// the control socket is `config.socket` or `dir/control.sock`.
+///
+/// `dir` is created (0700) if missing, and refused if it belongs to another
+/// user or others can write to it ([`PrepareError::UnsafeDir`]). Nothing
+/// below it is written through a symbolic link: every file and link is
+/// replaced by a new one.
 pub fn prepare(dir: &Path, devices: &[PciAddr], config: &ShimConfig, library: &Path) -> Result<Prepared, PrepareError> {
+    let socket = config.socket.clone().unwrap_or_else(|| dir.join("control.sock"));
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(PrepareError::SocketPathTooLong { path: socket, len, max: MAX_SOCKET_PATH });
+    }
     let host = simulated_host(config)?;
     let topology = host.topology();
     let all: Vec<_> = topology.devices().map(|(g, d)| (g.pe, d.clone())).collect();
@@ -151,33 +273,28 @@ pub fn prepare(dir: &Path, devices: &[PciAddr], config: &ShimConfig, library: &P
             .map(|addr| all.iter().find(|(_, d)| d.addr == *addr).cloned().ok_or(PrepareError::NoDevice(*addr)))
             .collect::<Result<_, _>>()?
     };
-    let sysfs = dir.join("sys");
-    let driver = sysfs.join("bus/pci/drivers").join(VFIO_DRIVER);
-    write(&driver, |p| fs::create_dir_all(p))?;
+    let tree = Tree::open(dir)?;
+    let driver = Path::new("sys/bus/pci/drivers").join(VFIO_DRIVER);
+    tree.dir(&driver)?;
     let mut prepared = Vec::new();
     for (pe, device) in chosen {
-        let dev_dir = sysfs.join("bus/pci/devices").join(device.addr.to_string());
-        let group_dir = sysfs.join("kernel/iommu_groups").join(pe.0.to_string());
+        let dev_dir = Path::new("sys/bus/pci/devices").join(device.addr.to_string());
+        let group_dir = Path::new("sys/kernel/iommu_groups").join(pe.0.to_string());
         let member = group_dir.join("devices").join(device.addr.to_string());
-        write(&dev_dir, |p| fs::create_dir_all(p))?;
-        write(&group_dir.join("devices"), |p| fs::create_dir_all(p))?;
+        tree.dir(&dev_dir)?;
+        tree.dir(&group_dir.join("devices"))?;
         let ids = [("vendor", format!("{:#06x}\n", device.vendor)), ("device", format!("{:#06x}\n", device.device))];
         for (name, text) in ids.into_iter().chain([("class", format!("{:#08x}\n", device.class))]) {
-            write(&dev_dir.join(name), |p| fs::write(p, &text))?;
+            tree.file(&dev_dir.join(name), &text)?;
         }
         for (link, target) in
             [(dev_dir.join("iommu_group"), &group_dir), (dev_dir.join("driver"), &driver), (member, &dev_dir)]
         {
-            write(&link, |p| {
-                if fs::symlink_metadata(p).is_ok() {
-                    fs::remove_file(p)?;
-                }
-                symlink(target, p)
-            })?;
+            tree.symlink(&link, &dir.join(target))?;
         }
-        prepared.push(PreparedDevice { addr: device.addr, group: pe, sysfsdev: dev_dir });
+        prepared.push(PreparedDevice { addr: device.addr, group: pe, sysfsdev: dir.join(dev_dir) });
     }
-    let socket = config.socket.clone().unwrap_or_else(|| dir.join("control.sock"));
+    let sysfs = dir.join("sys");
     let mut env: Vec<(String, String)> = vec![("LD_PRELOAD".into(), library.display().to_string())];
     env.extend(config.to_env().into_iter().filter(|(k, _)| *k != ENV_SOCKET).map(|(k, v)| (k.to_owned(), v)));
     env.push((ENV_SOCKET.to_owned(), socket.display().to_string()));
@@ -186,6 +303,8 @@ pub fn prepare(dir: &Path, devices: &[PciAddr], config: &ShimConfig, library: &P
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
     use super::*;
 
     #[test]
@@ -233,5 +352,70 @@ mod tests {
         assert_eq!(prepared.qemu_device_args(), expected);
         let one_pe = prepare(dir.path(), &addrs[..1], &ShimConfig::default(), Path::new("/x")).unwrap();
         assert_eq!(one_pe.qemu_device_args().len(), 2, "one PE stays on the default PHB");
+    }
+
+    #[test]
+    fn writes_nothing_through_links_and_refuses_directories_of_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        let vendor = dir.path().join("sys/bus/pci/devices/0000:01:00.0/vendor");
+        fs::create_dir_all(vendor.parent().unwrap()).unwrap();
+        symlink(&victim, &vendor).unwrap();
+        let config = ShimConfig::default();
+        let nvme: PciAddr = "0000:01:00.0".parse().unwrap();
+        prepare(dir.path(), &[nvme], &config, Path::new("/x")).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious", "written through the link");
+        assert_eq!(fs::read_to_string(&vendor).unwrap(), "0x144d\n");
+        assert!(!fs::symlink_metadata(&vendor).unwrap().file_type().is_symlink());
+
+        // A linked directory in the tree is not entered.
+        fs::remove_dir_all(dir.path().join("sys")).unwrap();
+        fs::create_dir_all(dir.path().join("sys")).unwrap();
+        symlink(elsewhere.path(), dir.path().join("sys/bus")).unwrap();
+        let err = prepare(dir.path(), &[nvme], &config, Path::new("/x")).unwrap_err();
+        assert!(matches!(err, PrepareError::Write { .. }), "{err}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 1, "only the victim");
+
+        let open = tempfile::tempdir().unwrap();
+        fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = prepare(open.path(), &[nvme], &config, Path::new("/x")).unwrap_err();
+        assert!(err.to_string().contains("writable by its group or others (mode 777)"), "{err}");
+
+        // Someone else's directory: root's `/` for a user, nobody's for root.
+        let theirs = if rustix::process::geteuid().is_root() {
+            let theirs = tempfile::tempdir().unwrap();
+            std::os::unix::fs::chown(theirs.path(), Some(65534), Some(65534)).unwrap();
+            theirs.keep()
+        } else {
+            PathBuf::from("/")
+        };
+        let err = prepare(&theirs, &[nvme], &config, Path::new("/x")).unwrap_err();
+        assert!(err.to_string().contains("not to this user"), "{err}");
+        if theirs != Path::new("/") {
+            fs::remove_dir_all(&theirs).unwrap();
+        }
+    }
+
+    #[test]
+    fn refuses_a_socket_path_a_unix_socket_cannot_have() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = PathBuf::from(format!("/{}", "s".repeat(MAX_SOCKET_PATH)));
+        let config = ShimConfig { socket: Some(socket), ..ShimConfig::default() };
+        let err = prepare(dir.path(), &[], &config, Path::new("/x")).unwrap_err();
+        assert!(err.to_string().ends_with("is 108 bytes; a Unix socket path holds at most 107"), "{err}");
+        let fits = ShimConfig { socket: Some(PathBuf::from(format!("/{}", "s".repeat(106)))), ..config };
+        prepare(dir.path(), &[], &fits, Path::new("/x")).unwrap();
+    }
+
+    #[test]
+    fn private_directories_are_new_and_private() {
+        let (a, b) = (private_dir().unwrap(), private_dir().unwrap());
+        assert_ne!(a, b);
+        assert!(a.file_name().unwrap().to_str().unwrap().starts_with("eehctl-shim."));
+        assert_eq!(fs::metadata(&a).unwrap().mode() & 0o7777, 0o700);
+        fs::remove_dir(a).unwrap();
+        fs::remove_dir(b).unwrap();
     }
 }

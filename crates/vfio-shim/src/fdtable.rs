@@ -42,19 +42,20 @@ pub(crate) struct FdTable<F> {
     files: RwLock<HashMap<i32, F>>,
 }
 
-fn index(fd: i32) -> Option<usize> {
-    usize::try_from(fd).ok().filter(|&i| i < MAX_FD)
-}
-
 impl<F: Clone> FdTable<F> {
     /// An empty table.
     pub(crate) fn new() -> Self {
         FdTable { tags: (0..MAX_FD).map(|_| AtomicU8::new(TAG_NONE)).collect(), files: RwLock::default() }
     }
 
+    /// The tag of descriptor `fd`; `None` past [`MAX_FD`].
+    fn tag(&self, fd: i32) -> Option<&AtomicU8> {
+        self.tags.get(usize::try_from(fd).ok()?)
+    }
+
     /// The kind of an emulated descriptor; `None` for every other number.
     pub(crate) fn kind(&self, fd: i32) -> Option<FdKind> {
-        kind_of(self.tags[index(fd)?].load(Ordering::Acquire))
+        kind_of(self.tag(fd)?.load(Ordering::Acquire))
     }
 
     /// The open file behind an emulated descriptor.
@@ -67,31 +68,31 @@ impl<F: Clone> FdTable<F> {
     /// onto an emulated descriptor). Numbers at or above [`MAX_FD`] are
     /// refused.
     pub(crate) fn insert(&self, fd: i32, kind: FdKind, file: F) -> Result<Option<F>, ()> {
-        let i = index(fd).ok_or(())?;
+        let tag = self.tag(fd).ok_or(())?;
         let old = self.files.write().unwrap_or_else(PoisonError::into_inner).insert(fd, file);
-        self.tags[i].store(tag_of(kind), Ordering::Release);
+        tag.store(tag_of(kind), Ordering::Release);
         Ok(old)
     }
 
     /// Forgets an emulated descriptor (it was closed or replaced).
     pub(crate) fn remove(&self, fd: i32) -> Option<F> {
-        let i = index(fd)?;
-        if self.tags[i].swap(TAG_NONE, Ordering::AcqRel) == TAG_NONE {
+        if self.tag(fd)?.swap(TAG_NONE, Ordering::AcqRel) == TAG_NONE {
             return None;
         }
         self.files.write().unwrap_or_else(PoisonError::into_inner).remove(&fd)
     }
 
-    /// Forgets every emulated descriptor in `first..=last` (`close_range`).
-    pub(crate) fn remove_range(&self, first: u32, last: u32) -> Vec<F> {
+    /// Forgets every emulated descriptor in `first..=last` (`close_range`),
+    /// answering them with their files.
+    pub(crate) fn remove_range(&self, first: u32, last: u32) -> Vec<(i32, F)> {
         let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
         let gone: Vec<i32> = files.keys().copied().filter(|&fd| (first..=last).contains(&fd.unsigned_abs())).collect();
         gone.into_iter()
             .filter_map(|fd| {
-                if let Some(i) = index(fd) {
-                    self.tags[i].store(TAG_NONE, Ordering::Release);
+                if let Some(tag) = self.tag(fd) {
+                    tag.store(TAG_NONE, Ordering::Release);
                 }
-                files.remove(&fd)
+                files.remove(&fd).map(|file| (fd, file))
             })
             .collect()
     }
@@ -112,7 +113,7 @@ mod tests {
         assert_eq!(table.kind(-1), None);
         assert_eq!(table.insert(i32::try_from(MAX_FD).unwrap(), FdKind::Device, "x"), Err(()));
         table.insert(9, FdKind::Container, "c").unwrap();
-        assert_eq!(table.remove_range(8, 100), vec!["c"]);
+        assert_eq!(table.remove_range(8, 100), vec![(9, "c")]);
         assert_eq!(table.remove(7), Some("d"));
         assert_eq!(table.remove(7), None);
         assert_eq!(table.get(7), None);

@@ -25,7 +25,7 @@ pub enum InitError {
     Topology(#[from] TopologyError),
     /// The control socket could not be served.
     #[error("Cannot serve the control socket")]
-    Control(#[source] std::io::Error),
+    Control(#[source] crate::control::ControlError),
 }
 
 /// The simulated host a configuration describes, on the monotonic clock.
@@ -95,6 +95,7 @@ fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).finish().with(filter);
     // Another subscriber may already be installed (a Rust host program).
     let _ = subscriber.try_init();
+    crate::fork::register();
     let host = Arc::new(simulated_host(&config)?);
     let emu = Arc::new(Emulator::new(host, config.clone()));
     if let Some(path) = &config.socket {

@@ -24,11 +24,18 @@
 //! `vfio-shim-launch` crate, which links this one without `preload`: built
 //! that way, the library exports nothing into the process.
 
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 pub mod config;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
-mod control;
+pub mod control;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fdtable;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
+mod fork;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod global;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.

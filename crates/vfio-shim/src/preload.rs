@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libc::{mode_t, off64_t, off_t, size_t, ssize_t};
 
+use crate::sys;
 use crate::vfio::{Access, Emulator, VFIO_DIR};
 
 /// Exported only by the preload build, so tools can tell it from a build
@@ -41,7 +42,9 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, i32>) -> Option<Result<T, i32>> {
         return None;
     }
     BUSY.with(|b| b.set(true));
+    let gate = crate::fork::enter();
     let result = catch_unwind(AssertUnwindSafe(f));
+    drop(gate);
     BUSY.with(|b| b.set(false));
     Some(result.unwrap_or_else(|_| {
         tracing::error!("Panic in the VFIO emulation; answering EIO");
@@ -199,6 +202,22 @@ macro_rules! define_openat_2 {
 }
 define_openat_2!(__openat_2 => "__openat_2", __openat64_2 => "__openat64_2");
 
+/// Runs `change` (a real descriptor call and the emulator's record of it)
+/// as one step ([`Emulator::changing_fds`]), inside the library: the fork
+/// gate is held unless this thread is already inside (a reentrant call,
+/// which still records the change).
+fn fd_change<T>(emu: &Emulator, change: impl FnOnce() -> T) -> T {
+    if BUSY.with(Cell::get) {
+        return emu.changing_fds(change);
+    }
+    BUSY.with(|b| b.set(true));
+    let gate = crate::fork::enter();
+    let result = emu.changing_fds(change);
+    drop(gate);
+    BUSY.with(|b| b.set(false));
+    result
+}
+
 /// Interposed `close`.
 ///
 /// # Safety
@@ -206,15 +225,44 @@ define_openat_2!(__openat_2 => "__openat_2", __openat64_2 => "__openat64_2");
 /// As the libc function.
 #[no_mangle]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    if let Some(emu) = ours(fd) {
-        guarded(|| {
-            emu.forget(fd);
-            Ok(())
-        });
+    // The library's own descriptors stay open: Linux would close them, but
+    // a program closing every number (a daemon) would then break the
+    // emulation and its control socket. The program sees a successful close.
+    if sys::is_private(fd) {
+        return 0;
     }
     let f = real!("close": unsafe extern "C" fn(c_int) -> c_int);
-    // SAFETY: forwarding the caller's argument unchanged.
-    unsafe { f(fd) }
+    match ours(fd) {
+        Some(emu) => fd_change(emu, || {
+            emu.forget(fd);
+            // SAFETY: forwarding the caller's argument unchanged.
+            unsafe { f(fd) }
+        }),
+        // SAFETY: forwarding the caller's argument unchanged.
+        None => unsafe { f(fd) },
+    }
+}
+
+/// `close_range` of `first..=last` without the library's own descriptors
+/// (see [`close`]); `first <= last`.
+fn close_range_but_private(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let f = real!("close_range": unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int);
+    let mut from = first;
+    loop {
+        let private = sys::next_private(from, last);
+        let end = private.map_or(Some(last), |p| p.checked_sub(1));
+        if let Some(end) = end.filter(|&end| end >= from) {
+            // SAFETY: close_range takes integers; the caller's flags unchanged.
+            let ret = unsafe { f(from, end, flags) };
+            if ret != 0 {
+                return ret;
+            }
+        }
+        match private.and_then(|p| p.checked_add(1)) {
+            Some(next) if next <= last => from = next,
+            _ => return 0,
+        }
+    }
 }
 
 /// Interposed `close_range`.
@@ -224,30 +272,44 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
 /// As the libc function.
 #[no_mangle]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    let f = real!("close_range": unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int);
-    // SAFETY: forwarding the caller's arguments unchanged.
-    let ret = unsafe { f(first, last, flags) };
-    let cloexec_only = flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0;
-    if let (0, false, Some(emu)) = (ret, cloexec_only, emulator()) {
-        guarded(|| {
-            emu.forget_range(first, last);
-            Ok(())
-        });
+    if first > last {
+        let f = real!("close_range": unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int);
+        // SAFETY: forwarding the caller's arguments unchanged (EINVAL).
+        return unsafe { f(first, last, flags) };
     }
-    ret
+    let cloexec_only = flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0;
+    match emulator() {
+        Some(emu) if !cloexec_only => fd_change(emu, || {
+            let taken = emu.take_range(first, last);
+            let ret = close_range_but_private(first, last, flags);
+            if ret != 0 {
+                emu.restore(taken);
+            }
+            ret
+        }),
+        _ => close_range_but_private(first, last, flags),
+    }
 }
 
-/// Records a successful duplication of `old` as `new`.
-fn duplicated(old: c_int, new: c_int) -> c_int {
-    if let (true, Some(emu)) = (new >= 0, emulator()) {
-        if emu.kind(old).is_some() || emu.kind(new).is_some() {
-            guarded(|| {
-                emu.duplicated(old, new);
-                Ok(())
-            });
-        }
+/// A duplication of `old` made by `real` (returning the new descriptor or
+/// -1), recorded as one step with it; `onto` is the number it replaces, if
+/// the caller chose one (`dup2`, `dup3`).
+fn duplicate(old: c_int, onto: Option<c_int>, real: impl FnOnce() -> c_int) -> c_int {
+    let Some(emu) = emulator() else { return real() };
+    let replaces_emulated = onto.is_some_and(|new| new != old && emu.kind(new).is_some());
+    if emu.kind(old).is_none() && !replaces_emulated {
+        return real();
     }
-    new
+    fd_change(emu, || {
+        let taken = onto.filter(|&new| new != old).and_then(|new| emu.take(new));
+        let new = real();
+        if new >= 0 {
+            emu.duplicated(old, new);
+        } else {
+            emu.restore(taken);
+        }
+        new
+    })
 }
 
 /// Interposed `dup`.
@@ -259,7 +321,7 @@ fn duplicated(old: c_int, new: c_int) -> c_int {
 pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
     let f = real!("dup": unsafe extern "C" fn(c_int) -> c_int);
     // SAFETY: forwarding the caller's argument unchanged.
-    duplicated(fd, unsafe { f(fd) })
+    duplicate(fd, None, || unsafe { f(fd) })
 }
 
 /// Interposed `dup2`.
@@ -271,7 +333,7 @@ pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     let f = real!("dup2": unsafe extern "C" fn(c_int, c_int) -> c_int);
     // SAFETY: forwarding the caller's arguments unchanged.
-    duplicated(old, unsafe { f(old, new) })
+    duplicate(old, Some(new), || unsafe { f(old, new) })
 }
 
 /// Interposed `dup3`.
@@ -283,7 +345,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
 pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     let f = real!("dup3": unsafe extern "C" fn(c_int, c_int, c_int) -> c_int);
     // SAFETY: forwarding the caller's arguments unchanged.
-    duplicated(old, unsafe { f(old, new, flags) })
+    duplicate(old, Some(new), || unsafe { f(old, new, flags) })
 }
 
 macro_rules! define_fcntl {
@@ -298,10 +360,10 @@ macro_rules! define_fcntl {
         pub unsafe extern "C" fn $name(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
             let f = real!($real: unsafe extern "C" fn(c_int, c_int, ...) -> c_int);
             // SAFETY: forwarding the caller's arguments unchanged.
-            let ret = unsafe { f(fd, cmd, arg) };
+            let call = || unsafe { f(fd, cmd, arg) };
             match cmd {
-                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => duplicated(fd, ret),
-                _ => ret,
+                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => duplicate(fd, None, call),
+                _ => call(),
             }
         }
     )*};

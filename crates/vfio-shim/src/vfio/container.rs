@@ -125,7 +125,7 @@ impl Emulator {
         container: &Container,
         ioctl: Option<VfioIoctl>,
         value: u64,
-        arg: UserPtr,
+        arg: UserPtr<'_>,
     ) -> IoctlResult {
         let mut state = lock(&container.state);
         match ioctl {

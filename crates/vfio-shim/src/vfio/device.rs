@@ -111,6 +111,14 @@ pub(crate) enum Access<'a> {
     Write(&'a [u8]),
 }
 
+/// Copies the first `w` bytes of `src` into `dst` at `at`; `EINVAL` if
+/// either is too short (the chunk loops never ask for that).
+fn put(dst: &mut [u8], at: usize, src: &[u8], w: usize) -> Result<(), i32> {
+    let src = src.get(..w).ok_or(EINVAL)?;
+    dst.get_mut(at..at.checked_add(w).ok_or(EINVAL)?).ok_or(EINVAL)?.copy_from_slice(src);
+    Ok(())
+}
+
 impl Access<'_> {
     fn len(&self) -> usize {
         match self {
@@ -161,7 +169,7 @@ impl Device {
     fn region(&self, index: u32) -> Option<(u64, u32)> {
         let rw = uapi::VFIO_REGION_INFO_FLAG_READ | uapi::VFIO_REGION_INFO_FLAG_WRITE;
         match index {
-            0..=5 => Some(self.bars[index as usize].map_or((0, 0), |b| (b.size, rw))),
+            0..=5 => Some(self.bars.get(index as usize).copied().flatten().map_or((0, 0), |b| (b.size, rw))),
             uapi::VFIO_PCI_ROM_REGION_INDEX => Some((0, 0)),
             uapi::VFIO_PCI_CONFIG_REGION_INDEX => Some((CONFIG_SIZE, rw)),
             _ => None,
@@ -195,16 +203,17 @@ impl Device {
             let width = chunk(at, n - done, 8);
             let w = usize::from(width);
             let result = match &mut access {
-                Access::Read(buf) => host.bar_read(self.addr, bar.index, at, width).map(|v| {
-                    buf[done..done + w].copy_from_slice(&v.to_le_bytes()[..w]);
-                }),
+                Access::Read(buf) => host
+                    .bar_read(self.addr, bar.index, at, width)
+                    .map_err(|e| e.errno())
+                    .and_then(|v| put(buf, done, &v.to_le_bytes(), w)),
                 Access::Write(buf) => {
                     let mut bytes = [0u8; 8];
-                    bytes[..w].copy_from_slice(&buf[done..done + w]);
-                    host.bar_write(self.addr, bar.index, at, width, u64::from_le_bytes(bytes))
+                    put(&mut bytes, 0, buf.get(done..).unwrap_or_default(), w)?;
+                    host.bar_write(self.addr, bar.index, at, width, u64::from_le_bytes(bytes)).map_err(|e| e.errno())
                 }
             };
-            result.map_err(|e| e.errno())?;
+            result?;
             done += w;
         }
         Ok(n)
@@ -221,14 +230,14 @@ impl Device {
             match access {
                 Access::Read(buf) => {
                     let v = host.config_read(self.addr, reg, width).map_err(|e| e.errno())?;
-                    buf[done..done + w].copy_from_slice(&v.to_le_bytes()[..w]);
+                    put(buf, done, &v.to_le_bytes(), w)?;
                 }
                 Access::Write(buf) => {
                     let mut bytes = [0u8; 4];
-                    bytes[..w].copy_from_slice(&buf[done..done + w]);
+                    put(&mut bytes, 0, buf.get(done..).unwrap_or_default(), w)?;
                     host.config_write(self.addr, reg, width, u32::from_le_bytes(bytes)).map_err(|e| e.errno())?;
-                    if (at..at + u64::from(width)).contains(&PCI_COMMAND) {
-                        let byte = bytes[usize::try_from(PCI_COMMAND - at).unwrap_or(0)];
+                    let command = PCI_COMMAND.checked_sub(at).and_then(|i| bytes.get(usize::try_from(i).ok()?));
+                    if let (Some(&byte), true) = (command, (at..at + u64::from(width)).contains(&PCI_COMMAND)) {
                         self.memory.store(byte & PCI_COMMAND_MEMORY != 0, Ordering::Release);
                     }
                 }
@@ -239,7 +248,7 @@ impl Device {
     }
 
     /// `VFIO_DEVICE_GET_INFO`.
-    fn get_info(arg: UserPtr) -> IoctlResult {
+    fn get_info(arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioDeviceInfo = arg.read_struct(16)?;
         if info.argsz < 16 {
             return Err(EINVAL);
@@ -247,11 +256,11 @@ impl Device {
         info.flags = uapi::VFIO_DEVICE_FLAGS_PCI | uapi::VFIO_DEVICE_FLAGS_RESET;
         info.num_regions = uapi::VFIO_PCI_NUM_REGIONS;
         info.num_irqs = uapi::VFIO_PCI_NUM_IRQS;
-        arg.write(&info.as_bytes()[..16]).map(|()| 0)
+        arg.write_prefix(info.as_bytes(), 16).map(|()| 0)
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`.
-    fn get_region_info(&self, arg: UserPtr) -> IoctlResult {
+    fn get_region_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioRegionInfo = arg.read_struct(32)?;
         if info.argsz < 32 {
             return Err(EINVAL);
@@ -268,7 +277,7 @@ impl Device {
     /// features. There is no migration or dirty tracking, and no SR-IOV
     /// (no VF token, feature 0); low-power entry and exit are offered and, as
     /// the simulated function has no power states, do nothing.
-    fn feature(arg: UserPtr) -> IoctlResult {
+    fn feature(arg: UserPtr<'_>) -> IoctlResult {
         let header: uapi::VfioDeviceFeature = arg.read_struct(8)?;
         let (argsz, flags) = (header.argsz, header.flags);
         let get = flags & uapi::VFIO_DEVICE_FEATURE_GET != 0;
@@ -293,7 +302,7 @@ impl Device {
 
     /// The address-mapping ioctl with the PowerNV hook: exactly one of
     /// GET/SET/CLEAR; SET validates and stores the guest address.
-    fn addr_mapping(&self, arg: UserPtr) -> IoctlResult {
+    fn addr_mapping(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut m: uapi::VfioDeviceAddrMapping = arg.read_struct(24)?;
         let size = size_u32::<uapi::VfioDeviceAddrMapping>();
         if m.argsz < size || m.flags.count_ones() != 1 {
@@ -320,7 +329,7 @@ impl Device {
 impl Emulator {
     /// A device ioctl: `ioctl` is the table's entry, `None` for a VFIO number
     /// the table has not on devices.
-    pub(super) fn device_ioctl(&self, file: &DeviceFile, ioctl: Option<VfioIoctl>, arg: UserPtr) -> IoctlResult {
+    pub(super) fn device_ioctl(&self, file: &DeviceFile, ioctl: Option<VfioIoctl>, arg: UserPtr<'_>) -> IoctlResult {
         let device = &file.device;
         match ioctl {
             Some(uapi::DEVICE_GET_INFO) => Device::get_info(arg),

@@ -98,7 +98,7 @@ impl GroupFile {
 impl Emulator {
     /// A group ioctl: `ioctl` is the table's entry, `None` for a VFIO number
     /// the table has not on groups.
-    pub(super) fn group_ioctl(&self, file: &Arc<GroupFile>, ioctl: Option<VfioIoctl>, arg: UserPtr) -> IoctlResult {
+    pub(super) fn group_ioctl(&self, file: &Arc<GroupFile>, ioctl: Option<VfioIoctl>, arg: UserPtr<'_>) -> IoctlResult {
         let group = &file.group;
         match ioctl {
             Some(uapi::GROUP_GET_STATUS) => {

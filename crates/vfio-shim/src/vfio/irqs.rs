@@ -69,10 +69,10 @@ struct IrqState {
 impl IrqState {
     /// INTx `TRIGGER` (`vfio_pci_set_intx_trigger`).
     fn intx_trigger(&mut self, count: u32, data: IrqData) -> IoctlResult {
-        let intx = VFIO_PCI_INTX_IRQ_INDEX as usize;
+        let Some(trigger) = self.triggers.get_mut(VFIO_PCI_INTX_IRQ_INDEX as usize) else { return Err(EINVAL) };
         if self.intx && count == 0 && matches!(data, IrqData::None) {
             self.intx = false;
-            self.triggers[intx] = None;
+            *trigger = None;
             return Ok(0);
         }
         if count != 1 {
@@ -80,12 +80,12 @@ impl IrqState {
         }
         match data {
             IrqData::Eventfd(fd) => {
-                self.triggers[intx] = if fd >= 0 { Some(keep_eventfd(fd)?) } else { None };
+                *trigger = if fd >= 0 { Some(keep_eventfd(fd)?) } else { None };
                 self.intx = true;
                 Ok(0)
             }
             _ if !self.intx => Err(EINVAL),
-            IrqData::None | IrqData::Bool(true) => fire(&self.triggers[intx]).map(|()| 0),
+            IrqData::None | IrqData::Bool(true) => fire(trigger).map(|()| 0),
             IrqData::Bool(false) => Ok(0),
         }
     }
@@ -107,7 +107,7 @@ impl IrqState {
 
     /// ERR and REQ `TRIGGER` (`vfio_pci_set_ctx_trigger_single`).
     fn single_trigger(&mut self, index: u32, count: u32, data: IrqData) -> IoctlResult {
-        let slot = &mut self.triggers[index as usize];
+        let Some(slot) = self.triggers.get_mut(index as usize) else { return Err(EINVAL) };
         match data {
             IrqData::None if slot.is_some() => {
                 if count > 0 {
@@ -163,7 +163,7 @@ impl Irqs {
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: uapi::VfioIrqInfo = arg.read_struct(16)?;
         if info.argsz < 16 || info.index >= VFIO_PCI_NUM_IRQS {
             return Err(EINVAL);
@@ -180,7 +180,7 @@ impl Irqs {
 
     /// `VFIO_DEVICE_SET_IRQS`: `vfio_set_irqs_validate_and_prepare`, then
     /// vfio-pci's handlers.
-    pub(super) fn set(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn set(&self, arg: UserPtr<'_>) -> IoctlResult {
         let hdr: uapi::VfioIrqSet = arg.read_struct(20)?;
         if hdr.argsz < 20
             || hdr.index >= VFIO_PCI_NUM_IRQS
@@ -215,7 +215,7 @@ impl Irqs {
             return Err(ENOTTY);
         }
         let mut raw = [0u8; 24];
-        arg.read(&mut raw[..20 + data_len])?;
+        arg.read(raw.get_mut(..20 + data_len).ok_or(EINVAL)?)?;
         let data = match elem {
             0 => IrqData::None,
             1 => IrqData::Bool(raw[20] != 0),

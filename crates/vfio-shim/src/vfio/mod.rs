@@ -44,7 +44,7 @@ use crate::config::ShimConfig;
 use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
 use crate::sys;
-use crate::user::UserPtr;
+use crate::user::{ProcessMemory, UserMemory, UserPtr};
 
 /// The emulated directory; only paths below it are claimed.
 pub(crate) const VFIO_DIR: &[u8] = b"/dev/vfio/";
@@ -111,6 +111,7 @@ pub(crate) struct Emulator {
     fds: FdTable<OpenFile>,
     log: OpLog,
     unknown: Mutex<HashSet<(FdKind, u64)>>,
+    fd_changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -132,7 +133,15 @@ impl Emulator {
                 Arc::new(Group::new(g.pe, devices))
             })
             .collect();
-        Emulator { host, config, groups, fds: FdTable::new(), log: OpLog::new(), unknown: Mutex::default() }
+        Emulator {
+            host,
+            config,
+            groups,
+            fds: FdTable::new(),
+            log: OpLog::new(),
+            unknown: Mutex::default(),
+            fd_changes: Mutex::default(),
+        }
     }
 
     /// The simulated host.
@@ -181,15 +190,30 @@ impl Emulator {
         self.install(OpenFile::Group(Arc::new(file)), cloexec)
     }
 
+    /// Runs `change`, a change of the process's descriptors together with
+    /// this emulator's record of it (a real `close`, `close_range`, `dup*`
+    /// and the table update, or a new emulated descriptor), as one step for
+    /// every other such change: no thread can get a number another thread's
+    /// change is about to record, so the table stays exact. Callers forget
+    /// a descriptor before its real close and record one after its real
+    /// creation, so a call never reaches the emulation with a number the
+    /// program has for something else.
+    pub(crate) fn changing_fds<T>(&self, change: impl FnOnce() -> T) -> T {
+        let _one_at_a_time = lock(&self.fd_changes);
+        change()
+    }
+
     /// Gives `file` a new real descriptor.
     fn install(&self, file: OpenFile, cloexec: bool) -> Result<i32, i32> {
-        let fd = sys::eventfd(cloexec).map_err(|e| e.raw_os_error().unwrap_or(EIO))?;
-        let kind = file.kind();
-        if self.fds.insert(fd, kind, file).is_err() {
-            sys::close(fd);
-            return Err(EMFILE);
-        }
-        Ok(fd)
+        self.changing_fds(|| {
+            let fd = sys::eventfd(cloexec).map_err(|e| e.raw_os_error().unwrap_or(EIO))?;
+            let kind = file.kind();
+            if self.fds.insert(fd, kind, file).is_err() {
+                sys::close(fd);
+                return Err(EMFILE);
+            }
+            Ok(fd)
+        })
     }
 
     /// Forgets `fd` before the caller closes it for real.
@@ -198,9 +222,25 @@ impl Emulator {
         drop(self.fds.remove(fd));
     }
 
-    /// Forgets `first..=last` (`close_range`).
-    pub(crate) fn forget_range(&self, first: u32, last: u32) {
-        drop(self.fds.remove_range(first, last));
+    /// Takes `fd`'s file out of the table, to [`restore`](Self::restore) if
+    /// the real call that would replace it fails.
+    pub(crate) fn take(&self, fd: i32) -> Option<(i32, OpenFile)> {
+        self.fds.remove(fd).map(|file| (fd, file))
+    }
+
+    /// Takes `first..=last` out of the table (`close_range`).
+    pub(crate) fn take_range(&self, first: u32, last: u32) -> Vec<(i32, OpenFile)> {
+        self.fds.remove_range(first, last)
+    }
+
+    /// Puts back what [`take`](Self::take) or
+    /// [`take_range`](Self::take_range) took: the real call failed.
+    pub(crate) fn restore(&self, taken: impl IntoIterator<Item = (i32, OpenFile)>) {
+        for (fd, file) in taken {
+            let kind = file.kind();
+            // The number was emulated a moment ago, so it fits the table.
+            let _ = self.fds.insert(fd, kind, file);
+        }
     }
 
     /// Records that `new` (a fresh duplicate of `old`) refers to `old`'s
@@ -232,14 +272,17 @@ impl Emulator {
         Request::Vfio(ioctl.copied())
     }
 
-    /// `ioctl(fd, request, arg)` on an emulated descriptor; `None` if `fd` is
-    /// not one.
+    /// `ioctl(fd, request, arg)` on an emulated descriptor, a pointer `arg`
+    /// reaching this process's memory; `None` if `fd` is not one.
     pub(crate) fn ioctl(&self, fd: i32, request: u64, arg: usize) -> Option<IoctlResult> {
+        self.ioctl_in(&ProcessMemory, fd, request, arg)
+    }
+
+    /// `ioctl(fd, request, arg)` with a pointer `arg` into `memory`.
+    pub(crate) fn ioctl_in(&self, memory: &dyn UserMemory, fd: i32, request: u64, arg: usize) -> Option<IoctlResult> {
         let file = self.fds.get(fd)?;
         let kind = file.kind();
-        // SAFETY: `arg` is the caller's ioctl argument; `UserPtr`'s contract is
-        // the ioctl contract the caller accepted.
-        let ptr = unsafe { UserPtr::new(arg) };
+        let ptr = UserPtr::new(arg, memory);
         let mut logged = arg as u64;
         let mut groups = file.groups();
         let (ioctl, result) = match self.request(kind, request) {
@@ -334,6 +377,21 @@ mod tests {
     }
 
     #[test]
+    fn bad_pointers_answer_efault() {
+        let fx = Fixture::new(ShimConfig::default());
+        let group = fx.open("0");
+        let status = u64::from(uapi::GROUP_GET_STATUS.native());
+        // Unmapped: the top of the lower half; read-only: this test's code.
+        let unmapped = 0x7fff_ffff_0000_usize;
+        let read_only = bad_pointers_answer_efault as fn() as usize;
+        for arg in [0, 8, unmapped, read_only, usize::MAX - 3] {
+            assert_eq!(fx.emu.ioctl(group, status, arg), Some(Err(libc::EFAULT)), "{arg:#x}");
+        }
+        let get_device = u64::from(uapi::GROUP_GET_DEVICE_FD.native());
+        assert_eq!(fx.emu.ioctl(group, get_device, unmapped), Some(Err(libc::EFAULT)));
+    }
+
+    #[test]
     fn duplicates_share_the_file_and_the_last_close_releases_it() {
         let fx = Fixture::new(ShimConfig::default());
         let group = fx.open("0");
@@ -344,7 +402,7 @@ mod tests {
         assert_eq!(fx.emu.open(b"/dev/vfio/0", 0), Some(Err(libc::EBUSY)), "the copy holds the group open");
         fx.close(copy);
         let again = fx.open("0");
-        fx.emu.forget_range(0, u32::MAX);
+        assert_eq!(fx.emu.take_range(0, u32::MAX).len(), 1);
         assert_eq!(fx.emu.kind(again), None);
         sys::close(again);
         assert_eq!(fx.emu.open(b"/dev/vfio/99", 0), Some(Err(ENOENT)));

@@ -118,7 +118,7 @@ impl Iommu {
     /// The container ioctls the IOMMU driver serves once set: `ioctl` is one
     /// of the table's container entries; `ENOTTY` for what this driver does
     /// not know.
-    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr) -> IoctlResult {
+    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr<'_>) -> IoctlResult {
         match (self, ioctl) {
             (Iommu::Type1(t), uapi::IOMMU_GET_INFO | uapi::IOMMU_SPAPR_TCE_GET_INFO) => t.get_info(arg),
             (Iommu::Spapr(s), uapi::IOMMU_GET_INFO | uapi::IOMMU_SPAPR_TCE_GET_INFO) => s.get_info(arg),

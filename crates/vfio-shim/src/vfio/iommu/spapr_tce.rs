@@ -76,7 +76,7 @@ impl Spapr {
     }
 
     /// `VFIO_IOMMU_SPAPR_TCE_GET_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         // The input flags are ignored; the answer's flags (in the first 16
         // bytes) say DDW on v2 whatever argsz is.
         let mut info: VfioIommuSpaprTceInfo = arg.read_struct(16)?;
@@ -101,12 +101,12 @@ impl Spapr {
         } else {
             16
         };
-        arg.write(&info.as_bytes()[..n]).map(|()| 0)
+        arg.write_prefix(info.as_bytes(), n).map(|()| 0)
     }
 
     /// The sPAPR-only container ioctls (`IOMMU_ENABLE` .. `SPAPR_TCE_REMOVE`);
     /// `ENOTTY` for the others.
-    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr) -> IoctlResult {
+    pub(super) fn ioctl(&mut self, ioctl: VfioIoctl, arg: UserPtr<'_>) -> IoctlResult {
         match ioctl {
             uapi::IOMMU_ENABLE => self.enable(true),
             uapi::IOMMU_DISABLE => self.enable(false),
@@ -202,7 +202,7 @@ impl Spapr {
         Ok(())
     }
 
-    fn register(&mut self, arg: UserPtr, add: bool) -> Result<(), i32> {
+    fn register(&mut self, arg: UserPtr<'_>, add: bool) -> Result<(), i32> {
         if !self.v2 {
             return Err(ENOTTY);
         }
@@ -230,7 +230,7 @@ impl Spapr {
         }
     }
 
-    fn create(&mut self, arg: UserPtr) -> Result<(), i32> {
+    fn create(&mut self, arg: UserPtr<'_>) -> Result<(), i32> {
         let mut create: VfioIommuSpaprTceCreate = arg.read_struct(40)?;
         if create.argsz < 40 || create.flags != 0 {
             return Err(EINVAL);
@@ -243,19 +243,20 @@ impl Spapr {
         }
         let start = if slot == 0 { 0 } else { SPAPR_WINDOW1_START };
         end_of(start, create.window_size)?;
-        self.windows[slot] = Some(Window { start, size: create.window_size, page_shift: create.page_shift });
+        *self.windows.get_mut(slot).ok_or(EINVAL)? =
+            Some(Window { start, size: create.window_size, page_shift: create.page_shift });
         create.start_addr = start;
         arg.write(create.as_bytes())
     }
 
-    fn remove(&mut self, arg: UserPtr) -> Result<(), i32> {
+    fn remove(&mut self, arg: UserPtr<'_>) -> Result<(), i32> {
         let remove: VfioIommuSpaprTceRemove = arg.read_struct(16)?;
         if remove.argsz < 16 || remove.flags != 0 {
             return Err(EINVAL);
         }
         // Linux finds the window by any bus address inside it.
         let slot = self.windows.iter().position(|w| w.is_some_and(|w| w.contains(remove.start_addr))).ok_or(EINVAL)?;
-        if let Some(w) = self.windows[slot].take() {
+        if let Some(w) = self.windows.get_mut(slot).and_then(Option::take) {
             self.mapped.punch(w.start, w.start + w.size);
         }
         Ok(())

@@ -38,7 +38,7 @@ impl Type1 {
     }
 
     /// `VFIO_IOMMU_GET_INFO`.
-    pub(super) fn get_info(&self, arg: UserPtr) -> IoctlResult {
+    pub(super) fn get_info(&self, arg: UserPtr<'_>) -> IoctlResult {
         let mut info: VfioIommuType1Info = arg.read_struct(16)?;
         if info.argsz < 16 {
             return Err(EINVAL);
@@ -47,7 +47,7 @@ impl Type1 {
         info.iova_pgsizes = TYPE1_PGSIZES;
         info.cap_offset = 0;
         let n = if info.argsz >= 20 { 20 } else { 16 };
-        arg.write(&info.as_bytes()[..n]).map(|()| 0)
+        arg.write_prefix(info.as_bytes(), n).map(|()| 0)
     }
 
     /// `VFIO_IOMMU_MAP_DMA`.
