@@ -330,7 +330,7 @@ pub const ATTRIBUTE_MAX: u64 = 4096;
 /// opened, and again on the open file, so a swap in between is caught),
 /// the open does not block (`O_NONBLOCK`, for a FIFO swapped in), and at
 /// most [`ATTRIBUTE_MAX`] bytes are read.
-fn read_attribute(path: &Path) -> Result<String, SysfsError> {
+pub fn read_attribute(path: &Path) -> Result<String, SysfsError> {
     let read_error = |source| SysfsError::Read { path: path.to_owned(), source };
     let not_regular = || SysfsError::NotRegular { path: path.to_owned() };
     if !fs::metadata(path).map_err(read_error)?.is_file() {
