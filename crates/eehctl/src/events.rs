@@ -18,7 +18,10 @@ pub struct Args {
     after: u64,
     /// Only this PE's events.
     #[arg(long)]
-    pe: Option<u32>,
+    pub pe: Option<u32>,
+    /// With --host linux: wait for new events (one line, or NDJSON, each).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// The JSON document.

@@ -20,8 +20,18 @@ pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
     /// The PE (IOMMU group number).
+    #[arg(long, required_unless_present = "device")]
+    pe: Option<u32>,
+    /// With --host linux: the PE of this device (e.g. 0000:01:00.0).
+    #[arg(long, conflicts_with = "pe")]
+    device: Option<vfio_eeh::addr::PciAddr>,
+    /// With --host linux: how to inject [default: vfio for a vfio-pci PE,
+    /// else debugfs].
+    #[arg(long, value_enum)]
+    via: Option<crate::linux_host::Via>,
+    /// With --host linux: inject even into a PE a running process (a VM) holds.
     #[arg(long)]
-    pe: u32,
+    force: bool,
     /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
     /// instead of freezing the PE outright.
     #[arg(long, value_name = "N")]
@@ -64,9 +74,22 @@ struct InjectView {
     pe: PeReport,
 }
 
-/// Injects and prints the PE's state afterwards.
-pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
-    let injection = match args.func {
+/// The `--func` error, for a Linux host (which has no outright freeze).
+pub fn linux_request(args: &Args) -> anyhow::Result<crate::linux_host::InjectRequest> {
+    let Injection::Error(injection) = injection(args)? else {
+        anyhow::bail!("--host linux needs --func (e.g. --func 4, a config-space load)");
+    };
+    let target = match (args.pe, args.device) {
+        (Some(pe), _) => Ok(PeId(pe)),
+        (None, Some(device)) => Err(device),
+        (None, None) => anyhow::bail!("--pe or --device is required"),
+    };
+    Ok(crate::linux_host::InjectRequest { target, injection, via: args.via, force: args.force })
+}
+
+/// The injection the options describe.
+fn injection(args: &Args) -> anyhow::Result<Injection> {
+    Ok(match args.func {
         None => Injection::Freeze,
         Some(raw) => Injection::Error(ErrInjection {
             kind: match args.width {
@@ -77,8 +100,14 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
             addr: args.addr,
             mask: args.mask,
         }),
-    };
-    let pe = args.socket.connect()?.inject(PeId(args.pe), injection)?;
+    })
+}
+
+/// Injects and prints the PE's state afterwards.
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    let injection = injection(args)?;
+    let pe_id = args.pe.context("--pe is required for a VMM's simulated host")?;
+    let pe = args.socket.connect()?.inject(PeId(pe_id), injection)?;
     let view = InjectView { injection, pe };
     out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))
 }

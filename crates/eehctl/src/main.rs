@@ -10,6 +10,7 @@ mod demo;
 mod events;
 mod host;
 mod inject;
+mod linux_host;
 mod oplog;
 mod output;
 mod shim;
@@ -58,6 +59,15 @@ enum Command {
     Events(events::Args),
     /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
     Oplog(oplog::Args),
+    /// Read or set the kernel's eeh_max_freezes (debugfs) on a Linux host.
+    MaxFreezes(MaxFreezesArgs),
+}
+
+/// `eehctl max-freezes` options.
+#[derive(Debug, clap::Args)]
+struct MaxFreezesArgs {
+    /// The new limit of freezes per PE in an hour; without it, prints the current one.
+    value: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -82,6 +92,7 @@ fn main() -> ExitCode {
     // Each command picks its host. `topo` needs no EEH, so `--host auto`
     // takes Linux wherever sysfs lists devices; `demo` and `bench` run on the
     // simulator.
+    let linux = cli.global.host == host::HostChoice::Linux;
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &out),
         Command::Demo(args) => demo::run(&cli.global, &args, &out),
@@ -89,6 +100,22 @@ fn main() -> ExitCode {
         // The shim's commands act on the simulated host of the preload
         // library (in a VMM process), whatever `--host` says.
         Command::Shim(args) => shim::run(&args, &out).map(|code| exit = code),
+        // With `--host linux` they act on this host instead (linux_host).
+        Command::Inject(args) if linux => {
+            inject::linux_request(&args).and_then(|request| linux_host::inject(&cli.global, &request, &out))
+        }
+        Command::State(args) if linux => linux_host::state(&cli.global, args.vfio, &out),
+        Command::Events(args) if linux => linux_host::events(&cli.global, args.pe, args.follow, &out),
+        Command::MaxFreezes(args) => match cli.global.host {
+            host::HostChoice::Sim => Err(anyhow::anyhow!("max-freezes acts on a Linux host's debugfs, not --host sim")),
+            _ => linux_host::max_freezes(&cli.global, args.value, &out),
+        },
+        Command::Events(args) if args.follow => {
+            Err(anyhow::anyhow!("--follow reads the kernel log: it needs --host linux"))
+        }
+        Command::State(args) if args.vfio => {
+            Err(anyhow::anyhow!("--vfio asks a Linux host's VFIO: it needs --host linux"))
+        }
         Command::Inject(args) => inject::run(&args, &out),
         Command::State(args) => state::run(&args, &out),
         Command::Events(args) => events::run(&args, &out),

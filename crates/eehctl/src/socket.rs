@@ -14,12 +14,15 @@ pub struct SocketArgs {
     /// The control socket of a process running under the preload library
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
     #[arg(long, value_name = "PATH", env = ENV_SOCKET)]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
 }
 
 impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
-        Client::connect(&self.socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
+        let socket = self.socket.as_deref().context(
+            "--socket (or $VFIO_EEH_SHIM_SOCKET) names the VMM to act on; --host linux acts on this host instead",
+        )?;
+        Client::connect(socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }
 }

@@ -12,6 +12,10 @@ use crate::socket::SocketArgs;
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    /// With --host linux: also ask VFIO_EEH_PE_GET_STATE of each vfio-pci PE
+    /// no process holds (this opens its devices, which resets them).
+    #[arg(long)]
+    pub vfio: bool,
 }
 
 /// The JSON document.
