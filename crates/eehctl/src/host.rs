@@ -68,8 +68,9 @@ impl HostArgs {
             || self.debugfs != Path::new(DEBUGFS)
             || self.kmsg != Path::new(KMSG)
             || self.proc != Path::new(PROC);
-        (self.host == HostChoice::Sim && linux_options)
-            .then_some("--sysfs, --dev-vfio, --debugfs, --kmsg and --proc apply to the Linux host, not to --host sim")
+        (self.host == HostChoice::Sim && linux_options).then_some(
+            "--sysfs and --dev-vfio apply to the Linux host, not to --host sim (so do --debugfs, --kmsg and --proc)",
+        )
     }
 
     /// The Linux host's sysfs root.
