@@ -215,6 +215,10 @@ if [ -n "$rust_dir" ]; then
     sed -n '/^ORACLE-RUST-STDERR-BEGIN$/,/^ORACLE-RUST-STDERR-END$/p' "$work/console.txt" | sed '1d;$d;s/^/    /' >&2
     grep -q '^ORACLE-EEHCTL-END' "$work/console.txt" || { tail_log; die "the guest did not finish the eehctl checks"; }
     sed -n '/^ORACLE-EEHCTL-BEGIN$/,/^ORACLE-EEHCTL-END/p' "$work/console.txt" | sed '1d' >"$output.eehctl"
+    if ! grep -q '^ORACLE-EEHCTL-END rc=0' "$output.eehctl"; then
+        grep -B30 '^EEHCTL-UNEXPECTED' "$output.eehctl" >&2 || tail -n 40 "$output.eehctl" >&2
+        die "eehctl's host commands did not answer as expected in the guest (transcript: $output.eehctl)"
+    fi
 fi
 
 log "program stderr:"
