@@ -145,8 +145,9 @@ impl Report {
 
 /// `flags=0x..` of `VFIO_GROUP_GET_STATUS`.
 fn status_flags(status: &GroupStatus) -> String {
-    let flags = u32::from(status.viable) * uapi::VFIO_GROUP_FLAGS_VIABLE
-        | u32::from(status.container_set) * uapi::VFIO_GROUP_FLAGS_CONTAINER_SET;
+    let viable = if status.viable { uapi::VFIO_GROUP_FLAGS_VIABLE } else { 0 };
+    let container_set = if status.container_set { uapi::VFIO_GROUP_FLAGS_CONTAINER_SET } else { 0 };
+    let flags = viable | container_set;
     format!("flags={flags:#x}")
 }
 
