@@ -48,9 +48,10 @@ tests/qemu/e2e.sh
 # (fetched into ~/.cache/vfio-eeh, nothing installed), then the pure crates'
 # test binaries under qemu-ppc64le-static. The binaries it builds also run
 # in the oracle's Linux 6.12 PowerNV guest below (the Rust backend's checks
-# and eehctl's host commands). Cold: about 15 minutes on 2 cores; warm
-# (cache kept): about 1 minute. VFIO_EEH_SKIP_CROSS=1 skips it (and the
-# Rust side of the oracle stage).
+# and eehctl's host commands). Cold it compiles the three crates' release
+# builds for ppc64le (ppc64le-build.md measured 219 s + 412 s for a larger
+# set on 2 busy cores); warm (cache kept) it is a no-op build.
+# VFIO_EEH_SKIP_CROSS=1 skips it (and the Rust side of the oracle stage).
 cross_dir=''
 if [[ ${VFIO_EEH_SKIP_CROSS:-0} != 1 ]]; then
     echo "== ppc64le cross build (scripts/cross/build-ppc64le.sh)"
