@@ -7,12 +7,14 @@
 //! into a real host's devices is not a demonstration.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
 use vfio_eeh_sim::demo::{self, DemoConfig, DemoReport};
 use vfio_eeh_sim::vmm::EehModel;
 
+use crate::daemon_demo;
 use crate::host::{HostArgs, HostChoice};
 use crate::output::{table, Output};
 
@@ -35,6 +37,14 @@ pub struct Args {
     /// upstream's VFIO_EEH_PE_OP on a container per PE.
     #[arg(long, value_enum, default_value_t = Model::HostMapping)]
     model: Model,
+    /// Run the demo through a real eehd process (started on the simulated
+    /// host with a virtual clock, private socket and state): every RTAS
+    /// call, device access, sleep and injection goes through the daemon.
+    #[arg(long)]
+    daemon: bool,
+    /// The eehd binary for --daemon [default: the one next to eehctl].
+    #[arg(long, value_name = "PATH", requires = "daemon")]
+    eehd: Option<PathBuf>,
 }
 
 /// `--model` values.
@@ -49,6 +59,9 @@ pub fn run(host: &HostArgs, args: &Args, out: &Output) -> anyhow::Result<()> {
     if host.host == HostChoice::Linux {
         bail!("The demo runs on the simulated host only (--host sim or auto)");
     }
+    if args.daemon && matches!(args.model, Model::Container) {
+        bail!("eehd serves RTAS with the host-held mapping: --daemon runs the host-mapping model only");
+    }
     let model = match args.model {
         Model::HostMapping => EehModel::HostMapping,
         Model::Container => EehModel::Container,
@@ -61,7 +74,11 @@ pub fn run(host: &HostArgs, args: &Args, out: &Output) -> anyhow::Result<()> {
         model,
         ..DemoConfig::default()
     };
-    let report = demo::run(config)?;
+    let report = if args.daemon {
+        daemon_demo::run(config, &daemon_demo::locate(args.eehd.as_deref())?)?
+    } else {
+        demo::run(config)?
+    };
     out.print(&report, || human(&report))?;
     let unexpected = report.unexpected();
     if !unexpected.is_empty() {

@@ -5,23 +5,32 @@
 use serde::Serialize;
 use vfio_eeh_sim::event::SimEvent;
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 
 /// `eehctl events` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// Only events with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,
     /// Only this PE's events.
     #[arg(long)]
     pub pe: Option<u32>,
-    /// With --host linux: wait for new events (one line, or NDJSON, each).
-    #[arg(long)]
+    /// Print events as they happen, one line each (one JSON object each with
+    /// --json), until interrupted: the kernel log's with --host linux, a VM's
+    /// in eehd with --connect and --vm.
+    #[arg(long, conflicts_with = "after")]
     pub follow: bool,
+    /// With --follow: stop after this many events.
+    #[arg(long, value_name = "N", requires = "follow")]
+    count: Option<u64>,
 }
 
 /// The JSON document.
@@ -56,6 +65,14 @@ fn human(events: &[SimEvent]) -> String {
 
 /// Prints the events.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if args.daemon.connect.is_some() {
+        anyhow::ensure!(args.follow, "eehd pushes events as they happen: give --follow (and --vm NAME)");
+        return connect::follow_events(&args.daemon, args.pe, args.count, out);
+    }
+    anyhow::ensure!(
+        !args.follow,
+        "--follow follows the kernel log (--host linux) or a VM's events in eehd (--connect SOCKET --vm NAME)"
+    );
     let mut events = args.socket.connect()?.events(args.after)?;
     events.retain(|e| args.pe.is_none_or(|pe| e.pe.0 == pe));
     let view = EventsView { events };

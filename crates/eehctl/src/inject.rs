@@ -5,22 +5,27 @@
 //! `VFIO_EEH_SHIM_INJECTION` says.
 
 use anyhow::Context;
+use eehd::protocol::InjectTarget;
 use serde::Serialize;
 use vfio_eeh::addr::PeId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
-use vfio_eeh_shim::client::{Injection, PeReport};
+use vfio_eeh_shim::protocol::{Injection, PeReport};
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::Output;
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 use crate::state::pe_table;
 
 /// `eehctl inject` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    #[command(flatten)]
+    daemon: ConnectArgs,
     /// The PE (IOMMU group number).
-    #[arg(long, required_unless_present = "device")]
+    #[arg(long, required_unless_present_any = ["device", "phb"])]
     pe: Option<u32>,
     /// With --host linux: the PE of this device (e.g. 0000:01:00.0).
     #[arg(long, conflicts_with = "pe")]
@@ -32,6 +37,10 @@ pub struct Args {
     /// With --host linux: inject even into a PE a running process (a VM) holds.
     #[arg(long)]
     force: bool,
+    /// With --connect: a PHB-wide error on the PHB with this PCI domain (a
+    /// fence) instead of an error in one PE.
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32, conflicts_with_all = ["pe", "func", "device"])]
+    phb: Option<u32>,
     /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
     /// instead of freezing the PE outright.
     #[arg(long, value_name = "N")]
@@ -74,6 +83,12 @@ struct InjectView {
     pe: PeReport,
 }
 
+/// A decimal or `0x` hexadecimal number that fits 32 bits.
+fn parse_u32(text: &str) -> Result<u32, String> {
+    let value = parse_u64(text).map_err(|e| e.to_string())?;
+    u32::try_from(value).map_err(|e| e.to_string())
+}
+
 /// The `--func` error, for a Linux host (which has no outright freeze).
 pub fn linux_request(args: &Args) -> anyhow::Result<crate::linux_host::InjectRequest> {
     let Injection::Error(injection) = injection(args)? else {
@@ -106,8 +121,19 @@ fn injection(args: &Args) -> anyhow::Result<Injection> {
 /// Injects and prints the PE's state afterwards.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
     let injection = injection(args)?;
-    let pe_id = args.pe.context("--pe is required for a VMM's simulated host")?;
-    let pe = args.socket.connect()?.inject(PeId(pe_id), injection)?;
+    anyhow::ensure!(args.device.is_none(), "--device names a PE on a Linux host: it needs --host linux");
+    let pe = args.pe.map(PeId);
+    if args.daemon.connect.is_some() {
+        let target = match (args.phb, pe, injection) {
+            (Some(domain), _, _) => InjectTarget::Phb { domain, dead: false },
+            (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
+            (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
+            (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),
+        };
+        return connect::inject(&args.daemon, target, out);
+    }
+    let pe = pe.context("--phb needs --connect; give --pe N")?;
+    let pe = args.socket.connect()?.inject(pe, injection)?;
     let view = InjectView { injection, pe };
     out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))
 }

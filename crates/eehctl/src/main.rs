@@ -6,6 +6,8 @@
 //! exits with the command's status.
 
 mod bench;
+mod connect;
+mod daemon_demo;
 mod demo;
 mod events;
 mod host;
@@ -51,14 +53,23 @@ enum Command {
     /// Prepare simulated devices for a VMM under the preload library (sysfs
     /// directories, environment, control socket) and optionally run it.
     Shim(shim::Args),
-    /// Inject an error into a PE of the simulated host inside a running VMM.
+    /// Inject an error into a PE of the simulated host inside a running VMM
+    /// (or of the host eehd serves, with --connect).
     Inject(inject::Args),
-    /// Show the PEs of the simulated host inside a running VMM.
+    /// Show the PEs of the simulated host inside a running VMM (or of the
+    /// host eehd serves, with --connect).
     State(state::Args),
-    /// Show the simulator's events inside a running VMM.
+    /// Show the simulator's events inside a running VMM (or follow a VM's
+    /// events in eehd, with --connect).
     Events(events::Args),
     /// Show the VFIO/EEH operations a running VMM issued on the emulated /dev/vfio.
     Oplog(oplog::Args),
+    /// Show or change a VM's address map, claims and virtual PHBs in eehd.
+    Map(connect::MapArgs),
+    /// Reset a PE a VM claimed in eehd (assert, hold, deactivate).
+    Reset(connect::ResetArgs),
+    /// Every VM's PHBs, claims and mappings in eehd.
+    Claims(connect::ClaimsArgs),
     /// Read or set the kernel's eeh_max_freezes (debugfs) on a Linux host.
     MaxFreezes(MaxFreezesArgs),
 }
@@ -110,9 +121,6 @@ fn main() -> ExitCode {
             host::HostChoice::Sim => Err(anyhow::anyhow!("max-freezes acts on a Linux host's debugfs, not --host sim")),
             _ => linux_host::max_freezes(&cli.global, args.value, &out),
         },
-        Command::Events(args) if args.follow => {
-            Err(anyhow::anyhow!("--follow reads the kernel log: it needs --host linux"))
-        }
         Command::State(args) if args.vfio => {
             Err(anyhow::anyhow!("--vfio asks a Linux host's VFIO: it needs --host linux"))
         }
@@ -120,6 +128,9 @@ fn main() -> ExitCode {
         Command::State(args) => state::run(&args, &out),
         Command::Events(args) => events::run(&args, &out),
         Command::Oplog(args) => oplog::run(&args, &out),
+        Command::Map(args) => connect::map(&args, &out),
+        Command::Reset(args) => connect::reset(&args, &out),
+        Command::Claims(args) => connect::claims(&args, &out),
     };
     match result {
         Ok(()) => exit,
@@ -127,5 +138,15 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -43,6 +43,22 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Prints `body` as one line of JSON (a stream of documents, NDJSON), or
+    /// `human()` as text, and flushes it: for output that follows events.
+    pub fn line<T: Serialize>(&self, body: &T, human: impl FnOnce() -> String) -> anyhow::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        let written = if self.json {
+            serde_json::to_writer(&mut stdout, &Document { schema_version: SCHEMA_VERSION, body })
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(stdout))
+        } else {
+            write!(stdout, "{}", human())
+        };
+        written.and_then(|()| stdout.flush()).context("Cannot write to stdout")
+    }
+}
+
 /// A table with eehctl's look: a header row, no borders.
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();

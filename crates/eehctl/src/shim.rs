@@ -18,7 +18,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ShimConfig};
-use vfio_eeh_shim::prepare::{default_library, is_preload_library, prepare, Prepared, LIBRARY_NAME};
+use vfio_eeh_shim::LIBRARY_NAME;
+use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, Prepared};
 
 use crate::output::{table, Output};
 

@@ -5,10 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use vfio_eeh_shim::client::Client;
 use vfio_eeh_shim::config::ENV_SOCKET;
+use vfio_shim_launch::client::Client;
 
-/// Where the VMM's control socket is.
+/// Where the VMM's control socket is. Commands that also reach eehd
+/// (`--connect`) make it optional with [`OR_CONNECT`].
 #[derive(Debug, clap::Args)]
 pub struct SocketArgs {
     /// The control socket of a process running under the preload library
@@ -17,11 +18,16 @@ pub struct SocketArgs {
     pub socket: Option<PathBuf>,
 }
 
+/// `#[command(mut_arg("socket", OR_CONNECT))]`: `--socket` or `--connect`,
+/// not both (neither is needed with the global `--host linux`, which clap
+/// cannot see from a subcommand, so a missing one is reported when used).
+pub const OR_CONNECT: fn(clap::Arg) -> clap::Arg = |arg| arg.conflicts_with("connect");
+
 impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
         let socket = self.socket.as_deref().context(
-            "--socket (or $VFIO_EEH_SHIM_SOCKET) names the VMM to act on; --host linux acts on this host instead",
+            "Give --socket PATH (a VMM under the preload library), --connect SOCKET (eehd) or --host linux (this host)",
         )?;
         Client::connect(socket).context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }

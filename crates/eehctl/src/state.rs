@@ -2,13 +2,15 @@
 //! running VMM, with its state and devices.
 
 use serde::Serialize;
-use vfio_eeh_shim::client::PeReport;
+use vfio_eeh_shim::protocol::PeReport;
 
+use crate::connect::{self, ConnectArgs};
 use crate::output::{table, Output};
-use crate::socket::SocketArgs;
+use crate::socket::{SocketArgs, OR_CONNECT};
 
 /// `eehctl state` options.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("socket", OR_CONNECT))]
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
@@ -16,6 +18,8 @@ pub struct Args {
     /// no process holds (this opens its devices, which resets them).
     #[arg(long)]
     pub vfio: bool,
+    #[command(flatten)]
+    daemon: ConnectArgs,
 }
 
 /// The JSON document.
@@ -37,6 +41,9 @@ pub fn pe_table(pes: &[PeReport]) -> String {
 
 /// Prints every PE's state.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    if args.daemon.connect.is_some() {
+        return connect::state(&args.daemon, out);
+    }
     let view = StateView { pes: args.socket.connect()?.state()? };
     out.print(&view, || pe_table(&view.pes))
 }

@@ -157,7 +157,7 @@ fn max_freezes_reads_and_sets_and_says_what_is_missing() {
 fn the_socket_commands_still_need_a_socket_without_host_linux() {
     let out =
         Command::cargo_bin("eehctl").unwrap().env_remove("VFIO_EEH_SHIM_SOCKET").args(["state"]).assert().failure();
-    assert!(text(&out.get_output().stderr).contains("--host linux acts on this host instead"));
+    assert!(text(&out.get_output().stderr).contains("or --host linux (this host)"));
     let out = Command::cargo_bin("eehctl").unwrap().args(["events", "--follow"]).assert().failure();
-    assert!(text(&out.get_output().stderr).contains("needs --host linux"));
+    assert!(text(&out.get_output().stderr).contains("the kernel log (--host linux)"));
 }

@@ -6,7 +6,7 @@
 //! byte for byte, and a run of many recoveries (each sleeping seconds of
 //! guest time) takes milliseconds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +101,9 @@ pub struct PeRow {
     pub downtime: Duration,
     /// The host's PE state at the end.
     pub host_state: PeState,
+    /// Whether the host saw the PE as passed to the VMM (`eeh_pe_passed`), so
+    /// that only the guest counted its freezes.
+    pub passed: bool,
     /// Whether the guest gave the PE up.
     pub failed: bool,
     /// Whether giving up was expected (more injections than the freeze limit).
@@ -184,49 +187,175 @@ fn plan(config: &DemoConfig, devices: usize) -> Vec<Planned> {
     planned
 }
 
-/// Runs the demo.
+/// A PE as the host sees it at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPe {
+    /// Its state.
+    pub state: PeState,
+    /// Whether it is passed through to a VFIO user (`eeh_pe_passed`).
+    pub passed: bool,
+}
+
+/// What the demo runs against: a VM on a host, and an operator's view of
+/// that host. [`SimTarget`] is the simulator in this process; eehctl's
+/// `demo --daemon` drives a real eehd through the same loop.
+pub trait DemoTarget {
+    /// The VM's platform, which the guest model runs on.
+    type Platform: GuestPlatform;
+    /// Why the host side failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Gives the VM a virtual PHB.
+    fn add_phb(&mut self, buid: Buid) -> Result<(), Self::Error>;
+    /// Passes host function `host` through at guest address `guest`.
+    fn pass_through(&mut self, host: PciAddr, guest: GuestAddr) -> Result<(), Self::Error>;
+    /// The VM's platform.
+    fn platform(&mut self) -> &mut Self::Platform;
+    /// The PE of a host function.
+    fn pe_of(&mut self, host: PciAddr) -> Result<PeId, Self::Error>;
+    /// A PE as the host sees it.
+    fn host_pe(&mut self, pe: PeId) -> Result<HostPe, Self::Error>;
+    /// Arms an error in a PE, as an operator would.
+    fn inject(&mut self, pe: PeId, injection: ErrInjection) -> Result<(), Self::Error>;
+    /// Lets `gap` of guest time pass between rounds; a target whose
+    /// platform can fail says so here.
+    fn pass_time(&mut self, gap: Duration) -> Result<(), Self::Error>;
+    /// The host's side of the timeline for `pes`, by time.
+    fn host_timeline(&mut self, pes: &BTreeSet<PeId>) -> Result<Vec<TimelineEntry>, Self::Error>;
+}
+
+/// The simulated host in this process, on a virtual clock, with one VM.
+pub struct SimTarget {
+    clock: Arc<VirtualClock>,
+    host: Arc<SimHost>,
+    vmm: SimVmm,
+}
+
+impl SimTarget {
+    /// The built-in host with a VM reaching it under `model`.
+    pub fn new(model: EehModel) -> Self {
+        let clock = Arc::new(VirtualClock::new());
+        let host = Arc::new(SimHost::new(&TopologySpec::builtin(), SimConfig::default(), clock.clone()));
+        let vmm = SimVmm::new(host.clone(), vfio_eeh::mapping::VmId(1), model, RtasPolicy::default());
+        SimTarget { clock, host, vmm }
+    }
+}
+
+impl DemoTarget for SimTarget {
+    type Platform = SimVmm;
+    type Error = DemoError;
+
+    fn add_phb(&mut self, buid: Buid) -> Result<(), DemoError> {
+        Ok(self.vmm.add_phb(buid)?)
+    }
+
+    fn pass_through(&mut self, host: PciAddr, guest: GuestAddr) -> Result<(), DemoError> {
+        Ok(self.vmm.pass_through(host, guest)?)
+    }
+
+    fn platform(&mut self) -> &mut SimVmm {
+        &mut self.vmm
+    }
+
+    fn pe_of(&mut self, host: PciAddr) -> Result<PeId, DemoError> {
+        Ok(self.host.pe_of(host)?)
+    }
+
+    fn host_pe(&mut self, pe: PeId) -> Result<HostPe, DemoError> {
+        Ok(HostPe { state: self.host.status(pe)?.state, passed: self.host.passed(pe)? })
+    }
+
+    fn inject(&mut self, pe: PeId, injection: ErrInjection) -> Result<(), DemoError> {
+        Ok(self.host.inject(pe, injection)?)
+    }
+
+    fn pass_time(&mut self, gap: Duration) -> Result<(), DemoError> {
+        self.clock.sleep(gap);
+        Ok(())
+    }
+
+    fn host_timeline(&mut self, pes: &BTreeSet<PeId>) -> Result<Vec<TimelineEntry>, DemoError> {
+        let mut timeline = Vec::new();
+        for event in self.host.events() {
+            if !pes.contains(&event.pe) {
+                continue;
+            }
+            let text = match &event.kind {
+                SimEventKind::Frozen { cause, device, .. } => {
+                    format!("{FROZEN}: {cause:?}{}", device.map(|d| format!(" by {d}")).unwrap_or_default())
+                }
+                SimEventKind::ResetAsserted { kind } => format!("{kind:?} reset asserted"),
+                SimEventKind::ResetDeasserted { .. } => "reset deasserted, BARs restored".into(),
+                SimEventKind::PermanentFailure { count, .. } => format!("host: PE failed after {count} freezes"),
+                _ => continue,
+            };
+            timeline.push(TimelineEntry {
+                at: Duration::from_nanos(event.at_ns),
+                pe: event.pe,
+                side: "host",
+                event: text,
+            });
+        }
+        Ok(timeline)
+    }
+}
+
+/// Runs the demo on the simulated host in this process.
 pub fn run(config: DemoConfig) -> Result<DemoReport, DemoError> {
-    let clock = Arc::new(VirtualClock::new());
-    let host = Arc::new(SimHost::new(&TopologySpec::builtin(), SimConfig::default(), clock.clone()));
-    let mut vmm = SimVmm::new(host.clone(), vfio_eeh::mapping::VmId(1), config.model, RtasPolicy::default());
+    run_on(config, &mut SimTarget::new(config.model))
+}
+
+/// Runs the demo on `target`: the VM's PHBs and devices, the guest's
+/// probe, the seeded campaign over the workload's rounds, a last look at
+/// each device, and the report.
+pub fn run_on<T: DemoTarget>(config: DemoConfig, target: &mut T) -> Result<DemoReport, T::Error> {
     let devices = passthrough_plan();
     for buid in [Buid::SPAPR_BASE, Buid(Buid::SPAPR_BASE.0 + 1)] {
-        vmm.add_phb(buid)?;
+        target.add_phb(buid)?;
     }
+    let mut pe_of = BTreeMap::new();
     for &(host_dev, guest_dev) in &devices {
-        vmm.pass_through(host_dev, guest_dev)?;
+        target.pass_through(host_dev, guest_dev)?;
+        pe_of.insert(host_dev, target.pe_of(host_dev)?);
     }
     let mut guest = GuestEeh::new(GuestConfig { max_freezes: config.max_freezes, ..GuestConfig::default() });
     let guest_devs: Vec<GuestAddr> = devices.iter().map(|&(_, g)| g).collect();
-    guest.probe(&mut vmm, &guest_devs);
+    guest.probe(target.platform(), &guest_devs);
 
     let mut injected: BTreeMap<PeId, u32> = BTreeMap::new();
     let planned = plan(&config, devices.len());
     let mut next = planned.iter().peekable();
     for round in 0..config.rounds {
         while let Some(p) = next.next_if(|p| p.round == round) {
-            let (host_dev, _) = devices[p.device];
-            let pe = host.pe_of(host_dev)?;
-            if host.status(pe)?.state != PeState::Unavailable {
-                host.inject(pe, ErrInjection { kind: ErrType::Bus64, func: p.func, addr: 0, mask: 0 })?;
+            let pe = pe_of[&devices[p.device].0];
+            if target.host_pe(pe)?.state != PeState::Unavailable {
+                target.inject(pe, ErrInjection { kind: ErrType::Bus64, func: p.func, addr: 0, mask: 0 })?;
                 *injected.entry(pe).or_default() += 1;
             }
         }
         for &dev in &guest_devs {
-            workload_step(&mut vmm, &mut guest, dev);
+            workload_step(target.platform(), &mut guest, dev);
         }
-        clock.sleep(config.round_gap);
+        target.pass_time(config.round_gap)?;
     }
     // Anything still armed or frozen is found by a last look at each device.
     for &dev in &guest_devs {
-        guest.check_config(&mut vmm, dev);
+        guest.check_config(target.platform(), dev);
     }
-    Ok(report(config, &host, &guest, &devices, &injected, clock.now()))
+    let elapsed = target.platform().clock().now();
+    let pes: BTreeSet<PeId> = pe_of.values().copied().collect();
+    let mut host_states = BTreeMap::new();
+    for &pe in &pes {
+        host_states.insert(pe, target.host_pe(pe)?);
+    }
+    let host_timeline = target.host_timeline(&pes)?;
+    let seen = Seen { pe_of: &pe_of, injected: &injected, host_states: &host_states };
+    Ok(report(config, &guest, &devices, &seen, host_timeline, elapsed))
 }
 
 /// One device's share of a round: a doorbell store, a status load, a config
 /// read — each read checked the way a pseries driver's accessors check.
-fn workload_step(vmm: &mut SimVmm, guest: &mut GuestEeh, dev: GuestAddr) {
+fn workload_step(vmm: &mut impl GuestPlatform, guest: &mut GuestEeh, dev: GuestAddr) {
     if guest.pe_of(dev).is_some_and(|pe| guest.is_removed(pe)) {
         return;
     }
@@ -236,32 +365,40 @@ fn workload_step(vmm: &mut SimVmm, guest: &mut GuestEeh, dev: GuestAddr) {
     }
 }
 
+/// What the run saw of the host: each device's PE, the errors injected
+/// into each PE and each PE's state at the end.
+struct Seen<'a> {
+    pe_of: &'a BTreeMap<PciAddr, PeId>,
+    injected: &'a BTreeMap<PeId, u32>,
+    host_states: &'a BTreeMap<PeId, HostPe>,
+}
+
 fn report(
     config: DemoConfig,
-    host: &SimHost,
     guest: &GuestEeh,
     devices: &[(PciAddr, GuestAddr)],
-    injected: &BTreeMap<PeId, u32>,
+    seen: &Seen<'_>,
+    mut timeline: Vec<TimelineEntry>,
     elapsed: Duration,
 ) -> DemoReport {
-    let pe_of_host = |dev: PciAddr| host.pe_of(dev).expect("a passed-through device");
     let guest_pe_to_host: BTreeMap<_, _> =
-        devices.iter().filter_map(|&(h, g)| Some((guest.pe_of(g)?, pe_of_host(h)))).collect();
+        devices.iter().filter_map(|&(h, g)| Some((guest.pe_of(g)?, seen.pe_of[&h]))).collect();
 
-    let mut timeline: Vec<TimelineEntry> = Vec::new();
     let mut rows: BTreeMap<PeId, PeRow> = BTreeMap::new();
     for &(host_dev, guest_dev) in devices {
-        let pe = pe_of_host(host_dev);
+        let pe = seen.pe_of[&host_dev];
+        let injected = seen.injected.get(&pe).copied().unwrap_or(0);
         let row = rows.entry(pe).or_insert_with(|| PeRow {
             pe,
             devices: Vec::new(),
-            injected: injected.get(&pe).copied().unwrap_or(0),
+            injected,
             freezes: 0,
             recoveries: 0,
             downtime: Duration::ZERO,
-            host_state: host.status(pe).map_or(PeState::Unavailable, |s| s.state),
+            host_state: seen.host_states.get(&pe).map_or(PeState::Unavailable, |h| h.state),
+            passed: seen.host_states.get(&pe).is_some_and(|h| h.passed),
             failed: false,
-            failure_expected: injected.get(&pe).copied().unwrap_or(0) > config.max_freezes,
+            failure_expected: injected > config.max_freezes,
         });
         row.devices.push(Passthrough { host: host_dev, guest: guest_dev });
     }
@@ -288,25 +425,10 @@ fn report(
         };
         timeline.push(TimelineEntry { at: event.at, pe, side: "guest", event: text });
     }
-    for event in host.events() {
-        if !rows.contains_key(&event.pe) {
-            continue;
-        }
-        let text = match &event.kind {
-            SimEventKind::Frozen { cause, device, .. } => {
-                format!("{FROZEN}: {cause:?}{}", device.map(|d| format!(" by {d}")).unwrap_or_default())
-            }
-            SimEventKind::ResetAsserted { kind } => format!("{kind:?} reset asserted"),
-            SimEventKind::ResetDeasserted { .. } => "reset deasserted, BARs restored".into(),
-            SimEventKind::PermanentFailure { count, .. } => format!("host: PE failed after {count} freezes"),
-            _ => continue,
-        };
-        timeline.push(TimelineEntry { at: Duration::from_nanos(event.at_ns), pe: event.pe, side: "host", event: text });
-    }
     // Virtual time stands still while nothing sleeps, so a freeze, its
     // detection and the reset share a timestamp: put the freeze first, then
-    // keep the order each side logged.
-    timeline.sort_by_key(|e| (e.at, !e.event.starts_with(FROZEN)));
+    // keep the order each side logged, the guest's first.
+    timeline.sort_by_key(|e| (e.at, !e.event.starts_with(FROZEN), e.side == "host"));
     DemoReport { config, timeline, pes: rows.into_values().collect(), elapsed }
 }
 

@@ -43,8 +43,24 @@ pub enum SimEventKind {
         device: Option<PciAddr>,
         /// The bus address (or config address) of that access.
         addr: u64,
-        /// Freezes in the current window.
+        /// The host's freezes in the current window (not counting this one
+        /// when the PE is passed).
         count: u32,
+        /// Whether the PE was passed to a VFIO user, so the host did not
+        /// count the freeze.
+        passed: bool,
+    },
+    /// A VFIO user opened a device of the PE (`eeh_dev_open`): the PE is
+    /// passed, thawed, and its freezes are no longer counted by the host.
+    Passed {
+        /// The device opened.
+        device: PciAddr,
+    },
+    /// The last VFIO user's device of the PE was closed (`eeh_dev_release`):
+    /// the PE is thawed and the host counts its freezes again.
+    Released {
+        /// The device closed.
+        device: PciAddr,
     },
     /// One freeze too many: the PE failed permanently.
     PermanentFailure {
@@ -80,6 +96,15 @@ pub enum SimEventKind {
         /// What.
         injection: ErrInjection,
     },
+    /// An injection still armed was replaced by a new one before it fired
+    /// (the PHB has one set of injection registers, reprogrammed on every
+    /// injection); `previous` will never fire.
+    InjectionReplaced {
+        /// The injection dropped.
+        previous: ErrInjection,
+        /// The injection armed in its place.
+        by: ErrInjection,
+    },
     /// An armed injection fired on an access.
     InjectionFired {
         /// What.
@@ -88,6 +113,34 @@ pub enum SimEventKind {
         device: Option<PciAddr>,
         /// The address accessed.
         addr: u64,
+    },
+    /// The PE's PHB fenced: every PE under it reads frozen.
+    PhbFenced {
+        /// The PHB.
+        domain: u32,
+        /// Fences counted on the PHB in its window, this one included.
+        count: u32,
+    },
+    /// The host noticed the fence and is recovering the PHB with a complete
+    /// reset; the PE reads unavailable until then.
+    PhbRecovering {
+        /// The PHB.
+        domain: u32,
+        /// When the recovery ends, in ns of the host clock.
+        until_ns: u64,
+    },
+    /// The host recovered the PHB. A passed PE stays frozen for its owner
+    /// to recover (`refrozen`); any other PE is thawed.
+    PhbRecovered {
+        /// The PHB.
+        domain: u32,
+        /// Whether the PE was frozen again (it is passed to a VFIO user).
+        refrozen: bool,
+    },
+    /// The PHB died, or fenced once too often: the PE failed for good.
+    PhbDead {
+        /// The PHB.
+        domain: u32,
     },
     /// The error log was read (and cleared).
     ErrorLogRead,
@@ -171,6 +224,7 @@ mod tests {
                 device: Some("0000:01:00.0".parse().unwrap()),
                 addr: 0x8000_0000,
                 count: 1,
+                passed: false,
             },
         };
         let json = serde_json::to_value(e).unwrap();

@@ -15,7 +15,21 @@
 //!   deactivate with the hold and settle sleeps, wait until active,
 //!   `configure-pe`, restore the BARs, `slot_reset`, `resume`;
 //! * **give up**: `slot-error-detail(2)`, `error_detected(perm_failure)`, the
-//!   devices are removed.
+//!   devices are removed;
+//! * **no EEH-aware driver** ([`DriverResponse::NoDriver`], the case of every
+//!   real e2e guest, whose test device has no driver): "Reset with hotplug
+//!   activity", `eeh_reset_device(pe, bus, NULL, false)`: the devices are
+//!   removed, the PE reset by `eeh_pe_reset_full`, thawed, the guest sleeps
+//!   5 s and the devices are probed again. This path follows Linux 6.1's
+//!   calls one for one (`eeh_pci_enable`'s state check before and wait
+//!   after a thaw, `eeh_unfreeze_pe` after a deactivate), which the two
+//!   driver paths abbreviate.
+//!
+//! One simplification remains: a pseries guest reads state 5 with info 0 at
+//! detection as `EEH_STATE_NOT_SUPPORT` and so as a false positive
+//! (`eeh_dev_check_failure`); the model treats it as an event and gives the
+//! PE up at once, which is where Linux ends after its 300 s wait when the
+//! firmware answers QEMU's 1000 ms hint for a PE that never comes back.
 //!
 //! The guest's sleeps run on the [`Clock`] the platform gives, so on the
 //! virtual clock a whole recovery takes microseconds and its downtime is
@@ -125,6 +139,9 @@ pub enum DriverResponse {
     /// `PCI_ERS_RESULT_CAN_RECOVER`: thaw MMIO, `mmio_enabled`, thaw DMA,
     /// no reset — unless the PE does not come back, then a reset after all.
     CanRecover,
+    /// No driver, or one without EEH callbacks: `eeh_handle_normal_event`
+    /// keeps `PCI_ERS_RESULT_NONE` and takes "Reset with hotplug activity".
+    NoDriver,
 }
 
 /// Something the guest did or saw, with its time.
@@ -190,6 +207,13 @@ pub enum GuestEventKind {
         /// From detection to resume.
         downtime: Duration,
     },
+    /// "Reset with hotplug activity": the PE's devices were removed
+    /// (`pci_hp_remove_devices`) or added back and probed again
+    /// (`pci_hp_add_devices`).
+    Hotplug {
+        /// Removed (else added back).
+        removed: bool,
+    },
     /// The PE was given up and its devices removed.
     PermanentFailure {
         /// Why.
@@ -217,6 +241,33 @@ struct PeRecord {
     freeze_count: u32,
     window_start: Option<Duration>,
     removed: bool,
+}
+
+/// The `set-eeh-option` thaws (`EEH_OPT_THAW_MMIO`, `EEH_OPT_THAW_DMA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EehOption {
+    ThawMmio,
+    ThawDma,
+}
+
+impl EehOption {
+    /// The function code.
+    const fn function(self) -> u32 {
+        match self {
+            EehOption::ThawMmio => 2,
+            EehOption::ThawDma => 3,
+        }
+    }
+
+    /// Whether the path it thaws is active in `state` (Linux's
+    /// `EEH_STATE_MMIO_ACTIVE` / `EEH_STATE_DMA_ACTIVE` for PAPR states 0,
+    /// 1 and, for MMIO, 4).
+    const fn active_in(self, state: PeState) -> bool {
+        match self {
+            EehOption::ThawMmio => matches!(state, PeState::Normal | PeState::Reset | PeState::StoppedDma),
+            EehOption::ThawDma => matches!(state, PeState::Normal | PeState::Reset),
+        }
+    }
 }
 
 /// Config offset of BAR 0.
@@ -326,7 +377,9 @@ impl GuestEeh {
                 window_start: None,
                 removed: false,
             });
-            record.functions.push(dev);
+            if !record.functions.contains(&dev) {
+                record.functions.push(dev);
+            }
             record.saved_bars.insert(dev, bars);
             self.pe_of.insert(dev, pe);
             self.note(p, Some(pe), GuestEventKind::EehEnabled { dev });
@@ -379,9 +432,18 @@ impl GuestEeh {
             let reason = format!("failed {freeze_count} times in the last hour");
             return self.give_up(p, pe, reason);
         }
-        self.note(p, Some(pe), GuestEventKind::Driver { callback: "error_detected" });
+        let no_driver = self.config.driver == DriverResponse::NoDriver;
+        if !no_driver {
+            self.note(p, Some(pe), GuestEventKind::Driver { callback: "error_detected" });
+        }
         if !self.wait_available(p, pe) {
             return self.give_up(p, pe, "the PE stayed unavailable".into());
+        }
+        if no_driver {
+            if let Err(reason) = self.reset_with_hotplug(p, pe) {
+                return self.give_up(p, pe, reason);
+            }
+            return self.recovered(p, pe, detected_at);
         }
         self.collect_log(p, pe, 1);
         let recovered_without_reset = self.config.driver == DriverResponse::CanRecover && self.thaw(p, pe);
@@ -392,9 +454,88 @@ impl GuestEeh {
             self.note(p, Some(pe), GuestEventKind::Driver { callback: "slot_reset" });
         }
         self.note(p, Some(pe), GuestEventKind::Driver { callback: "resume" });
+        self.recovered(p, pe, detected_at)
+    }
+
+    /// "EEH: Recovery successful."
+    fn recovered(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, detected_at: Duration) -> Outcome {
         let downtime = p.clock().now().saturating_sub(detected_at);
         self.note(p, Some(pe), GuestEventKind::Recovered { downtime });
         Outcome::Recovered(downtime)
+    }
+
+    /// The no-driver path of `eeh_handle_normal_event`, as Linux 6.1 runs
+    /// it: `eeh_slot_error_detail(pe, EEH_LOG_TEMP)` (thaw MMIO for the log
+    /// with `eeh_pci_enable`, `configure-pe`, `slot-error-detail`), then
+    /// `eeh_reset_device(pe, bus, NULL, false)`: `pci_hp_remove_devices`,
+    /// `eeh_pe_reset_full(pe, false)`, `configure-pe`, `eeh_pe_restore_bars`,
+    /// `eeh_clear_pe_frozen_state` (`eeh_unfreeze_pe`), `ssleep(5)`
+    /// ("EEH: Sleep 5s ahead of complete hotplug") and `pci_hp_add_devices`,
+    /// whose probe enables EEH again.
+    fn reset_with_hotplug(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Result<(), String> {
+        const HOTPLUG_SLEEP: Duration = Duration::from_secs(5);
+        self.pci_enable(p, pe, EehOption::ThawMmio);
+        self.configure_pe(p, pe);
+        self.slot_error_detail(p, pe, 1);
+        self.note(p, Some(pe), GuestEventKind::Hotplug { removed: true });
+        self.reset_full(p, pe)?;
+        self.configure_pe(p, pe);
+        self.restore_bars(p, pe);
+        self.unfreeze_pe(p, pe).map_err(|()| "the PE could not be thawed after the reset".to_owned())?;
+        p.clock().sleep(HOTPLUG_SLEEP);
+        let functions = self.functions(pe).to_vec();
+        self.probe(p, &functions);
+        self.note(p, Some(pe), GuestEventKind::Hotplug { removed: false });
+        Ok(())
+    }
+
+    /// `eeh_pe_reset_full(pe, false)`: up to three cycles of hot reset and
+    /// deactivate (each followed by `pseries_eeh_phb_reset`'s hold or settle
+    /// sleep; the deactivate by `eeh_pe_reenable_devices`'s
+    /// `eeh_unfreeze_pe`), each ended by `eeh_wait_state`.
+    fn reset_full(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Result<(), String> {
+        let [a0, a1, a2] = pe_args(pe);
+        let timing = self.config.timing;
+        const ATTEMPTS: usize = 3;
+        for _ in 0..ATTEMPTS {
+            let (hot, _) = self.call(p, RtasCall::SetSlotReset, &[a0, a1, a2, 1], Some(pe));
+            p.clock().sleep(timing.reset_hold);
+            if hot != status::SUCCESS {
+                continue;
+            }
+            let (deactivate, _) = self.call(p, RtasCall::SetSlotReset, &[a0, a1, a2, 0], Some(pe));
+            p.clock().sleep(timing.reset_settle);
+            if deactivate != status::SUCCESS || self.unfreeze_pe(p, pe).is_err() {
+                continue;
+            }
+            if self.wait_state(p, pe) == Some(PeState::Normal) {
+                return Ok(());
+            }
+        }
+        Err(format!("reset failed {ATTEMPTS} times"))
+    }
+
+    /// `eeh_unfreeze_pe`: `eeh_pci_enable` for MMIO, then for DMA.
+    fn unfreeze_pe(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Result<(), ()> {
+        if self.pci_enable(p, pe, EehOption::ThawMmio) && self.pci_enable(p, pe, EehOption::ThawDma) {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// `eeh_pci_enable` for a thaw: reads the state and returns at once if
+    /// the path is already active; else `set-eeh-option` and `eeh_wait_state`.
+    /// True if the path is active at the end.
+    fn pci_enable(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, option: EehOption) -> bool {
+        let [a0, a1, a2] = pe_args(pe);
+        match self.read_state(p, pe) {
+            None => return false,
+            Some((state, _)) if option.active_in(state) => return true,
+            Some(_) => {}
+        }
+        self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, option.function()], Some(pe));
+        self.wait_state(p, pe).is_some_and(|state| option.active_in(state))
     }
 
     /// The CAN_RECOVER path: thaw MMIO (`set-eeh-option` 2) if still
@@ -436,36 +577,71 @@ impl GuestEeh {
         Some((state, out.get(2).copied().unwrap_or(0)))
     }
 
-    /// `eeh_wait_state`: polls while the PE is unavailable, sleeping the
-    /// firmware's hint clamped to [min_wait, max_wait]. False on a
-    /// permanent "unavailable", a failed read, or when the budget runs out.
+    /// Whether [`wait_state`](Self::wait_state) finds the PE available.
     fn wait_available(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> bool {
+        self.wait_state(p, pe).is_some()
+    }
+
+    /// `eeh_wait_state`: polls while the PE is unavailable, sleeping the
+    /// firmware's hint clamped to [min_wait, max_wait], and returns the
+    /// first other state. `None` on a permanent "unavailable", a failed
+    /// read, or when the budget runs out.
+    fn wait_state(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) -> Option<PeState> {
         let timing = self.config.timing;
         let mut waited = Duration::ZERO;
         loop {
-            match self.read_state(p, pe) {
-                Some((PeState::Unavailable, 0)) | None => return false,
-                Some((PeState::Unavailable, hint_ms)) => {
+            match self.read_state(p, pe)? {
+                (PeState::Unavailable, 0) => return None,
+                (PeState::Unavailable, hint_ms) => {
                     let wait = Duration::from_millis(hint_ms.into()).clamp(timing.min_wait, timing.max_wait);
                     if waited + wait > timing.max_wait {
-                        return false;
+                        return None;
                     }
                     p.clock().sleep(wait);
                     waited += wait;
                 }
-                Some(_) => return true,
+                (state, _) => return Some(state),
             }
         }
     }
 
     /// `eeh_slot_error_detail`: thaw MMIO for the log, `configure-pe`, then
+    /// `pseries_eeh_phb_configure_bridge`: `configure-pe`, called again
+    /// while it answers an extended delay (990x, anything above 9902 taken as
+    /// 9902), sleeping 10^x ms each time, within 200 ms in all; any other
+    /// status ends it.
+    fn configure_pe(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId) {
+        const BUDGET: Duration = Duration::from_millis(200);
+        let args = pe_args(pe);
+        let mut waited = Duration::ZERO;
+        loop {
+            let (st, _) = self.call(p, RtasCall::ConfigurePe, &args, Some(pe));
+            if !(status::EXTENDED_DELAY_MIN..=status::EXTENDED_DELAY_MAX).contains(&st) {
+                return;
+            }
+            let exponent = (st - status::EXTENDED_DELAY_MIN).min(2).unsigned_abs();
+            let delay = Duration::from_millis(10u64.pow(exponent));
+            waited += delay;
+            if waited > BUDGET {
+                return;
+            }
+            p.clock().sleep(delay);
+        }
+    }
+
     /// `slot-error-detail` with `function` (1 temporary, 2 permanent).
     fn collect_log(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, function: u32) {
         let [a0, a1, a2] = pe_args(pe);
         if let Some((PeState::Stopped, _)) = self.read_state(p, pe) {
             self.call(p, RtasCall::SetEehOption, &[a0, a1, a2, 2], Some(pe));
         }
-        self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+        self.configure_pe(p, pe);
+        self.slot_error_detail(p, pe, function);
+    }
+
+    /// `slot-error-detail` with `function` (1 temporary, 2 permanent).
+    fn slot_error_detail(&mut self, p: &mut dyn GuestPlatform, pe: GuestPeId, function: u32) {
+        let [a0, a1, a2] = pe_args(pe);
         const LOG_BUFFER: u32 = 0x10_0000;
         const LOG_MAX: u32 = 2048;
         let args = [a0, a1, a2, 0, 0, LOG_BUFFER, LOG_MAX, function];
@@ -488,7 +664,7 @@ impl GuestEeh {
             p.clock().sleep(timing.reset_settle);
             self.thaw_if_frozen(p, pe);
             if self.wait_available(p, pe) {
-                self.call(p, RtasCall::ConfigurePe, &[a0, a1, a2], Some(pe));
+                self.configure_pe(p, pe);
                 self.restore_bars(p, pe);
                 return Ok(());
             }

@@ -6,6 +6,11 @@
 //! through maps built once, so the hot path (an access or an op) takes one
 //! uncontended-per-PE lock and allocates nothing. Timed steps (reset hold and
 //! settle) run on the host's [`Clock`], never under a lock.
+//!
+//! Each PHB is a lock of its own, over its fence and recovery state
+//! ([`crate::phb`]). It is only ever taken alone, before a PE's lock, to learn
+//! where the PHB is; what a PHB recovery does to a PE is carried out the next
+//! time the PE is locked.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,7 +20,7 @@ use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::{BackendError, EehBackend, PeOpReply, PeStatus};
-use vfio_eeh::ops::{EehOp, ErrInjection};
+use vfio_eeh::ops::{EehOp, ErrInjection, PeState, ResetKind};
 use vfio_eeh::pe::{Applied, Effect, FreezeOutcome, FreezeScope, PeMachine};
 use vfio_eeh::topology::{self, Topology};
 
@@ -24,6 +29,7 @@ use crate::config::{DeactivatePolicy, InjectionMode, SimConfig};
 use crate::device::DeviceState;
 use crate::diag::PhbDiag;
 use crate::event::{nanos, EventRing, FreezeCause, SimEvent, SimEventKind};
+use crate::phb::{PhbCondition, PhbError, PhbState, PhbStatus, PhbView};
 use crate::spec::{DeviceInfo, TopologyError, TopologySpec};
 
 /// A simulated PowerNV host: PHBs, PEs (one IOMMU group each), devices.
@@ -32,8 +38,11 @@ use crate::spec::{DeviceInfo, TopologyError, TopologySpec};
 #[derive(Debug)]
 pub struct SimHost {
     pub(crate) clock: Arc<dyn Clock>,
-    config: SimConfig,
+    /// Boxed: the host is often held by value in an enum beside far smaller
+    /// hosts.
+    config: Box<SimConfig>,
     pub(crate) pes: Vec<PeSlot>,
+    phbs: Vec<PhbSlot>,
     pe_index: HashMap<PeId, usize>,
     pub(crate) device_index: HashMap<PciAddr, (usize, usize)>,
     seq: AtomicU64,
@@ -44,6 +53,7 @@ pub struct SimHost {
 pub(crate) struct PeSlot {
     pub(crate) id: PeId,
     domain: u32,
+    phb: usize,
     addrs: Vec<PciAddr>,
     pub(crate) infos: Vec<DeviceInfo>,
     inner: Mutex<PeInner>,
@@ -53,9 +63,28 @@ pub(crate) struct PeSlot {
 pub(crate) struct PeInner {
     pub(crate) machine: PeMachine,
     pub(crate) devices: Vec<DeviceState>,
-    armed: Option<ErrInjection>,
+    armed: Option<Armed>,
     diag: Option<PhbDiag>,
     events: EventRing,
+    /// PHB recoveries already carried out on this PE.
+    phb_recoveries_seen: u64,
+    /// Whether the PHB's death has been carried out on this PE.
+    phb_dead_seen: bool,
+}
+
+/// A PHB: its PEs (indices into [`SimHost::pes`]) and its lock.
+#[derive(Debug)]
+struct PhbSlot {
+    domain: u32,
+    pes: Vec<usize>,
+    state: Mutex<PhbState>,
+}
+
+/// An armed injection and what fires it.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    injection: ErrInjection,
+    mode: InjectionMode,
 }
 
 /// A locked PE with the time the lock was taken.
@@ -64,12 +93,78 @@ pub(crate) struct Locked<'a> {
     pub(crate) slot: &'a PeSlot,
     pub(crate) inner: MutexGuard<'a, PeInner>,
     pub(crate) now: Duration,
+    /// Where the PE's PHB was when the lock was taken.
+    phb: PhbCondition,
 }
 
 impl Locked<'_> {
     fn log(&mut self, kind: SimEventKind) {
+        self.log_at(self.now, kind);
+    }
+
+    /// Logs an event that happened (or will happen) at `at`.
+    fn log_at(&mut self, at: Duration, kind: SimEventKind) {
         let seq = self.host.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.inner.events.push(SimEvent { seq, at_ns: nanos(self.now), pe: self.slot.id, kind });
+        self.inner.events.push(SimEvent { seq, at_ns: nanos(at), pe: self.slot.id, kind });
+    }
+
+    /// Carries out on this PE what its PHB went through since the last look:
+    /// its death (the PE fails for good), or a completed recovery (every
+    /// device went through the complete reset and had its BARs restored;
+    /// a passed PE is frozen again, any other thawed).
+    fn catch_up_with_phb(&mut self, view: PhbView) {
+        if view.condition == PhbCondition::Dead && !self.inner.phb_dead_seen {
+            self.inner.phb_dead_seen = true;
+            self.inner.machine.fail();
+        }
+        if view.recoveries > self.inner.phb_recoveries_seen {
+            self.inner.phb_recoveries_seen = view.recoveries;
+            self.inner.machine.after_phb_reset();
+            // The recovery waited the settle time after the reset: every
+            // function answers again when it ends.
+            for dev in &mut self.inner.devices {
+                dev.power_on_reset();
+                dev.ready_after(view.recovered_at, Duration::ZERO);
+                dev.restore_saved();
+            }
+            let refrozen = self.inner.machine.passed();
+            self.log_at(view.recovered_at, SimEventKind::PhbRecovered { domain: self.slot.domain, refrozen });
+        }
+    }
+
+    /// The PE's status, as its PHB lets it be seen: frozen while the PHB is
+    /// fenced, unavailable with the remaining time while the host recovers
+    /// it.
+    pub(crate) fn status(&self) -> PeStatus {
+        match self.phb {
+            PhbCondition::Fenced => PeStatus::of(PeState::Stopped),
+            PhbCondition::Recovering { until } => {
+                PeStatus { state: PeState::Unavailable, unavailable_for: Some(until.saturating_sub(self.now)) }
+            }
+            PhbCondition::Healthy | PhbCondition::Dead => self.inner.machine.status(self.now),
+        }
+    }
+
+    /// What a fenced or recovering PHB makes of an op: `Some` answer in its
+    /// place, or `None` to carry it out on the PE. A fenced PHB cannot be
+    /// thawed by a PE (`phb4_eeh_freeze_clear` fails), so deactivate, thaw
+    /// and enable fail; while the host recovers it, only get-state,
+    /// configure, disable and injections go through.
+    fn phb_answer(&self, op: &EehOp) -> Option<Result<Applied, BackendError>> {
+        let domain = self.slot.domain;
+        let why = match (self.phb, op) {
+            (PhbCondition::Healthy | PhbCondition::Dead, _) => return None,
+            (_, EehOp::GetState) => {
+                let status = self.status();
+                let reply = PeOpReply::State(status.state);
+                return Some(Ok(Applied { reply, status, effect: Effect::None, settled: false }));
+            }
+            (_, EehOp::Configure | EehOp::Disable | EehOp::InjectErr(_)) => return None,
+            (PhbCondition::Fenced, EehOp::Reset(_)) => return None,
+            (PhbCondition::Fenced, _) => format!("PHB {domain:04x} is fenced; the PE cannot be thawed"),
+            (PhbCondition::Recovering { .. }, _) => format!("the host is recovering PHB {domain:04x}"),
+        };
+        Some(Err(BackendError::Io(format!("PE {}: {why}", self.slot.id))))
     }
 
     /// Completes a due settle: saved config restored, PE usable.
@@ -86,7 +181,12 @@ impl Locked<'_> {
         let device = device.map(|i| self.slot.addrs[i]);
         match outcome {
             FreezeOutcome::Unchanged => return,
-            FreezeOutcome::Frozen { count } => self.log(SimEventKind::Frozen { cause, scope, device, addr, count }),
+            FreezeOutcome::Frozen { count } => {
+                self.log(SimEventKind::Frozen { cause, scope, device, addr, count, passed: false });
+            }
+            FreezeOutcome::FrozenPassed { count } => {
+                self.log(SimEventKind::Frozen { cause, scope, device, addr, count, passed: true });
+            }
             FreezeOutcome::Failed { count } => self.log(SimEventKind::PermanentFailure { cause, count }),
         }
         if self.inner.diag.is_none() {
@@ -99,18 +199,46 @@ impl Locked<'_> {
     /// freezes the PE).
     pub(crate) fn gate(&mut self, dev: usize, kind: vfio_eeh::ops::AccessKind, addr: u64) -> bool {
         use vfio_eeh::ops::AccessKind::{DmaRead, DmaWrite};
+        if !self.phb.healthy() {
+            return false;
+        }
         let machine = &self.inner.machine;
         let allowed = if matches!(kind, DmaRead | DmaWrite) { machine.dma_allowed() } else { machine.mmio_allowed() };
         if !allowed {
             return false;
         }
         match self.inner.armed {
-            Some(inj) if inj.func.access() == kind && inj.matches_addr(addr) => {
-                self.fire(inj, Some(dev), addr);
+            Some(Armed { injection, mode: InjectionMode::OnAccess })
+                if injection.func.access() == kind && injection.matches_addr(addr) =>
+            {
+                self.fire(injection, Some(dev), addr);
                 false
             }
             _ => true,
         }
+    }
+
+    /// Fires an [immediate](InjectionMode::Immediate) injection that was
+    /// armed while the PE was not usable, once it is.
+    fn fire_when_usable(&mut self) {
+        if let Some(Armed { injection, mode: InjectionMode::Immediate }) = self.inner.armed {
+            if self.phb.healthy() && self.inner.machine.mmio_allowed() {
+                self.fire(injection, None, injection.addr);
+            }
+        }
+    }
+
+    /// Arms an injection. Like the PHB's one set of PAPR error-injection
+    /// registers, which skiboot's `phb4_err_inject` clears ("Clear leftover
+    /// from last time") and reprograms on every call without looking at the
+    /// PE's state, a new injection replaces one still armed.
+    fn arm(&mut self, injection: ErrInjection) {
+        self.log(SimEventKind::InjectionArmed { injection });
+        let mode = self.host.config.injection;
+        if let Some(previous) = self.inner.armed.replace(Armed { injection, mode }) {
+            self.log(SimEventKind::InjectionReplaced { previous: previous.injection, by: injection });
+        }
+        self.fire_when_usable();
     }
 
     fn fire(&mut self, injection: ErrInjection, dev: Option<usize>, addr: u64) {
@@ -122,6 +250,12 @@ impl Locked<'_> {
 
     /// Applies an op and carries out its effect on the devices.
     fn apply(&mut self, op: &EehOp) -> Result<Applied, BackendError> {
+        if let Some(answer) = self.phb_answer(op) {
+            return answer;
+        }
+        if *op == EehOp::Reset(ResetKind::Fundamental) && !self.host.config.fundamental_reset {
+            return Err(BackendError::NotSupported(format!("PE {}: no fundamental reset", self.slot.id)));
+        }
         let applied = self.inner.machine.apply(op, self.now).map_err(|e| e.into_backend(self.slot.id))?;
         match applied.effect {
             Effect::None => {}
@@ -144,14 +278,9 @@ impl Locked<'_> {
                 self.log(SimEventKind::Reenabled);
             }
             Effect::Configured => self.log(SimEventKind::Configured),
-            Effect::ArmInjection(injection) => {
-                self.log(SimEventKind::InjectionArmed { injection });
-                match self.host.config.injection {
-                    InjectionMode::OnAccess => self.inner.armed = Some(injection),
-                    InjectionMode::Immediate => self.fire(injection, None, injection.addr),
-                }
-            }
+            Effect::ArmInjection(injection) => self.arm(injection),
         }
+        self.fire_when_usable();
         Ok(applied)
     }
 }
@@ -160,9 +289,16 @@ impl SimHost {
     /// A host with the given topology, policy and clock.
     pub fn new(spec: &TopologySpec, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
         let mut pes = Vec::new();
+        let mut phbs = Vec::new();
         let mut pe_index = HashMap::new();
         let mut device_index = HashMap::new();
         for phb in spec.phbs() {
+            let phb_index = phbs.len();
+            phbs.push(PhbSlot {
+                domain: phb.domain,
+                pes: (pes.len()..pes.len() + phb.pes.len()).collect(),
+                state: Mutex::new(PhbState::default()),
+            });
             for pe in &phb.pes {
                 let n = pes.len();
                 pe_index.insert(pe.pe, n);
@@ -175,17 +311,20 @@ impl SimHost {
                     armed: None,
                     diag: None,
                     events: EventRing::new(config.events_per_pe),
+                    phb_recoveries_seen: 0,
+                    phb_dead_seen: false,
                 };
                 pes.push(PeSlot {
                     id: pe.pe,
                     domain: phb.domain,
+                    phb: phb_index,
                     addrs: pe.devices.iter().map(|d| d.addr).collect(),
                     infos: pe.devices.clone(),
                     inner: Mutex::new(inner),
                 });
             }
         }
-        SimHost { clock, config, pes, pe_index, device_index, seq: AtomicU64::new(0) }
+        SimHost { clock, config: Box::new(config), pes, phbs, pe_index, device_index, seq: AtomicU64::new(0) }
     }
 
     /// The built-in host (two PHBs, five PEs) with the Linux-like policy.
@@ -248,12 +387,89 @@ impl SimHost {
         self.pe_index.get(&pe).map(|&i| &self.pes[i]).ok_or(BackendError::NoPe(pe))
     }
 
-    /// Locks a PE, reads the clock and completes a due settle.
+    /// Locks a PE, reads the clock, catches up with its PHB, completes a due
+    /// settle and fires an injection waiting for the PE to be usable.
     pub(crate) fn lock<'a>(&'a self, slot: &'a PeSlot) -> Locked<'a> {
-        let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut locked = Locked { host: self, slot, inner, now: self.clock.now() };
+        let mut locked = self.lock_caught_up(slot);
         locked.settle_due();
+        locked.fire_when_usable();
         locked
+    }
+
+    /// Locks a PE, reads the clock and catches up with its PHB.
+    fn lock_caught_up<'a>(&'a self, slot: &'a PeSlot) -> Locked<'a> {
+        let now = self.clock.now();
+        let view = self.phbs[slot.phb].state.lock().unwrap_or_else(PoisonError::into_inner).view(now);
+        let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut locked = Locked { host: self, slot, inner, now, phb: view.condition };
+        locked.catch_up_with_phb(view);
+        locked
+    }
+
+    fn phb_slot(&self, domain: u32) -> Result<&PhbSlot, BackendError> {
+        self.phbs
+            .iter()
+            .find(|p| p.domain == domain)
+            .ok_or_else(|| BackendError::InvalidArgument(format!("No PHB {domain:04x} on this host")))
+    }
+
+    /// Every PHB (PCI domain), in topology order.
+    pub fn phb_domains(&self) -> impl Iterator<Item = u32> + '_ {
+        self.phbs.iter().map(|p| p.domain)
+    }
+
+    /// The PHB (PCI domain) a PE is under.
+    pub fn phb_of(&self, pe: PeId) -> Result<u32, BackendError> {
+        self.slot(pe).map(|s| s.domain)
+    }
+
+    /// A PHB's condition and fence count.
+    pub fn phb_status(&self, domain: u32) -> Result<PhbStatus, BackendError> {
+        let phb = self.phb_slot(domain)?;
+        let mut state = phb.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let view = state.view(self.clock.now());
+        Ok(PhbStatus { domain, condition: view.condition, fences: state.fences(), recoveries: view.recoveries })
+    }
+
+    /// Injects a PHB-wide error (see [`crate::phb`]): every PE under the PHB
+    /// is affected. There is no OPAL or VFIO call for this on a real host
+    /// (`OPAL_PCI_FENCE_PHB` was never implemented); it stands for a
+    /// hardware fault. Fails if the PHB is dead, or fenced and not yet
+    /// recovered.
+    pub fn inject_phb(&self, domain: u32, error: PhbError) -> Result<(), BackendError> {
+        let phb = self.phb_slot(domain)?;
+        let now = self.clock.now();
+        let all_passed = phb.pes.iter().all(|&i| self.lock_caught_up(&self.pes[i]).inner.machine.passed());
+        let mut state = phb.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let condition = state.view(now).condition;
+        let refused = || BackendError::Io(format!("PHB {domain:04x} is {condition:?}"));
+        let events: Vec<(Duration, SimEventKind)> = match error {
+            PhbError::Fence => {
+                let (fence, count) = state
+                    .fence(now, &self.config.phb_timing, self.config.phb_freeze_policy, all_passed)
+                    .ok_or_else(refused)?;
+                let next = if fence.fatal {
+                    (fence.noticed_at, SimEventKind::PhbDead { domain })
+                } else {
+                    (fence.noticed_at, SimEventKind::PhbRecovering { domain, until_ns: nanos(fence.ends_at) })
+                };
+                vec![(now, SimEventKind::PhbFenced { domain, count }), next]
+            }
+            PhbError::Dead => {
+                if !state.kill(now) {
+                    return Err(refused());
+                }
+                vec![(now, SimEventKind::PhbDead { domain })]
+            }
+        };
+        drop(state);
+        for &i in &phb.pes {
+            let mut locked = self.lock_caught_up(&self.pes[i]);
+            for &(at, kind) in &events {
+                locked.log_at(at, kind);
+            }
+        }
+        Ok(())
     }
 
     /// Freezes a PE at once (cause "manual"), as a hardware error would.
@@ -261,6 +477,50 @@ impl SimHost {
         let mut locked = self.lock(self.slot(pe)?);
         locked.freeze(scope, FreezeCause::Manual, None, 0);
         Ok(())
+    }
+
+    /// Linux `eeh_dev_open`, which `vfio_pci_core_finish_enable` calls when a
+    /// VFIO user opens the device fd: a frozen PE is thawed
+    /// (`eeh_pe_change_owner`) and the device counted as passed, so the host
+    /// stops counting the PE's freezes. If the PE cannot be thawed the open
+    /// still succeeds but the PE is not passed. Returns whether the PE is
+    /// passed after the call.
+    pub fn dev_open(&self, dev: PciAddr) -> Result<bool, BackendError> {
+        let mut locked = self.lock_dev(dev)?;
+        let was_passed = locked.inner.machine.passed();
+        let thaw_possible = locked.phb.healthy();
+        let passed = locked.inner.machine.open_by_user(thaw_possible);
+        if passed && !was_passed {
+            locked.log(SimEventKind::Passed { device: dev });
+        }
+        Ok(passed)
+    }
+
+    /// Linux `eeh_dev_release`, which `vfio_pci_core_close_device` calls when
+    /// the VFIO user closes the device: one passed device fewer, and the PE
+    /// thawed again (even if other devices of it stay open). Once no device is
+    /// open the host counts the PE's freezes again.
+    pub fn dev_release(&self, dev: PciAddr) -> Result<(), BackendError> {
+        let mut locked = self.lock_dev(dev)?;
+        if !locked.inner.machine.passed() {
+            return Ok(());
+        }
+        let thaw_possible = locked.phb.healthy();
+        locked.inner.machine.release_by_user(thaw_possible);
+        if !locked.inner.machine.passed() {
+            locked.log(SimEventKind::Released { device: dev });
+        }
+        Ok(())
+    }
+
+    /// Whether a VFIO user holds the PE (`eeh_pe_passed`).
+    pub fn passed(&self, pe: PeId) -> Result<bool, BackendError> {
+        Ok(self.lock(self.slot(pe)?).inner.machine.passed())
+    }
+
+    fn lock_dev(&self, dev: PciAddr) -> Result<Locked<'_>, BackendError> {
+        let &(pe, _) = self.device_index.get(&dev).ok_or(BackendError::NoDevice(dev))?;
+        Ok(self.lock(&self.pes[pe]))
     }
 
     /// Every logged event, in order.
@@ -272,8 +532,8 @@ impl SimHost {
     pub fn events_after(&self, seq: u64) -> Vec<SimEvent> {
         let mut all: Vec<SimEvent> = Vec::new();
         for slot in &self.pes {
-            let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
-            all.extend(inner.events.after(seq));
+            let locked = self.lock_caught_up(slot);
+            all.extend(locked.inner.events.after(seq));
         }
         all.sort_by_key(|e| e.seq);
         all
@@ -309,8 +569,7 @@ impl EehBackend for SimHost {
     }
 
     fn status(&self, pe: PeId) -> Result<PeStatus, BackendError> {
-        let locked = self.lock(self.slot(pe)?);
-        Ok(locked.inner.machine.status(locked.now))
+        Ok(self.lock(self.slot(pe)?).status())
     }
 
     fn error_log(&self, pe: PeId) -> Result<Option<Vec<u8>>, BackendError> {

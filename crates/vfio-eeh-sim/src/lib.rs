@@ -11,6 +11,7 @@
 //! * [`clock`]: virtual and monotonic clocks;
 //! * [`config`]: policy knobs (freeze limit, reset timing, blocking or
 //!   reporting resets, injection mode);
+//! * [`phb`]: PHB-wide errors (fence, dead PHB) and the host's recovery;
 //! * [`event`] and [`diag`]: the event log and the PHB diag blob;
 //! * [`campaign`]: seeded fault campaigns;
 //! * [`guest`] and [`vmm`]: the Linux guest's EEH recovery model and the VM
@@ -54,6 +55,7 @@ pub mod diag;
 pub mod event;
 pub mod guest;
 mod host;
+pub mod phb;
 pub mod spec;
 pub mod vmm;
 

@@ -125,7 +125,9 @@ impl SimVmm {
     /// answers with `policy`; it keeps every RTAS outcome.
     pub fn new(host: Arc<SimHost>, vm: VmId, model: EehModel, policy: RtasPolicy) -> Self {
         let path = ModelPath::new(model, host.clone());
-        SimVmm { outcomes: Some(Vec::new()), ..SimVmm::with_path(host, path, vm, policy) }
+        let mut vmm = SimVmm::with_path(host, path, vm, policy);
+        vmm.outcomes = Some(Vec::new());
+        vmm
     }
 }
 
@@ -152,12 +154,15 @@ impl<P: HostPath> SimVmm<P> {
     }
 
     /// Passes host function `host` through at guest address `guest`; its PE
-    /// is handed to this VM.
+    /// is handed to this VM. The VMM opens the device as QEMU's vfio-pci
+    /// does, so the host marks its PE passed ([`SimHost::dev_open`]); it is
+    /// released when the VMM goes away.
     pub fn pass_through(&mut self, host: PciAddr, guest: GuestAddr) -> Result<(), VmmError> {
         let pe = self.host.pe_of(host)?;
         self.maps.assign_pe(self.vm, pe)?;
         self.maps.insert(self.vm, host, pe, guest)?;
         self.path.hold_pes(self.maps.vm(self.vm)?.pes());
+        self.host.dev_open(host)?;
         Ok(())
     }
 
@@ -196,6 +201,17 @@ impl<P: HostPath> SimVmm<P> {
     /// there.
     fn host_of(&self, dev: GuestAddr) -> Option<PciAddr> {
         self.maps.vm(self.vm).ok()?.host_of(dev).map(|m| m.host)
+    }
+}
+
+/// The VMM closes its device fds: each passed-through device is released
+/// ([`SimHost::dev_release`]).
+impl<P> Drop for SimVmm<P> {
+    fn drop(&mut self) {
+        for mapped in self.maps.vm(self.vm).map(|vm| vm.entries()).unwrap_or_default() {
+            // The device was opened by `pass_through`, so it exists.
+            let _ = self.host.dev_release(mapped.host);
+        }
     }
 }
 

@@ -39,7 +39,10 @@ impl Rig {
     }
 
     fn serving(model: EehModel, policy: RtasPolicy, deactivate: DeactivatePolicy) -> Self {
-        let config = SimConfig { deactivate, ..SimConfig::default() };
+        Rig::on(SimConfig { deactivate, ..SimConfig::default() }, model, policy)
+    }
+
+    fn on(config: SimConfig, model: EehModel, policy: RtasPolicy) -> Self {
         let host = Arc::new(SimHost::new(&TopologySpec::builtin(), config, Arc::new(VirtualClock::new())));
         let mut vmm = SimVmm::new(host, VmId(1), model, policy);
         vmm.add_phb(PHB).unwrap();
@@ -344,5 +347,68 @@ proptest::proptest! {
         let nret = nret.min(vfio_eeh::rtas::MAX_CELLS - cells.len());
         let mut buf = RtasArgs::new(token, &cells, nret).encode();
         proptest::prop_assert!(rig.vmm.rtas(&mut buf));
+    }
+}
+
+/// The call-specific PAPR statuses (project reference §2.3–2.5, research
+/// Q7): -7 where the "PE State Control" table forbids a thaw or reset, -8
+/// for a fundamental reset the host lacks, 990x (at most 9902) from
+/// configure-pe while the PE settles. QEMU (`spapr_phb_vfio_eeh_set_option`,
+/// `_eeh_reset`, `_eeh_configure`) answers -1, -1 and 0 instead.
+#[test]
+fn papr_call_statuses_per_call() {
+    for model in [EehModel::HostMapping, EehModel::Container] {
+        let config =
+            SimConfig { deactivate: DeactivatePolicy::Reporting, fundamental_reset: false, ..SimConfig::default() };
+        let mut rig = Rig::on(config, model, RtasPolicy::default());
+        let mut qemu = Rig::on(config, model, RtasPolicy::QEMU);
+        let dev = guest(1, 0);
+        let at = Rig::at(dev);
+        let both = |rig: &mut Rig, qemu: &mut Rig, call, args: &[u32]| (rig.call(call, args), qemu.call(call, args));
+
+        // set-slot-reset: 0, -3 (function 2), -1 (EEH not enabled: state 0
+        // has no -7 entry), -8 (no fundamental reset; QEMU -1).
+        let reset = |f| Rig::with_arg(dev, &[f]);
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(1)), (vec![-1], vec![-1]), "{model:?}");
+        assert_eq!(rig.call(RtasCall::SetSlotReset, &reset(2)), [PARAM]);
+        rig.enable_and_freeze();
+        qemu.enable_and_freeze();
+        // set-eeh-option: thaw DMA in state 2 is -7 (QEMU -1); 0 and -3 as before.
+        let option = |f| Rig::with_arg(dev, &[f]);
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetEehOption, &option(3)), (vec![-7], vec![-1]), "{model:?}");
+        assert_eq!(rig.call(RtasCall::SetEehOption, &option(5)), [PARAM]);
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(3)), (vec![-8], vec![-1]), "{model:?}");
+        assert_eq!(rig.state(NIC), PeState::Stopped);
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(1)), (vec![0], vec![0]));
+        // Thaw MMIO while the reset is asserted: -7 in state 1.
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetEehOption, &option(2)), (vec![-7], vec![-1]), "{model:?}");
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(0)), (vec![0], vec![0]));
+        assert_eq!(rig.call(RtasCall::SetEehOption, &option(2)), [-7], "thaw MMIO in state 5");
+        assert_eq!(qemu.call(RtasCall::SetEehOption, &option(2)), [-1]);
+        // Settling (state 5): deassert and assert are -7.
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(0)), (vec![-7], vec![-1]), "{model:?}");
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::SetSlotReset, &reset(1)), (vec![-7], vec![-1]), "{model:?}");
+
+        // configure-pe while settling: 9902 (100 ms) while more than 10 ms
+        // remain (the container path cannot tell the delay: 9902 too), then
+        // 9901, 9900, then 0; QEMU always 0.
+        let clock = rig.vmm.host().clock().clone();
+        assert_eq!(both(&mut rig, &mut qemu, RtasCall::ConfigurePe, &at), (vec![9902], vec![0]), "{model:?}");
+        assert_eq!(rig.call(RtasCall::ConfigureBridge, &at), [9902]);
+        // The PE is usable 250 ms (hold) + 1800 ms (settle) after the assert.
+        clock.sleep(std::time::Duration::from_millis(2050 - 10));
+        let expected = if model == EehModel::HostMapping { [9901, 9900] } else { [9902, 9902] };
+        assert_eq!(rig.call(RtasCall::ConfigurePe, &at), [expected[0]], "{model:?}");
+        clock.sleep(std::time::Duration::from_millis(9));
+        assert_eq!(rig.call(RtasCall::ConfigurePe, &at), [expected[1]], "{model:?}");
+        clock.sleep(std::time::Duration::from_millis(1));
+        assert_eq!(rig.call(RtasCall::ConfigurePe, &at), [0]);
+        assert_eq!(rig.call(RtasCall::ConfigurePe, &Rig::at(guest(4, 0))), [PARAM]);
+
+        // read-slot-reset-state2 and get-config-addr-info2: 0 and -3 only.
+        assert_eq!(rig.call(RtasCall::ReadSlotResetState2, &at)[0], 0);
+        assert_eq!(rig.call(RtasCall::ReadSlotResetState2, &Rig::at(guest(4, 0))), [PARAM, 0, 0, 0]);
+        assert_eq!(rig.call(RtasCall::GetConfigAddrInfo2, &Rig::with_arg(dev, &[1]))[0], 0);
+        assert_eq!(rig.call(RtasCall::GetConfigAddrInfo2, &Rig::with_arg(guest(4, 0), &[1]))[0], PARAM);
     }
 }

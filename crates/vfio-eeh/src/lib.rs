@@ -24,6 +24,8 @@
 //! # Ok::<(), vfio_eeh::addr::AddrError>(())
 //! ```
 
+#![warn(clippy::unwrap_used, clippy::indexing_slicing)]
+
 pub mod addr;
 pub mod backend;
 pub mod container;

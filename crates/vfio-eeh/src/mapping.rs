@@ -302,7 +302,9 @@ fn sorted<T: Ord>(items: impl Iterator<Item = T>) -> Vec<T> {
 pub struct AddrMaps {
     vms: Map<VmId, VmMap>,
     pe_owner: Map<PeId, VmId>,
-    host_vm: Map<PciAddr, VmId>,
+    /// Every mapped host device's guest address, whichever VM maps it: a
+    /// device belongs to at most one VM's table.
+    host_guest: Map<PciAddr, GuestAddr>,
 }
 
 impl AddrMaps {
@@ -322,7 +324,7 @@ impl AddrMaps {
             self.pe_owner.remove(pe);
         }
         for host in map.by_host.keys() {
-            self.host_vm.remove(host);
+            self.host_guest.remove(host);
         }
         Ok(map)
     }
@@ -396,8 +398,7 @@ impl AddrMaps {
     /// Maps host device `host`, which sits in PE `pe`, at `guest`.
     pub fn insert(&mut self, vm: VmId, host: PciAddr, pe: PeId, guest: GuestAddr) -> Result<(), MapError> {
         // Host-wide rule first: a device belongs to at most one VM's table.
-        if let Some(&owner) = self.host_vm.get(&host) {
-            let existing = self.vms[&owner].by_host[&host];
+        if let Some(&existing) = self.host_guest.get(&host) {
             return Err(MapError::HostAlreadyMapped { host, guest: existing });
         }
         let map = self.vm_mut(vm)?;
@@ -415,7 +416,7 @@ impl AddrMaps {
         members.add(guest.buid(), (guest.bus(), guest.devfn()));
         map.by_guest.insert(guest, (host, pe));
         map.by_host.insert(host, guest);
-        self.host_vm.insert(host, vm);
+        self.host_guest.insert(host, guest);
         Ok(())
     }
 
@@ -426,7 +427,7 @@ impl AddrMaps {
         let (_, pe) = map.by_guest.remove(&guest).expect("both directions are kept together");
         let members = map.pes.get_mut(&pe).expect("a mapped PE is owned");
         members.remove((guest.bus(), guest.devfn()));
-        self.host_vm.remove(&host);
+        self.host_guest.remove(&host);
         Ok(guest)
     }
 

@@ -36,6 +36,14 @@
 //! Freezes are counted in a window ([`FreezePolicy`], Linux: more than 5 in an
 //! hour); one too many fails the PE permanently.
 //!
+//! A PE whose devices a VFIO user holds open is *passed* (Linux's
+//! `pass_dev_cnt`, see [`PeMachine::open_by_user`]). The host never counts the
+//! freezes of a passed PE: Linux's only counter is in
+//! `eeh_handle_normal_event`, and both paths that reach it drop a passed PE
+//! (`pnv_eeh_next_error` returns `EEH_NEXT_ERR_NONE` for it,
+//! `eeh_dev_check_failure` returns 0 on `eeh_pe_passed`). The owner — the
+//! guest — keeps its own count.
+//!
 //! ```
 //! use std::time::Duration;
 //! use vfio_eeh::ops::{EehOp, PeState, ResetKind};
@@ -76,6 +84,36 @@ pub struct FreezePolicy {
 impl Default for FreezePolicy {
     fn default() -> Self {
         FreezePolicy { max_freezes: 5, window: Duration::from_secs(3600) }
+    }
+}
+
+/// Freezes counted in a window that opens at its first freeze
+/// (`eeh_pe_update_time_stamp`: a freeze more than a window after the first
+/// one starts a new window).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeCounter {
+    freezes: u32,
+    window_start: Option<Duration>,
+}
+
+impl FreezeCounter {
+    /// Counts a freeze at `now`; returns the freezes in the window, this one
+    /// included.
+    pub fn count(&mut self, now: Duration, policy: FreezePolicy) -> u32 {
+        match self.window_start {
+            Some(start) if now.saturating_sub(start) <= policy.window => {}
+            _ => {
+                self.window_start = Some(now);
+                self.freezes = 0;
+            }
+        }
+        self.freezes = self.freezes.saturating_add(1);
+        self.freezes
+    }
+
+    /// Freezes in the current window.
+    pub const fn freezes(&self) -> u32 {
+        self.freezes
     }
 }
 
@@ -220,6 +258,12 @@ impl PeError {
 pub enum FreezeOutcome {
     /// Nothing more was stopped (already frozen, in reset, or failed).
     Unchanged,
+    /// The PE froze; it is passed to a VFIO user, so the host does not count
+    /// the freeze (`count` is the host's unchanged count).
+    FrozenPassed {
+        /// The host's freezes in the window, unchanged.
+        count: u32,
+    },
     /// The PE froze; this is freeze `count` of the current window.
     Frozen {
         /// Freezes in the window so far.
@@ -281,8 +325,8 @@ pub struct PeMachine {
     enabled: bool,
     policy: FreezePolicy,
     timing: ResetTiming,
-    freezes: u32,
-    window_start: Option<Duration>,
+    counter: FreezeCounter,
+    users: u32,
 }
 
 impl Default for PeMachine {
@@ -294,7 +338,14 @@ impl Default for PeMachine {
 impl PeMachine {
     /// A normal PE with EEH not yet enabled.
     pub const fn new(policy: FreezePolicy, timing: ResetTiming) -> Self {
-        PeMachine { condition: PeCondition::Normal, enabled: false, policy, timing, freezes: 0, window_start: None }
+        PeMachine {
+            condition: PeCondition::Normal,
+            enabled: false,
+            policy,
+            timing,
+            counter: FreezeCounter { freezes: 0, window_start: None },
+            users: 0,
+        }
     }
 
     /// Where the PE is.
@@ -314,7 +365,56 @@ impl PeMachine {
 
     /// Freezes counted in the current window.
     pub const fn freezes(&self) -> u32 {
-        self.freezes
+        self.counter.freezes()
+    }
+
+    /// Whether a VFIO user holds the PE (Linux `eeh_pe_passed`: its
+    /// `pass_dev_cnt` is above zero).
+    pub const fn passed(&self) -> bool {
+        self.users > 0
+    }
+
+    /// Linux `eeh_dev_open`: a VFIO user opened one of the PE's devices.
+    /// `eeh_pe_change_owner` thaws a frozen PE first (a PE in reset,
+    /// settling or failed is left alone); only if that works is the device
+    /// counted, and the PE passed. `thaw_possible` is false when the platform
+    /// reads the PE frozen and cannot thaw it (a fenced or recovering PHB:
+    /// `opal_pci_eeh_freeze_clear` fails), and then the PE is not passed; the open itself still succeeds,
+    /// as `vfio_pci_core_finish_enable` ignores the result. Returns whether
+    /// the PE is now passed.
+    pub fn open_by_user(&mut self, thaw_possible: bool) -> bool {
+        if !self.change_owner(thaw_possible) {
+            return false;
+        }
+        self.users = self.users.saturating_add(1);
+        true
+    }
+
+    /// Linux `eeh_dev_release`: a VFIO user closed one of the PE's devices.
+    /// Nothing if the PE is not passed; else one device fewer, and
+    /// `eeh_pe_change_owner` thaws the PE again, even if other devices of it
+    /// are still open, so the next owner never inherits a freeze.
+    pub fn release_by_user(&mut self, thaw_possible: bool) {
+        if self.users == 0 {
+            return;
+        }
+        self.users -= 1;
+        self.change_owner(thaw_possible);
+    }
+
+    /// `eeh_pe_change_owner`: thaws a frozen PE; false if it cannot. Does not
+    /// touch the freeze count.
+    fn change_owner(&mut self, thaw_possible: bool) -> bool {
+        if !thaw_possible {
+            return false;
+        }
+        match self.condition {
+            PeCondition::Stopped | PeCondition::StoppedDma => {
+                self.condition = PeCondition::Normal;
+                true
+            }
+            _ => true,
+        }
     }
 
     /// The freeze policy.
@@ -361,28 +461,39 @@ impl PeMachine {
     }
 
     /// An error stops MMIO and DMA, or DMA only. Counts the freeze in the
-    /// window and fails the PE permanently once there are too many. A PE
-    /// already stopped that far, in reset, settling or failed is unchanged.
+    /// window and fails the PE permanently once there are too many, unless
+    /// the PE is [passed](Self::passed): then it only freezes. A PE already
+    /// stopped that far, in reset, settling or failed is unchanged.
     pub fn freeze(&mut self, scope: FreezeScope, now: Duration) -> FreezeOutcome {
         let next = match (self.condition, scope) {
             (PeCondition::Normal, FreezeScope::Dma) => PeCondition::StoppedDma,
             (PeCondition::Normal | PeCondition::StoppedDma, FreezeScope::All) => PeCondition::Stopped,
             _ => return FreezeOutcome::Unchanged,
         };
-        match self.window_start {
-            Some(start) if now.saturating_sub(start) <= self.policy.window => {}
-            _ => {
-                self.window_start = Some(now);
-                self.freezes = 0;
-            }
+        if self.passed() {
+            self.condition = next;
+            return FreezeOutcome::FrozenPassed { count: self.counter.freezes() };
         }
-        self.freezes = self.freezes.saturating_add(1);
-        if self.freezes > self.policy.max_freezes {
+        let count = self.counter.count(now, self.policy);
+        if count > self.policy.max_freezes {
             self.condition = PeCondition::Failed;
-            FreezeOutcome::Failed { count: self.freezes }
+            FreezeOutcome::Failed { count }
         } else {
             self.condition = next;
-            FreezeOutcome::Frozen { count: self.freezes }
+            FreezeOutcome::Frozen { count }
+        }
+    }
+
+    /// The host recovered the PE's PHB with a complete reset (Linux
+    /// `eeh_pe_reset_full(phb_pe, false)`), which resets every PE under it:
+    /// a passed PE is frozen again (`eeh_pe_refreeze_passed`, "re-freezing
+    /// for safety") and stays frozen (`eeh_clear_pe_frozen_state` skips it)
+    /// until its owner resets it; any other PE is thawed. A failed PE stays
+    /// failed, and the freeze count is untouched (the fence was counted on
+    /// the PHB).
+    pub fn after_phb_reset(&mut self) {
+        if self.condition != PeCondition::Failed {
+            self.condition = if self.passed() { PeCondition::Stopped } else { PeCondition::Normal };
         }
     }
 

@@ -81,6 +81,78 @@ pub const VFIO_PCI_VGA_REGION_INDEX: u32 = 8;
 /// Number of fixed vfio-pci regions.
 pub const VFIO_PCI_NUM_REGIONS: u32 = 9;
 
+/// IRQ info: the IRQ can signal an eventfd.
+pub const VFIO_IRQ_INFO_EVENTFD: u32 = 1 << 0;
+/// IRQ info: the IRQ can be masked.
+pub const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;
+/// IRQ info: the IRQ is masked when it fires (level-triggered INTx).
+pub const VFIO_IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+/// IRQ info: the number of vectors cannot change while enabled.
+pub const VFIO_IRQ_INFO_NORESIZE: u32 = 1 << 3;
+
+/// Set IRQs: no data follows the header.
+pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
+/// Set IRQs: the data is one `u8` boolean per vector.
+pub const VFIO_IRQ_SET_DATA_BOOL: u32 = 1 << 1;
+/// Set IRQs: the data is one `s32` eventfd per vector.
+pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+/// Set IRQs: mask the vectors.
+pub const VFIO_IRQ_SET_ACTION_MASK: u32 = 1 << 3;
+/// Set IRQs: unmask the vectors.
+pub const VFIO_IRQ_SET_ACTION_UNMASK: u32 = 1 << 4;
+/// Set IRQs: trigger the vectors (or set their trigger eventfds).
+pub const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
+/// Set IRQs: the data-type bits.
+pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 =
+    VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+/// Set IRQs: the action bits.
+pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 =
+    VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
+
+/// vfio-pci IRQ index of INTx.
+pub const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
+/// vfio-pci IRQ index of MSI.
+pub const VFIO_PCI_MSI_IRQ_INDEX: u32 = 1;
+/// vfio-pci IRQ index of MSI-X.
+pub const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
+/// vfio-pci IRQ index of the AER error notification.
+pub const VFIO_PCI_ERR_IRQ_INDEX: u32 = 3;
+/// vfio-pci IRQ index of the device-release request.
+pub const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
+/// Number of vfio-pci IRQ indexes.
+pub const VFIO_PCI_NUM_IRQS: u32 = 5;
+
+/// Device feature: the bits holding the feature index.
+pub const VFIO_DEVICE_FEATURE_MASK: u32 = 0xffff;
+/// Device feature: read the feature's data.
+pub const VFIO_DEVICE_FEATURE_GET: u32 = 1 << 16;
+/// Device feature: write the feature's data.
+pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 17;
+/// Device feature: only ask whether GET/SET are supported.
+pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 18;
+/// Device feature index: enter low power (runtime PM).
+pub const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: u32 = 3;
+/// Device feature index: enter low power with a wakeup eventfd.
+pub const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: u32 = 4;
+/// Device feature index: leave low power.
+pub const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: u32 = 5;
+
+/// type1 IOMMU info: `iova_pgsizes` is valid.
+pub const VFIO_IOMMU_INFO_PGSIZES: u32 = 1 << 0;
+
+/// DMA map: the device may read the memory.
+pub const VFIO_DMA_MAP_FLAG_READ: u32 = 1 << 0;
+/// DMA map: the device may write the memory.
+pub const VFIO_DMA_MAP_FLAG_WRITE: u32 = 1 << 1;
+/// DMA map (type1): update the process address of an existing mapping.
+pub const VFIO_DMA_MAP_FLAG_VADDR: u32 = 1 << 2;
+/// DMA unmap (type1): also return the dirty bitmap.
+pub const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: u32 = 1 << 0;
+/// DMA unmap (type1): unmap everything (`iova` and `size` must be 0).
+pub const VFIO_DMA_UNMAP_FLAG_ALL: u32 = 1 << 1;
+/// DMA unmap (type1): invalidate the process addresses, keep the mappings.
+pub const VFIO_DMA_UNMAP_FLAG_VADDR: u32 = 1 << 2;
+
 /// sPAPR TCE info flag: dynamic DMA windows supported.
 pub const VFIO_IOMMU_SPAPR_INFO_DDW: u32 = 1 << 0;
 
@@ -372,6 +444,22 @@ uapi_struct! {
         /** First IRQ. */ pub start: u32,
         /** Number of IRQs. */ pub count: u32,
     } size 20
+}
+
+uapi_struct! {
+    /// `struct vfio_device_feature` without its flexible `data[]`.
+    pub struct VfioDeviceFeature {
+        /** Caller's size, `data` included. */ pub argsz: u32,
+        /** The feature index and `VFIO_DEVICE_FEATURE_GET`/`SET`/`PROBE`. */ pub flags: u32,
+    } size 8
+}
+
+uapi_struct! {
+    /// `struct vfio_device_low_power_entry_with_wakeup`.
+    pub struct VfioDeviceLowPowerEntryWithWakeup {
+        /** Signalled when the device wakes up. */ pub wakeup_eventfd: i32,
+        /** Reserved. */ pub reserved: u32,
+    } size 8
 }
 
 uapi_struct! {

@@ -44,6 +44,10 @@ fn struct_layouts_match_vfio_bindings() {
     same_layout!(VfioRegionInfo = vfio_region_info { argsz, flags, index, cap_offset, size, offset });
     same_layout!(VfioIrqInfo = vfio_irq_info { argsz, flags, index, count });
     same_layout!(VfioIrqSet = vfio_irq_set { argsz, flags, index, start, count });
+    same_layout!(VfioDeviceFeature = vfio_device_feature { argsz, flags });
+    same_layout!(
+        VfioDeviceLowPowerEntryWithWakeup = vfio_device_low_power_entry_with_wakeup { wakeup_eventfd, reserved }
+    );
     same_layout!(VfioIommuType1Info = vfio_iommu_type1_info { argsz, flags, iova_pgsizes, cap_offset, pad });
     same_layout!(VfioIommuType1DmaMap = vfio_iommu_type1_dma_map { argsz, flags, vaddr, iova, size });
     same_layout!(VfioIommuType1DmaUnmap = vfio_iommu_type1_dma_unmap { argsz, flags, iova, size });
@@ -122,6 +126,38 @@ fn constants_match_vfio_bindings() {
         VFIO_PCI_VGA_REGION_INDEX,
         VFIO_PCI_NUM_REGIONS,
         VFIO_IOMMU_SPAPR_INFO_DDW,
+        VFIO_IRQ_INFO_EVENTFD,
+        VFIO_IRQ_INFO_MASKABLE,
+        VFIO_IRQ_INFO_AUTOMASKED,
+        VFIO_IRQ_INFO_NORESIZE,
+        VFIO_IRQ_SET_DATA_NONE,
+        VFIO_IRQ_SET_DATA_BOOL,
+        VFIO_IRQ_SET_DATA_EVENTFD,
+        VFIO_IRQ_SET_ACTION_MASK,
+        VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_IRQ_SET_DATA_TYPE_MASK,
+        VFIO_IRQ_SET_ACTION_TYPE_MASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        VFIO_PCI_ERR_IRQ_INDEX,
+        VFIO_PCI_REQ_IRQ_INDEX,
+        VFIO_PCI_NUM_IRQS,
+        VFIO_DEVICE_FEATURE_MASK,
+        VFIO_DEVICE_FEATURE_GET,
+        VFIO_DEVICE_FEATURE_SET,
+        VFIO_DEVICE_FEATURE_PROBE,
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+        VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+        VFIO_IOMMU_INFO_PGSIZES,
+        VFIO_DMA_MAP_FLAG_READ,
+        VFIO_DMA_MAP_FLAG_WRITE,
+        VFIO_DMA_MAP_FLAG_VADDR,
+        VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+        VFIO_DMA_UNMAP_FLAG_ALL,
+        VFIO_DMA_UNMAP_FLAG_VADDR,
         VFIO_EEH_PE_DISABLE,
         VFIO_EEH_PE_ENABLE,
         VFIO_EEH_PE_UNFREEZE_IO,

@@ -220,6 +220,11 @@ fn expected() -> Vec<Expected> {
     layout!(table, VfioGroupStatus = vfio_group_status { argsz, flags });
     layout!(table, VfioDeviceInfo = vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset });
     layout!(table, VfioRegionInfo = vfio_region_info { argsz, flags, index, cap_offset, size, offset });
+    layout!(table, VfioDeviceFeature = vfio_device_feature { argsz, flags });
+    layout!(
+        table,
+        VfioDeviceLowPowerEntryWithWakeup = vfio_device_low_power_entry_with_wakeup { wakeup_eventfd, reserved }
+    );
     layout!(table, VfioIrqInfo = vfio_irq_info { argsz, flags, index, count });
     layout!(table, VfioIrqSet = vfio_irq_set { argsz, flags, index, start, count });
     layout!(table, VfioIommuType1Info = vfio_iommu_type1_info { argsz, flags, iova_pgsizes, cap_offset });
@@ -253,6 +258,7 @@ fn expected() -> Vec<Expected> {
     // The flexible `data[]` arrays start where our fixed parts end.
     for (c, rust, size) in [
         ("vfio_irq_set", "VfioIrqSet", size_of::<uapi::VfioIrqSet>()),
+        ("vfio_device_feature", "VfioDeviceFeature", size_of::<uapi::VfioDeviceFeature>()),
         ("vfio_iommu_type1_dma_unmap", "VfioIommuType1DmaUnmap", size_of::<uapi::VfioIommuType1DmaUnmap>()),
     ] {
         table.fixed(format!("offsetof__{c}__data"), format!("size_of::<{rust}>()"), size);
@@ -281,6 +287,38 @@ fn expected() -> Vec<Expected> {
         VFIO_PCI_VGA_REGION_INDEX,
         VFIO_PCI_NUM_REGIONS,
         VFIO_IOMMU_SPAPR_INFO_DDW,
+        VFIO_IRQ_INFO_EVENTFD,
+        VFIO_IRQ_INFO_MASKABLE,
+        VFIO_IRQ_INFO_AUTOMASKED,
+        VFIO_IRQ_INFO_NORESIZE,
+        VFIO_IRQ_SET_DATA_NONE,
+        VFIO_IRQ_SET_DATA_BOOL,
+        VFIO_IRQ_SET_DATA_EVENTFD,
+        VFIO_IRQ_SET_ACTION_MASK,
+        VFIO_IRQ_SET_ACTION_UNMASK,
+        VFIO_IRQ_SET_ACTION_TRIGGER,
+        VFIO_IRQ_SET_DATA_TYPE_MASK,
+        VFIO_IRQ_SET_ACTION_TYPE_MASK,
+        VFIO_PCI_INTX_IRQ_INDEX,
+        VFIO_PCI_MSI_IRQ_INDEX,
+        VFIO_PCI_MSIX_IRQ_INDEX,
+        VFIO_PCI_ERR_IRQ_INDEX,
+        VFIO_PCI_REQ_IRQ_INDEX,
+        VFIO_PCI_NUM_IRQS,
+        VFIO_DEVICE_FEATURE_MASK,
+        VFIO_DEVICE_FEATURE_GET,
+        VFIO_DEVICE_FEATURE_SET,
+        VFIO_DEVICE_FEATURE_PROBE,
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP,
+        VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+        VFIO_IOMMU_INFO_PGSIZES,
+        VFIO_DMA_MAP_FLAG_READ,
+        VFIO_DMA_MAP_FLAG_WRITE,
+        VFIO_DMA_MAP_FLAG_VADDR,
+        VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
+        VFIO_DMA_UNMAP_FLAG_ALL,
+        VFIO_DMA_UNMAP_FLAG_VADDR,
         VFIO_EEH_PE_DISABLE,
         VFIO_EEH_PE_ENABLE,
         VFIO_EEH_PE_UNFREEZE_IO,

@@ -10,7 +10,7 @@
 //! | [`ENV_INJECTION`] `VFIO_EEH_SHIM_INJECTION` | `immediate` (an accepted injection freezes the PE at once) or `on-access` (the first matching access does) | `immediate` |
 //! | [`ENV_SOCKET`] `VFIO_EEH_SHIM_SOCKET` | path of the control socket to serve | no socket |
 //! | [`ENV_OPLOG`] `VFIO_EEH_SHIM_OPLOG` | path where the JSON op log is written at exit | not written |
-//! | [`ENV_LOG`] `VFIO_EEH_SHIM_LOG` | a `tracing` filter (`info`, `vfio_eeh_shim=trace`, ...), logs go to stderr | `warn` |
+//! | [`ENV_LOG`] `VFIO_EEH_SHIM_LOG` | comma-separated `level` and `target=level` directives (`info`, `warn,vfio_eeh_shim=trace`, ...; `tracing_subscriber`'s `Targets` syntax), logs go to stderr | `warn` |
 //!
 //! The simulator runs on the real monotonic clock.
 

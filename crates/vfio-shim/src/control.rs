@@ -11,7 +11,7 @@ use vfio_eeh::addr::PeId;
 use vfio_eeh::backend::{BackendError, EehBackend};
 use vfio_eeh::pe::FreezeScope;
 
-use crate::client::{Injection, PeReport, Request, Response, MAX_MESSAGE, PROTOCOL_VERSION};
+use crate::protocol::{Injection, PeReport, Request, Response, MAX_MESSAGE, PROTOCOL_VERSION};
 use crate::sys;
 use crate::vfio::Emulator;
 

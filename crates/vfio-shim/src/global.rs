@@ -3,6 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use vfio_eeh_sim::clock::MonotonicClock;
 use vfio_eeh_sim::config::{InjectionMode, SimConfig};
 use vfio_eeh_sim::spec::{TopologyError, TopologySpec};
@@ -39,6 +42,28 @@ pub fn simulated_host(config: &ShimConfig) -> Result<SimHost, TopologyError> {
     Ok(SimHost::new(&spec, sim, Arc::new(MonotonicClock::new())))
 }
 
+/// The log filter a [`ShimConfig::log`] value spells: comma-separated
+/// `level` and `target=level` directives. A directive that does not parse is
+/// left out, with a message on stderr, and the others still apply.
+fn log_filter(spec: &str) -> Targets {
+    let valid: Vec<&str> = spec
+        .split(',')
+        .filter(|directive| !directive.trim().is_empty())
+        .filter(|directive| match directive.parse::<Targets>() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("vfio-eeh-shim: Ignoring the log directive {directive:?}: {e}");
+                false
+            }
+        })
+        .collect();
+    if valid.is_empty() {
+        // `Targets` would read an empty string as "everything".
+        return Targets::new();
+    }
+    valid.join(",").parse().unwrap_or_default()
+}
+
 static EMULATOR: OnceLock<Option<(Arc<Emulator>, ShimConfig)>> = OnceLock::new();
 
 /// The emulator, if it was started.
@@ -62,9 +87,10 @@ pub(crate) fn init() -> Option<&'static Emulator> {
 
 fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     let config = ShimConfig::from_env()?;
-    let filter = tracing_subscriber::EnvFilter::new(config.log.as_deref().unwrap_or("warn"));
+    let filter = log_filter(config.log.as_deref().unwrap_or("warn"));
+    let subscriber = tracing_subscriber::fmt().with_writer(std::io::stderr).finish().with(filter);
     // Another subscriber may already be installed (a Rust host program).
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).try_init();
+    let _ = subscriber.try_init();
     let host = Arc::new(simulated_host(&config)?);
     let emu = Arc::new(Emulator::new(host, config.clone()));
     if let Some(path) = &config.socket {
@@ -86,5 +112,25 @@ pub(crate) fn write_oplog() {
         .and_then(|json| std::fs::write(path, json));
     if let Err(e) = written {
         eprintln!("vfio-eeh-shim: Cannot write the op log to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn log_filter_keeps_the_directives_that_parse() {
+        let filter = log_filter("warn,vfio_eeh_shim=trace");
+        assert!(filter.would_enable("vfio_eeh_shim::vfio", &Level::TRACE));
+        assert!(filter.would_enable("other", &Level::WARN));
+        assert!(!filter.would_enable("other", &Level::INFO));
+
+        let filter = log_filter("info,vfio_eeh_shim=loud");
+        assert!(filter.would_enable("vfio_eeh_shim", &Level::INFO), "the bad directive is left out");
+        assert!(!filter.would_enable("vfio_eeh_shim", &Level::DEBUG));
+        assert!(!log_filter("").would_enable("any", &Level::ERROR), "an empty filter enables nothing");
     }
 }

@@ -5,21 +5,25 @@
 //!
 //! * The preload library is this crate's `cdylib` built with the `preload`
 //!   feature: `cargo build -p vfio-shim --features preload` gives
-//!   `target/<profile>/libvfio_eeh_shim.so`. It interposes the libc entry
-//!   points VMMs use (`open*`, `openat*` and fortified variants, `close`,
-//!   `close_range`, `dup*`, `fcntl(F_DUPFD*)`, `ioctl`, `pread*`, `pwrite*`,
-//!   `mmap*`) and claims `/dev/vfio/vfio` and `/dev/vfio/<group>` for the
-//!   simulated host's groups; everything else passes through.
+//!   `target/<profile>/libvfio_eeh_shim.so` ([`LIBRARY_NAME`]). It interposes
+//!   the libc entry points VMMs use (`open*`, `openat*` and fortified
+//!   variants, `close`, `close_range`, `dup*`, `fcntl(F_DUPFD*)`, `ioctl`,
+//!   `pread*`, `pwrite*`, `mmap*`) and claims `/dev/vfio/vfio` and
+//!   `/dev/vfio/<group>` for the simulated host's groups; everything else
+//!   passes through.
 //! * [`config`]: the environment variables that configure it.
-//! * [`client`]: the control protocol and its [`Client`](client::Client)
-//!   (inject, state, events, op log inside a running VMM).
-//! * [`prepare`]: what a VMM needs for chosen simulated devices (sysfs
-//!   directories, environment) and a command runner.
+//! * [`global`]: the process-wide emulator and the simulated host a
+//!   configuration describes.
+//! * [`protocol`]: the messages of its control socket; [`oplog`]: the op
+//!   log it keeps and dumps.
 //!
-//! Built without `preload`, the library exports nothing into the process, so
-//! tools link it for the client and the launcher.
+//! The library is loaded into every VMM process, so it carries only what
+//! serves `/dev/vfio` and the control socket. What only tools need (the
+//! launcher that prepares a VMM's sysfs tree and environment, the check that
+//! a file is the preload build, the control-socket client) is in the
+//! `vfio-shim-launch` crate, which links this one without `preload`: built
+//! that way, the library exports nothing into the process.
 
-pub mod client;
 pub mod config;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod control;
@@ -28,15 +32,21 @@ mod fdtable;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod global;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
-mod iommu;
-#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod oplog;
 #[cfg(feature = "preload")]
 mod preload;
-pub mod prepare;
+pub mod protocol;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod sys;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod user;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod vfio;
+
+/// The preload library's file name.
+pub const LIBRARY_NAME: &str = "libvfio_eeh_shim.so";
+
+/// The symbol only the preload build exports (a `u32` static), so that tools
+/// can tell it from a build without the `preload` feature, which has the same
+/// file name but intercepts nothing.
+pub const PRELOAD_MARKER: &str = "VFIO_EEH_SHIM_PRELOAD";

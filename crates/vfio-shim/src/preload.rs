@@ -23,8 +23,8 @@ use libc::{mode_t, off64_t, off_t, size_t, ssize_t};
 use crate::vfio::{Access, Emulator, VFIO_DIR};
 
 /// Exported only by the preload build, so tools can tell it from a build
-/// without the `preload` feature (which intercepts nothing); see
-/// [`crate::prepare::is_preload_library`].
+/// without the `preload` feature (which intercepts nothing); its name is
+/// [`crate::PRELOAD_MARKER`].
 #[no_mangle]
 pub static VFIO_EEH_SHIM_PRELOAD: u32 = 1;
 

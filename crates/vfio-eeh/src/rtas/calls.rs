@@ -20,6 +20,13 @@ pub mod status {
     pub const ERRINJCT_OWNERSHIP: i32 = -4;
     /// Unexpected state change: re-read the PE state.
     pub const UNEXPECTED_STATE: i32 = -7;
+    /// `ibm,set-slot-reset` function 3: fundamental reset not defined for
+    /// this PE (the guest falls back to a hot reset).
+    pub const FUNDAMENTAL_RESET_UNSUPPORTED: i32 = -8;
+    /// Extended delay: wait 10^(status - 9900) ms and call again (9900..=9905).
+    pub const EXTENDED_DELAY_MIN: i32 = 9900;
+    /// The largest extended-delay status.
+    pub const EXTENDED_DELAY_MAX: i32 = 9905;
 }
 
 /// PAPR errinjct class `ioa-bus-error` (token as seen on PowerVM and in the
@@ -115,6 +122,25 @@ impl RtasCall {
         }
     }
 
+    /// The guest memory a call with these arguments reads or writes, as
+    /// (guest real address, bytes): `ibm,slot-error-detail`'s return buffer
+    /// (at most `rtas-error-log-max`, 2 KiB) and `ibm,errinjct`'s work
+    /// buffer (its 1 KiB block); `None` for the other calls, or if `args` is
+    /// too short. A VMM that has RTAS served elsewhere (by eehd) sends this
+    /// window of its memory along.
+    pub fn guest_buffer(self, args: &[u32]) -> Option<(u64, usize)> {
+        match self {
+            RtasCall::SlotErrorDetail => {
+                let (&addr, &len) = (args.get(5)?, args.get(6)?);
+                let len = usize::try_from(len)
+                    .map_or(super::handlers::RTAS_ERROR_LOG_MAX, |n| n.min(super::handlers::RTAS_ERROR_LOG_MAX));
+                Some((u64::from(addr), len))
+            }
+            RtasCall::Errinjct => Some((u64::from(*args.get(2)?), super::handlers::ERRINJCT_BLOCK_BYTES)),
+            _ => None,
+        }
+    }
+
     /// Whether `nret` is one the call accepts (read-slot-reset-state2 takes
     /// 4, or 5 with the recovery-info cell).
     pub const fn accepts_nret(self, nret: usize) -> bool {
@@ -171,6 +197,15 @@ impl Default for TokenTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buffers_in_guest_memory_are_named_by_their_arguments() {
+        let detail = [0, 0, 0, 0, 0, 0x10_0000, 4096, 1];
+        assert_eq!(RtasCall::SlotErrorDetail.guest_buffer(&detail), Some((0x10_0000, 2048)));
+        assert_eq!(RtasCall::Errinjct.guest_buffer(&[7, 1, 0x2000]), Some((0x2000, 1024)));
+        assert_eq!(RtasCall::SlotErrorDetail.guest_buffer(&detail[..5]), None);
+        assert_eq!(RtasCall::SetSlotReset.guest_buffer(&[0, 0, 0, 1]), None);
+    }
 
     #[test]
     fn argument_counts_follow_papr() {

@@ -116,13 +116,15 @@ impl RtasArgs {
     pub fn new(token: u32, args: &[u32], nret: usize) -> Self {
         assert!(args.len() + nret <= MAX_CELLS, "an RTAS call carries at most {MAX_CELLS} cells");
         let mut cells = [0; MAX_CELLS];
-        cells[..args.len()].copy_from_slice(args);
+        for (cell, &arg) in cells.iter_mut().zip(args) {
+            *cell = arg;
+        }
         RtasArgs { token, nargs: args.len(), nret, args: cells }
     }
 
     /// The input cells.
     pub fn args(&self) -> &[u32] {
-        &self.args[..self.nargs]
+        self.args.split_at_checked(self.nargs).map_or(self.args.as_slice(), |(args, _)| args)
     }
 
     /// How many return cells the caller provided.
@@ -149,7 +151,7 @@ impl RtasArgs {
         let (cells, _) = <[Cell]>::ref_from_prefix_with_elems(cells, nargs + nret)
             .map_err(|_| DecodeError::Truncated { len: buf.len(), needed })?;
         let mut args = [0; MAX_CELLS];
-        for (arg, cell) in args.iter_mut().zip(&cells[..nargs]) {
+        for (arg, cell) in args.iter_mut().zip(cells.iter().take(nargs)) {
             *arg = cell.get();
         }
         Ok(RtasArgs { token, nargs, nret, args })
@@ -173,8 +175,10 @@ impl RtasArgs {
     /// `rets` as the caller provided room for.
     pub fn write_rets(&self, buf: &mut [u8], rets: &[u32]) {
         let start = HEADER_BYTES + 4 * self.nargs;
-        let (cells, _) =
-            <[Cell]>::mut_from_prefix_with_elems(&mut buf[start..], self.nret).expect("the buffer holds this call");
+        let (cells, _) = buf
+            .get_mut(start..)
+            .and_then(|rest| <[Cell]>::mut_from_prefix_with_elems(rest, self.nret).ok())
+            .expect("the buffer holds this call");
         for (cell, &ret) in cells.iter_mut().zip(rets) {
             cell.set(ret);
         }
@@ -183,8 +187,10 @@ impl RtasArgs {
     /// Reads the return cells back from a buffer holding this call.
     pub fn read_rets(&self, buf: &[u8]) -> Vec<u32> {
         let start = HEADER_BYTES + 4 * self.nargs;
-        let (cells, _) =
-            <[Cell]>::ref_from_prefix_with_elems(&buf[start..], self.nret).expect("the buffer holds this call");
+        let (cells, _) = buf
+            .get(start..)
+            .and_then(|rest| <[Cell]>::ref_from_prefix_with_elems(rest, self.nret).ok())
+            .expect("the buffer holds this call");
         cells.iter().map(|cell| cell.get()).collect()
     }
 }

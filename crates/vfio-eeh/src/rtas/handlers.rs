@@ -19,8 +19,10 @@ use zerocopy::{FromBytes, IntoBytes};
 pub const DEFAULT_UNAVAILABLE_MS: u32 = 1000;
 /// The largest error log returned (`rtas-error-log-max`, QEMU's value).
 pub const RTAS_ERROR_LOG_MAX: usize = 2048;
-/// `ibm,errinjct` work buffers sit on a 1 KiB boundary.
-const ERRINJCT_BUFFER_ALIGN: u64 = 1024;
+/// `ibm,errinjct` work buffers sit in a block of their own, 1 KiB ...
+pub(super) const ERRINJCT_BLOCK_BYTES: usize = 1024;
+/// ... on a 1 KiB boundary.
+const ERRINJCT_BUFFER_ALIGN: u64 = ERRINJCT_BLOCK_BYTES as u64;
 
 /// How the firmware answers where QEMU and PAPR-as-written differ (see the
 /// module docs of [`crate::rtas`]).
@@ -40,6 +42,11 @@ pub struct RtasPolicy {
     /// get-config-addr-info2 answer a host failure with "hardware error"
     /// (else "parameter error", as QEMU).
     pub host_failure_is_hardware_error: bool,
+    /// The call-specific PAPR statuses: -7 when the PE's state forbids a
+    /// thaw or reset (the PE State Control table), -8 when the host has no
+    /// fundamental reset, and 990x from configure-pe while the PE settles
+    /// (else -1, -1 and 0, as QEMU).
+    pub papr_call_statuses: bool,
 }
 
 impl RtasPolicy {
@@ -50,6 +57,7 @@ impl RtasPolicy {
         papr_slot_error_detail: false,
         errinjct: false,
         host_failure_is_hardware_error: false,
+        papr_call_statuses: false,
     };
 }
 
@@ -62,6 +70,7 @@ impl Default for RtasPolicy {
             papr_slot_error_detail: true,
             errinjct: true,
             host_failure_is_hardware_error: true,
+            papr_call_statuses: true,
         }
     }
 }
@@ -88,10 +97,11 @@ pub struct Reply {
 impl Reply {
     /// Status first, then `outputs`.
     fn new(status: i32, outputs: &[u32]) -> Self {
-        let mut cells = [0; 5];
-        cells[0] = status.cast_unsigned();
-        cells[1..=outputs.len()].copy_from_slice(outputs);
-        Reply { status, cells, len: 1 + outputs.len() }
+        let mut cells = [status.cast_unsigned(), 0, 0, 0, 0];
+        for (cell, &output) in cells.iter_mut().skip(1).zip(outputs) {
+            *cell = output;
+        }
+        Reply { status, cells, len: 1 + outputs.len().min(4) }
     }
 
     /// A bare status.
@@ -113,7 +123,7 @@ impl Reply {
 
     /// The return cells.
     pub fn cells(&self) -> &[u32] {
-        &self.cells[..self.len]
+        self.cells.split_at_checked(self.len).map_or(self.cells.as_slice(), |(cells, _)| cells)
     }
 }
 
@@ -235,17 +245,18 @@ impl EehRtas {
         }
         let a = args.args();
         match call {
-            RtasCall::SetEehOption => self.set_eeh_option(ctx, a),
-            RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, a),
-            RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, a),
-            RtasCall::ReadSlotResetState2 => self.read_slot_reset_state(ctx, a, args.nret()),
-            RtasCall::ReadSlotResetState => self.read_slot_reset_state(ctx, a, args.nret()),
-            RtasCall::SetSlotReset => self.set_slot_reset(ctx, a),
-            RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, a),
-            RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, a),
+            RtasCall::SetEehOption => self.set_eeh_option(ctx, cells(a)?),
+            RtasCall::GetConfigAddrInfo2 => self.get_config_addr_info2(ctx, cells(a)?),
+            RtasCall::GetConfigAddrInfo => self.pe_config_addr(ctx, cells(a)?),
+            RtasCall::ReadSlotResetState2 | RtasCall::ReadSlotResetState => {
+                self.read_slot_reset_state(ctx, cells(a)?, args.nret())
+            }
+            RtasCall::SetSlotReset => self.set_slot_reset(ctx, cells(a)?),
+            RtasCall::ConfigurePe | RtasCall::ConfigureBridge => self.configure(ctx, cells(a)?),
+            RtasCall::SlotErrorDetail => self.slot_error_detail(ctx, cells(a)?),
             RtasCall::OpenErrinjct => self.open_errinjct(),
-            RtasCall::Errinjct => self.errinjct(ctx, a),
-            RtasCall::CloseErrinjct => self.close_errinjct(a),
+            RtasCall::Errinjct => self.errinjct(ctx, cells(a)?),
+            RtasCall::CloseErrinjct => self.close_errinjct(cells(a)?),
         }
     }
 
@@ -274,9 +285,9 @@ impl EehRtas {
             .map_err(|e| RtasError::backend(e, host_failure))
     }
 
-    fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let op = match a[3] {
+    fn set_eeh_option(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, option]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
+        let op = match option {
             0 => EehOp::Disable,
             1 => EehOp::Enable,
             2 => EehOp::UnfreezeIo,
@@ -284,21 +295,44 @@ impl EehRtas {
             // 4 and 5 (io-event interrupts) need "ibm,io-events-capable".
             _ => return Err(fail(status::PARAMETER_ERROR)),
         };
-        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+        self.state_changing_op(ctx, target.pe, op)
     }
 
-    fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    /// A thaw or reset: a host refusal is -7 when the PE's state, read
+    /// again, is one where the PAPR "PE State Control" table answers -7
+    /// (the refusal's errno, `EIO`, cannot tell), -8 for a fundamental reset
+    /// the host does not offer, and otherwise -1, hardware error.
+    fn state_changing_op(&self, ctx: &RtasContext<'_>, pe: PeId, op: EehOp) -> CallResult {
+        Self::op(ctx, pe, op, status::HARDWARE_ERROR).map_err(|error| {
+            let RtasError::Backend { status: status::HARDWARE_ERROR, source } = error else { return error };
+            if !self.policy.papr_call_statuses {
+                return RtasError::Backend { status: status::HARDWARE_ERROR, source };
+            }
+            let unsupported = matches!(source.errno(), errno::ENOTTY | errno::EOPNOTSUPP);
+            let status = if op == EehOp::Reset(ResetKind::Fundamental) && unsupported {
+                status::FUNDAMENTAL_RESET_UNSUPPORTED
+            } else if ctx.backend.status(pe).is_ok_and(|now| papr_forbids(op, now.state)) {
+                status::UNEXPECTED_STATE
+            } else {
+                status::HARDWARE_ERROR
+            };
+            RtasError::Backend { status, source }
+        })
+    }
+
+    fn pe_config_addr(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, _]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         let vm = ctx.maps.vm(self.vm).map_err(|_| fail(status::PARAMETER_ERROR))?;
         let (_, pe_addr) = vm.pe_config_addr(target.pe).ok_or(fail(status::PARAMETER_ERROR))?;
         Ok(Reply::new(status::SUCCESS, &[pe_addr.raw()]))
     }
 
-    fn get_config_addr_info2(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        match a[3] {
+    fn get_config_addr_info2(&self, ctx: &mut RtasContext<'_>, a: [u32; 4]) -> CallResult {
+        let [config, buid_hi, buid_lo, function] = a;
+        match function {
             0 => self.pe_config_addr(ctx, a),
             1 => {
-                let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+                let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
                 let shared = if self.policy.truthful_shared_pe {
                     let functions =
                         ctx.backend.devices_of(target.pe).map_err(|e| RtasError::backend(e, self.host_failure()))?;
@@ -312,8 +346,13 @@ impl EehRtas {
         }
     }
 
-    fn read_slot_reset_state(&self, ctx: &mut RtasContext<'_>, a: &[u32], nret: usize) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    fn read_slot_reset_state(
+        &self,
+        ctx: &mut RtasContext<'_>,
+        [config, buid_hi, buid_lo]: [u32; 3],
+        nret: usize,
+    ) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         let (state, unavailable_ms) = if self.permanently_unavailable.contains(&target.pe) {
             (PeState::Unavailable, 0)
         } else {
@@ -333,25 +372,39 @@ impl EehRtas {
         Ok(reply)
     }
 
-    fn set_slot_reset(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let op = match a[3] {
+    fn set_slot_reset(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo, function]: [u32; 4]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
+        let op = match function {
             0 => EehOp::ResetDeactivate,
             1 => EehOp::Reset(ResetKind::Hot),
             3 => EehOp::Reset(ResetKind::Fundamental),
             _ => return Err(fail(status::PARAMETER_ERROR)),
         };
-        Self::op(ctx, target.pe, op, status::HARDWARE_ERROR)
+        self.state_changing_op(ctx, target.pe, op)
     }
 
-    fn configure(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
+    /// configure-pe / configure-bridge. While the PE settles after a reset
+    /// there is nothing to configure yet: the call answers an extended
+    /// delay (990x, the only EEH call whose delay Linux's pseries guest
+    /// honours, `pseries_eeh_phb_configure_bridge`), at most 9902 (100 ms)
+    /// as PAPR asks; a host that cannot tell the delay gets 9902.
+    fn configure(&self, ctx: &mut RtasContext<'_>, [config, buid_hi, buid_lo]: [u32; 3]) -> CallResult {
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
+        if self.policy.papr_call_statuses {
+            let settling = ctx.backend.status(target.pe).ok().filter(|s| s.state == PeState::Unavailable);
+            match settling.map(|s| s.unavailable_for) {
+                Some(Some(delay)) if delay.is_zero() => {}
+                Some(delay) => return Ok(Reply::status_only(extended_delay(delay))),
+                None => {}
+            }
+        }
         Self::op(ctx, target.pe, EehOp::Configure, self.host_failure())
     }
 
-    fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let target = self.target(ctx.maps, a[0], a[1], a[2])?;
-        let (return_buffer, return_len, function) = (a[5], a[6], a[7]);
+    fn slot_error_detail(&mut self, ctx: &mut RtasContext<'_>, a: [u32; 8]) -> CallResult {
+        // The device-specific error buffer (cells 3 and 4) is not used.
+        let [config, buid_hi, buid_lo, _, _, return_buffer, return_len, function] = a;
+        let target = self.target(ctx.maps, config, buid_hi, buid_lo)?;
         const TEMPORARY: u32 = 1;
         const PERMANENT: u32 = 2;
         if function != TEMPORARY && function != PERMANENT {
@@ -363,19 +416,17 @@ impl EehRtas {
         // Check the whole return buffer before the log is taken (it is
         // handed out once), so a bad buffer loses nothing.
         let return_len = usize::try_from(return_len).map_or(RTAS_ERROR_LOG_MAX, |n| n.min(RTAS_ERROR_LOG_MAX));
-        let mut scratch = [0u8; RTAS_ERROR_LOG_MAX];
-        ctx.memory
-            .read(u64::from(return_buffer), &mut scratch[..return_len])
-            .map_err(|_| fail(status::PARAMETER_ERROR))?;
+        let mut scratch = vec![0u8; return_len];
+        ctx.memory.read(u64::from(return_buffer), &mut scratch).map_err(|_| fail(status::PARAMETER_ERROR))?;
         let log = ctx.backend.error_log(target.pe).map_err(|e| RtasError::backend(e, status::HARDWARE_ERROR))?;
         if function == PERMANENT {
             self.permanently_unavailable.insert(target.pe);
         }
-        let Some(log) = log else {
+        let Some(mut log) = log else {
             return Ok(Reply::status_only(status::NO_ERRORS_FOUND));
         };
-        let len = log.len().min(return_len);
-        ctx.memory.write(u64::from(return_buffer), &log[..len]).map_err(|_| fail(status::HARDWARE_ERROR))?;
+        log.truncate(return_len);
+        ctx.memory.write(u64::from(return_buffer), &log).map_err(|_| fail(status::HARDWARE_ERROR))?;
         Ok(Reply::status_only(status::SUCCESS))
     }
 
@@ -402,8 +453,8 @@ impl EehRtas {
         Ok(())
     }
 
-    fn errinjct(&self, ctx: &mut RtasContext<'_>, a: &[u32]) -> CallResult {
-        let (class, token, buffer) = (a[0], a[1], u64::from(a[2]));
+    fn errinjct(&self, ctx: &mut RtasContext<'_>, [class, token, buffer]: [u32; 3]) -> CallResult {
+        let buffer = u64::from(buffer);
         self.check_errinjct_owner(token)?;
         if buffer % ERRINJCT_BUFFER_ALIGN != 0 {
             return Err(fail(status::PARAMETER_ERROR));
@@ -429,11 +480,17 @@ impl EehRtas {
         Ok(Reply::status_only(status::SUCCESS))
     }
 
-    fn close_errinjct(&mut self, a: &[u32]) -> CallResult {
-        self.check_errinjct_owner(a[0])?;
+    fn close_errinjct(&mut self, [token]: [u32; 1]) -> CallResult {
+        self.check_errinjct_owner(token)?;
         self.errinjct_open = None;
         Ok(Reply::status_only(status::SUCCESS))
     }
+}
+
+/// The argument cells of a call as an array; [`EehRtas::handle`] has
+/// checked their count, so the conversion cannot fail there.
+fn cells<const N: usize>(a: &[u32]) -> Result<[u32; N], RtasError> {
+    a.try_into().map_err(|_| fail(status::PARAMETER_ERROR))
 }
 
 /// Reads an `ibm,errinjct` work buffer of layout `T` from guest memory.
@@ -441,6 +498,30 @@ fn read_work_buffer<T: FromBytes + IntoBytes>(memory: &dyn GuestMemory, addr: u6
     let mut work = T::new_zeroed();
     memory.read(addr, work.as_mut_bytes()).map_err(|_| fail(status::PARAMETER_ERROR))?;
     Ok(work)
+}
+
+/// Whether PAPR's "PE State Control" table answers -7 to `op` in `state`
+/// (project reference §2.5): thaw MMIO in 1 and 5, thaw DMA in 1, 2 and 5,
+/// deassert in 2 and 5, assert in 5.
+fn papr_forbids(op: EehOp, state: PeState) -> bool {
+    use PeState::{Reset, Stopped, Unavailable};
+    match op {
+        EehOp::UnfreezeIo => matches!(state, Reset | Unavailable),
+        EehOp::UnfreezeDma => matches!(state, Reset | Stopped | Unavailable),
+        EehOp::ResetDeactivate => matches!(state, Stopped | Unavailable),
+        EehOp::Reset(_) => state == Unavailable,
+        _ => false,
+    }
+}
+
+/// The extended-delay status for a wait of `delay` (unknown: the longest):
+/// 9900 + x asks for 10^x ms; PAPR keeps EEH calls within 9900..=9902.
+fn extended_delay(delay: Option<Duration>) -> i32 {
+    match delay {
+        Some(d) if d <= Duration::from_millis(1) => status::EXTENDED_DELAY_MIN,
+        Some(d) if d <= Duration::from_millis(10) => status::EXTENDED_DELAY_MIN + 1,
+        _ => status::EXTENDED_DELAY_MIN + 2,
+    }
 }
 
 /// The "PE Unavailable Info" for a known delay: milliseconds, rounded up, at

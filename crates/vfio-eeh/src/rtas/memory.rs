@@ -36,23 +36,22 @@ impl FlatMemory {
         let error = MemoryError { addr, len };
         let start = usize::try_from(addr.checked_sub(self.base).ok_or(error)?).map_err(|_| error)?;
         let end = start.checked_add(len).ok_or(error)?;
-        if end > self.bytes.len() {
-            return Err(error);
-        }
         Ok(start..end)
     }
 }
 
 impl GuestMemory for FlatMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let range = self.range(addr, buf.len())?;
-        buf.copy_from_slice(&self.bytes[range]);
+        let error = MemoryError { addr, len: buf.len() };
+        let bytes = self.bytes.get(self.range(addr, buf.len())?).ok_or(error)?;
+        buf.copy_from_slice(bytes);
         Ok(())
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), MemoryError> {
+        let error = MemoryError { addr, len: data.len() };
         let range = self.range(addr, data.len())?;
-        self.bytes[range].copy_from_slice(data);
+        self.bytes.get_mut(range).ok_or(error)?.copy_from_slice(data);
         Ok(())
     }
 }

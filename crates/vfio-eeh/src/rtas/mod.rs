@@ -33,9 +33,37 @@
 //! | get-config-addr-info, read-slot-reset-state, configure-bridge | not registered | served (the older forms) |
 //! | read-slot-reset-state2, configure-pe, get-config-addr-info2 fn 1 when the host fails | -3 | -1 (hardware error) |
 //!
+//! | set-eeh-option 2/3, set-slot-reset 0/1/3 refused in a state PAPR's "PE State Control" table forbids | -1 | -7 (the state is read again after the host's `EIO`) |
+//! | set-slot-reset 3 on a host without fundamental reset | -1 | -8 (the Linux guest retries with a hot reset, `pseries_eeh_phb_reset`) |
+//! | configure-pe / configure-bridge while the PE settles after a reset | 0 (`VFIO_EEH_PE_CONFIGURE` is a no-op) | 9900..=9902 for the remaining time (9902 when the host cannot tell) |
+//!
 //! The PE-address form is ours under both policies: QEMU's `(bus << 16) | 1`
 //! cannot tell two PEs on one bus apart.
 //!
+//! # The statuses each call answers
+//!
+//! PAPR's sets (project reference §2.3–2.5) against ours under
+//! [`RtasPolicy::default`]:
+//!
+//! | call | PAPR | ours |
+//! |---|---|---|
+//! | set-eeh-option | 0, -1, -3, -7 | all four |
+//! | read-slot-reset-state2 | 0, -3 | both, and -1 for a host failure (see below) |
+//! | get-config-addr-info2 | 0, -3 | both (-1 for a host failure, as above) |
+//! | set-slot-reset | 0, -1, -3, -7, -8 | all five |
+//! | configure-pe / configure-bridge | 990x, 0, -3 | 9900..=9902, 0, -3 (-1 for a host failure) |
+//! | slot-error-detail | 1, 0, -1 | all three |
+//! | open-errinjct | 990x, 0, -1, -2, -4, -5 | 0, -4; -3 when the policy does not offer errinjct (QEMU registers no token) |
+//! | errinjct | 990x, 0, -1, -2, -3, -4 | 0, -1, -3, -4 |
+//! | close-errinjct | 990x, 0, -1, -2, -4 | 0, -4 |
+//!
+//! Never answered: -2 (busy) and 990x outside configure-pe, because every
+//! call completes at once, and a Linux guest takes -2 or 990x from any other
+//! EEH call as a failure (or, from read-slot-reset-state2, as state bits);
+//! "busy" is said with state 5 and the remaining time instead. 990x stays at
+//! or below 9902, within the 200 ms the guest allows
+//! (`pseries_eeh_phb_configure_bridge`).
+
 //! # Failures and their causes
 //!
 //! A handler that fails answers an [`RtasError`]: its PAPR status and, when

@@ -6,6 +6,7 @@
 //! The test re-runs its own binary with `LD_PRELOAD` set; the inner run
 //! does the work.
 
+#[path = "../../vfio-shim/tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use vfio_eeh_linux::sysfs::Sysfs;
 use vfio_eeh_linux::vfio::{Container, Group};
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_shim::config::ShimConfig;
-use vfio_eeh_shim::prepare::prepare;
+use vfio_shim_launch::prepare::prepare;
 
 const INNER: &str = "VFIO_SHIM_TEST_SYSFS";
 

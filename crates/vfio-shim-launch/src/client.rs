@@ -1,132 +1,28 @@
-//! The control protocol of a preloaded process and its client, for
-//! `eehctl shim/inject/state/events`.
-//!
-//! One JSON object per line over a Unix stream socket
-//! ([`ENV_SOCKET`](crate::config::ENV_SOCKET)): a [`Request`], answered by one
-//! [`Response`]. Every request acts on the simulated host inside the running
-//! VMM process.
+//! The client of a preloaded process's control socket, for
+//! `eehctl inject/state/events/oplog`: it sends the library's
+//! [`protocol`](vfio_eeh_shim::protocol) messages and reads their answers.
 //!
 //! ```no_run
 //! use vfio_eeh::addr::PeId;
-//! use vfio_eeh_shim::client::{Client, Injection};
+//! use vfio_eeh_shim::protocol::Injection;
+//! use vfio_shim_launch::client::Client;
 //!
 //! let mut client = Client::connect("/tmp/vmm.sock")?;
 //! client.inject(PeId(0), Injection::Freeze)?;
 //! for pe in client.state()? {
 //!     println!("PE {}: {}", pe.pe, pe.state);
 //! }
-//! # Ok::<(), vfio_eeh_shim::client::ClientError>(())
+//! # Ok::<(), vfio_shim_launch::client::ClientError>(())
 //! ```
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use vfio_eeh::addr::{PciAddr, PeId};
-use vfio_eeh::ops::{ErrInjection, PeState};
-use vfio_eeh::topology::Topology;
+use vfio_eeh::addr::PeId;
+use vfio_eeh_shim::oplog::OpLogDump;
+use vfio_eeh_shim::protocol::{Injection, PeReport, Request, Response, MAX_MESSAGE};
 use vfio_eeh_sim::event::SimEvent;
-
-use crate::oplog::OpLogDump;
-
-/// The protocol version, answered by [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Longest accepted line, either way.
-pub const MAX_MESSAGE: usize = 16 << 20;
-
-/// What an injection does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "how")]
-pub enum Injection {
-    /// Freeze the PE now (MMIO and DMA stopped), as a detected error would.
-    Freeze,
-    /// `VFIO_EEH_PE_INJECT_ERR` semantics: the simulator's injection, with
-    /// the configured injection mode (immediate or on access).
-    Error(ErrInjection),
-}
-
-/// A request to the preloaded process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "request")]
-pub enum Request {
-    /// The protocol version and the process.
-    Hello,
-    /// The state of every PE.
-    State,
-    /// Inject an error into a PE.
-    Inject {
-        /// The PE (IOMMU group).
-        pe: PeId,
-        /// What to do.
-        injection: Injection,
-    },
-    /// Simulator events with a sequence number above `after`.
-    Events {
-        /// The last sequence number already seen (0 for all).
-        after: u64,
-    },
-    /// The VFIO/EEH op log.
-    OpLog,
-    /// The simulated topology.
-    Topology,
-}
-
-/// One PE's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeReport {
-    /// The PE (IOMMU group).
-    pub pe: PeId,
-    /// Its state.
-    pub state: PeState,
-    /// While unavailable: milliseconds until usable, if known.
-    pub unavailable_for_ms: Option<u64>,
-    /// Its devices.
-    pub devices: Vec<PciAddr>,
-}
-
-/// An answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "response")]
-pub enum Response {
-    /// To [`Request::Hello`].
-    Hello {
-        /// [`PROTOCOL_VERSION`].
-        version: u32,
-        /// The VMM's process id.
-        pid: u32,
-    },
-    /// To [`Request::State`].
-    State {
-        /// Every PE.
-        pes: Vec<PeReport>,
-    },
-    /// To [`Request::Inject`]: the PE's state afterwards.
-    Injected {
-        /// The PE's report.
-        pe: PeReport,
-    },
-    /// To [`Request::Events`].
-    Events {
-        /// The events, oldest first.
-        events: Vec<SimEvent>,
-    },
-    /// To [`Request::OpLog`].
-    OpLog {
-        /// The log.
-        log: OpLogDump,
-    },
-    /// To [`Request::Topology`].
-    Topology {
-        /// The topology.
-        topology: Topology,
-    },
-    /// The request failed.
-    Error {
-        /// Why.
-        message: String,
-    },
-}
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]

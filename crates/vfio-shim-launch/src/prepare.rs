@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use vfio_eeh_shim::config::ShimConfig;
-//! use vfio_eeh_shim::prepare::{default_library, prepare};
+//! use vfio_shim_launch::prepare::{default_library, prepare};
 //!
 //! let library = default_library().expect("build it: cargo build -p vfio-shim --features preload");
 //! let dir = std::path::Path::new("/tmp/vm1");
@@ -25,11 +25,9 @@ use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::topology::VFIO_DRIVER;
 use vfio_eeh_sim::spec::TopologyError;
 
-use crate::config::{ShimConfig, ENV_SOCKET};
-use crate::global::simulated_host;
-
-/// The preload library's file name.
-pub const LIBRARY_NAME: &str = "libvfio_eeh_shim.so";
+use vfio_eeh_shim::config::{ShimConfig, ENV_SOCKET};
+use vfio_eeh_shim::global::simulated_host;
+use vfio_eeh_shim::{LIBRARY_NAME, PRELOAD_MARKER};
 
 /// Why preparation failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,9 +89,6 @@ impl Prepared {
             .collect()
     }
 }
-
-/// The symbol only the preload build exports.
-const PRELOAD_MARKER: &str = "VFIO_EEH_SHIM_PRELOAD";
 
 /// Whether `path` is the preload library: a shared object that exports the
 /// preload build's marker. A build of this crate without the `preload`

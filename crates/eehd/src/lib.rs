@@ -1,0 +1,22 @@
+//! eehd: the host side of vfio-eeh as a service. One host (the simulated
+//! PowerNV host or the real Linux host) is shared by many VMMs, each acting
+//! for one VM, and by operators.
+//!
+//! * [`protocol`]: the wire messages (docs/protocol.md describes them);
+//! * [`client`]: a blocking client library;
+//! * [`core`]: the protocol core without I/O — per-VM authority (claims,
+//!   address maps, the RTAS front end), isolation, persistence, events;
+//! * [`server`]: the thread-per-connection I/O loop around it;
+//! * [`host`], [`store`], [`policy`], [`metrics`], [`seqpacket`]: the
+//!   host seam, the state file, the credentials policy, Prometheus
+//!   metrics and `SOCK_SEQPACKET` sockets.
+
+pub mod client;
+pub mod core;
+pub mod host;
+pub mod metrics;
+pub mod policy;
+pub mod protocol;
+pub mod seqpacket;
+pub mod server;
+pub mod store;

@@ -1,0 +1,396 @@
+//! Device fds (vfio-pci): device and region info, config space and BAR
+//! access through `pread`/`pwrite`, interrupts ([`super::irqs`]), device
+//! features, function reset, and the address-mapping ioctl.
+//!
+//! A device file holds its group file open.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
+use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOENT, ENOTTY};
+use vfio_eeh::uapi::{self, VfioIoctl};
+use vfio_eeh_sim::spec::{BarInfo, BarKind};
+use vfio_eeh_sim::SimHost;
+use zerocopy::IntoBytes;
+
+use super::group::GroupFile;
+use super::iommu::size_u32;
+use super::irqs::Irqs;
+use super::{lock, Emulator, IoctlResult};
+use crate::config::Platform;
+use crate::user::UserPtr;
+
+/// vfio-pci: the region index sits in offset bits 40..63.
+const REGION_SHIFT: u32 = 40;
+/// Bytes of PCIe config space.
+const CONFIG_SIZE: u64 = 4096;
+/// PCI command register and its memory-decode bit (`linux/pci_regs.h`).
+const PCI_COMMAND: u64 = 4;
+const PCI_COMMAND_MEMORY: u8 = 2;
+/// Interrupt pin register.
+const PCI_INTERRUPT_PIN: u16 = 0x3d;
+/// The `VFIO_DEVICE_FEATURE` flags the VFIO core accepts.
+const FEATURE_FLAGS: u32 = uapi::VFIO_DEVICE_FEATURE_MASK
+    | uapi::VFIO_DEVICE_FEATURE_GET
+    | uapi::VFIO_DEVICE_FEATURE_SET
+    | uapi::VFIO_DEVICE_FEATURE_PROBE;
+
+/// One PCI function of a group.
+#[derive(Debug)]
+pub(crate) struct Device {
+    addr: PciAddr,
+    name: String,
+    bars: [Option<BarInfo>; 6],
+    /// vfio-pci's virtualised Memory Space bit: BAR accesses are `EIO`
+    /// while it is off.
+    memory: AtomicBool,
+    irqs: Irqs,
+    mapping: Mutex<Option<uapi::VfioAddrMapping>>,
+}
+
+/// An open device file; it holds its group file open.
+#[derive(Debug)]
+pub(crate) struct DeviceFile {
+    device: Arc<Device>,
+    group: Arc<GroupFile>,
+}
+
+impl DeviceFile {
+    /// A device fd of `device`, opened through `group` (which counted it).
+    pub(super) fn new(device: Arc<Device>, group: Arc<GroupFile>) -> Self {
+        DeviceFile { device, group }
+    }
+}
+
+impl Drop for DeviceFile {
+    fn drop(&mut self) {
+        self.group.group().device_closed();
+    }
+}
+
+/// A positioned read or write on a device fd.
+#[derive(Debug)]
+pub(crate) enum Access<'a> {
+    /// `pread`.
+    Read(&'a mut [u8]),
+    /// `pwrite`.
+    Write(&'a [u8]),
+}
+
+impl Access<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Access::Read(b) => b.len(),
+            Access::Write(b) => b.len(),
+        }
+    }
+}
+
+/// The widest naturally aligned access (at most `max` bytes) at `at` that
+/// fits in `left` bytes, as vfio-pci splits a region access.
+fn chunk(at: u64, left: usize, max: u8) -> u8 {
+    [8u8, 4, 2]
+        .into_iter()
+        .find(|&w| w <= max && usize::from(w) <= left && at.is_multiple_of(u64::from(w)))
+        .unwrap_or(1)
+}
+
+impl Device {
+    /// The function at `addr` of `host`, with its BARs, pin and command
+    /// register as they are now.
+    pub(super) fn new(host: &SimHost, addr: PciAddr) -> Self {
+        let mut bars = [None; 6];
+        for bar in host.bars(addr).unwrap_or_default() {
+            if let Some(slot) = bars.get_mut(usize::from(bar.index)) {
+                *slot = Some(*bar);
+            }
+        }
+        let command = host.config_read(addr, 4, 1).unwrap_or(0);
+        let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).unwrap_or(0);
+        Device {
+            addr,
+            name: addr.to_string(),
+            bars,
+            memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
+            irqs: Irqs::new(pin != 0),
+            mapping: Mutex::default(),
+        }
+    }
+
+    /// The name `GROUP_GET_DEVICE_FD` takes: the PCI address.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size and flags of a region, `None` for an index vfio-pci refuses.
+    fn region(&self, index: u32) -> Option<(u64, u32)> {
+        let rw = uapi::VFIO_REGION_INFO_FLAG_READ | uapi::VFIO_REGION_INFO_FLAG_WRITE;
+        match index {
+            0..=5 => Some(self.bars[index as usize].map_or((0, 0), |b| (b.size, rw))),
+            uapi::VFIO_PCI_ROM_REGION_INDEX => Some((0, 0)),
+            uapi::VFIO_PCI_CONFIG_REGION_INDEX => Some((CONFIG_SIZE, rw)),
+            _ => None,
+        }
+    }
+
+    /// `pread`/`pwrite` at `offset` of the device fd: config space or a BAR.
+    pub(super) fn access(&self, host: &SimHost, offset: u64, mut access: Access<'_>) -> Result<usize, i32> {
+        let index = offset >> REGION_SHIFT;
+        let pos = offset & ((1 << REGION_SHIFT) - 1);
+        let len = access.len() as u64;
+        if index == u64::from(uapi::VFIO_PCI_CONFIG_REGION_INDEX) {
+            if pos.checked_add(len).is_none_or(|end| end > CONFIG_SIZE) {
+                return Err(EFAULT);
+            }
+            self.config_access(host, pos, &mut access)?;
+            return Ok(access.len());
+        }
+        let bar = u8::try_from(index).ok().and_then(|i| self.bars.get(usize::from(i))).copied().flatten();
+        let bar = bar.ok_or(EINVAL)?;
+        if pos >= bar.size {
+            return Err(EINVAL);
+        }
+        if bar.kind != BarKind::Io && !self.memory.load(Ordering::Acquire) {
+            return Err(EIO);
+        }
+        let n = usize::try_from(len.min(bar.size - pos)).map_err(|_| EINVAL)?;
+        let mut done = 0;
+        while done < n {
+            let at = pos + done as u64;
+            let width = chunk(at, n - done, 8);
+            let w = usize::from(width);
+            let result = match &mut access {
+                Access::Read(buf) => host.bar_read(self.addr, bar.index, at, width).map(|v| {
+                    buf[done..done + w].copy_from_slice(&v.to_le_bytes()[..w]);
+                }),
+                Access::Write(buf) => {
+                    let mut bytes = [0u8; 8];
+                    bytes[..w].copy_from_slice(&buf[done..done + w]);
+                    host.bar_write(self.addr, bar.index, at, width, u64::from_le_bytes(bytes))
+                }
+            };
+            result.map_err(|e| e.errno())?;
+            done += w;
+        }
+        Ok(n)
+    }
+
+    fn config_access(&self, host: &SimHost, pos: u64, access: &mut Access<'_>) -> Result<(), i32> {
+        let n = access.len();
+        let mut done = 0;
+        while done < n {
+            let at = pos + done as u64;
+            let width = chunk(at, n - done, 4);
+            let w = usize::from(width);
+            let reg = u16::try_from(at).map_err(|_| EFAULT)?;
+            match access {
+                Access::Read(buf) => {
+                    let v = host.config_read(self.addr, reg, width).map_err(|e| e.errno())?;
+                    buf[done..done + w].copy_from_slice(&v.to_le_bytes()[..w]);
+                }
+                Access::Write(buf) => {
+                    let mut bytes = [0u8; 4];
+                    bytes[..w].copy_from_slice(&buf[done..done + w]);
+                    host.config_write(self.addr, reg, width, u32::from_le_bytes(bytes)).map_err(|e| e.errno())?;
+                    if (at..at + u64::from(width)).contains(&PCI_COMMAND) {
+                        let byte = bytes[usize::try_from(PCI_COMMAND - at).unwrap_or(0)];
+                        self.memory.store(byte & PCI_COMMAND_MEMORY != 0, Ordering::Release);
+                    }
+                }
+            }
+            done += w;
+        }
+        Ok(())
+    }
+
+    /// `VFIO_DEVICE_GET_INFO`.
+    fn get_info(arg: UserPtr) -> IoctlResult {
+        let mut info: uapi::VfioDeviceInfo = arg.read_struct(16)?;
+        if info.argsz < 16 {
+            return Err(EINVAL);
+        }
+        info.flags = uapi::VFIO_DEVICE_FLAGS_PCI | uapi::VFIO_DEVICE_FLAGS_RESET;
+        info.num_regions = uapi::VFIO_PCI_NUM_REGIONS;
+        info.num_irqs = uapi::VFIO_PCI_NUM_IRQS;
+        arg.write(&info.as_bytes()[..16]).map(|()| 0)
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO`.
+    fn get_region_info(&self, arg: UserPtr) -> IoctlResult {
+        let mut info: uapi::VfioRegionInfo = arg.read_struct(32)?;
+        if info.argsz < 32 {
+            return Err(EINVAL);
+        }
+        let (size, flags) = self.region(info.index).ok_or(EINVAL)?;
+        info.size = size;
+        info.flags = flags;
+        info.cap_offset = 0;
+        info.offset = u64::from(info.index) << REGION_SHIFT;
+        arg.write(info.as_bytes()).map(|()| 0)
+    }
+
+    /// `VFIO_DEVICE_FEATURE`: the VFIO core's checks, then vfio-pci's
+    /// features. There is no migration or dirty tracking, and no SR-IOV
+    /// (no VF token, feature 0); low-power entry and exit are offered and, as
+    /// the simulated function has no power states, do nothing.
+    fn feature(arg: UserPtr) -> IoctlResult {
+        let header: uapi::VfioDeviceFeature = arg.read_struct(8)?;
+        let (argsz, flags) = (header.argsz, header.flags);
+        let get = flags & uapi::VFIO_DEVICE_FEATURE_GET != 0;
+        let set = flags & uapi::VFIO_DEVICE_FEATURE_SET != 0;
+        let probe = flags & uapi::VFIO_DEVICE_FEATURE_PROBE != 0;
+        if argsz < 8 || flags & !FEATURE_FLAGS != 0 || (!probe && get && set) {
+            return Err(EINVAL);
+        }
+        // vfio_check_feature(flags, argsz, SET, minsz) of the low-power features.
+        let minsz = match flags & uapi::VFIO_DEVICE_FEATURE_MASK {
+            uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT => 0,
+            uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP => {
+                size_u32::<uapi::VfioDeviceLowPowerEntryWithWakeup>()
+            }
+            _ => return Err(ENOTTY),
+        };
+        if get || (!probe && (!set || (argsz - 8) < minsz)) {
+            return Err(EINVAL);
+        }
+        Ok(0)
+    }
+
+    /// The address-mapping ioctl with the PowerNV hook: exactly one of
+    /// GET/SET/CLEAR; SET validates and stores the guest address.
+    fn addr_mapping(&self, arg: UserPtr) -> IoctlResult {
+        let mut m: uapi::VfioDeviceAddrMapping = arg.read_struct(24)?;
+        let size = size_u32::<uapi::VfioDeviceAddrMapping>();
+        if m.argsz < size || m.flags.count_ones() != 1 {
+            return Err(EINVAL);
+        }
+        let mut stored = lock(&self.mapping);
+        match m.flags {
+            uapi::VFIO_DEVICE_ADDR_MAPPING_SET => {
+                let p = m.mapping;
+                GuestAddr::new(Buid(p.buid), p.bus, p.slot, p.func).map_err(|_| EINVAL)?;
+                *stored = Some(uapi::VfioAddrMapping { pad: [0; 5], ..p });
+                Ok(0)
+            }
+            uapi::VFIO_DEVICE_ADDR_MAPPING_GET => {
+                m.mapping = stored.ok_or(ENOENT)?;
+                arg.write(m.as_bytes()).map(|()| 0)
+            }
+            uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR => stored.take().map(|_| 0).ok_or(ENOENT),
+            _ => Err(EINVAL),
+        }
+    }
+}
+
+impl Emulator {
+    /// A device ioctl: `ioctl` is the table's entry, `None` for a VFIO number
+    /// the table has not on devices.
+    pub(super) fn device_ioctl(&self, file: &DeviceFile, ioctl: Option<VfioIoctl>, arg: UserPtr) -> IoctlResult {
+        let device = &file.device;
+        match ioctl {
+            Some(uapi::DEVICE_GET_INFO) => Device::get_info(arg),
+            Some(uapi::DEVICE_GET_REGION_INFO) => device.get_region_info(arg),
+            Some(uapi::DEVICE_GET_IRQ_INFO) => device.irqs.get_info(arg),
+            Some(uapi::DEVICE_SET_IRQS) => device.irqs.set(arg),
+            Some(uapi::DEVICE_FEATURE) => Device::feature(arg),
+            Some(uapi::DEVICE_RESET) => self.host.function_reset(device.addr).map(|()| 0).map_err(|e| e.errno()),
+            Some(uapi::DEVICE_ADDR_MAPPING) => match self.config.platform {
+                Platform::None => Err(ENOTTY),
+                Platform::Powernv => device.addr_mapping(arg),
+            },
+            _ => Err(ENOTTY),
+        }
+    }
+
+    /// `pread`/`pwrite` on a device file.
+    pub(super) fn device_access(&self, file: &DeviceFile, offset: u64, access: Access<'_>) -> Result<usize, i32> {
+        file.device.access(&self.host, offset, access)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Fixture;
+    use super::*;
+    use crate::config::ShimConfig;
+
+    const CONFIG: u64 = (uapi::VFIO_PCI_CONFIG_REGION_INDEX as u64) << REGION_SHIFT;
+
+    fn read(fx: &Fixture, fd: i32, offset: u64, len: usize) -> Result<Vec<u8>, i32> {
+        let mut buf = vec![0u8; len];
+        fx.emu.region_access(fd, offset, Access::Read(&mut buf)).unwrap().map(|n| buf[..n].to_vec())
+    }
+
+    fn write(fx: &Fixture, fd: i32, offset: u64, bytes: &[u8]) -> Result<usize, i32> {
+        fx.emu.region_access(fd, offset, Access::Write(bytes)).unwrap()
+    }
+
+    #[test]
+    fn regions_config_space_and_bars_with_the_memory_bit() {
+        let fx = Fixture::new(ShimConfig::default());
+        let device = fx.device("0", "0000:01:00.0");
+        let mut info = uapi::VfioDeviceInfo { argsz: 20, ..Default::default() };
+        assert_eq!(fx.call(device, uapi::DEVICE_GET_INFO, &mut info), Ok(0));
+        assert_eq!((info.num_regions, info.num_irqs), (uapi::VFIO_PCI_NUM_REGIONS, uapi::VFIO_PCI_NUM_IRQS));
+        let mut region = uapi::VfioRegionInfo { argsz: 32, index: 0, ..Default::default() };
+        assert_eq!(fx.call(device, uapi::DEVICE_GET_REGION_INFO, &mut region), Ok(0));
+        assert_eq!((region.size, region.offset), (16 << 10, 0), "the NVMe BAR0");
+        region.index = uapi::VFIO_PCI_NUM_REGIONS;
+        assert_eq!(fx.call(device, uapi::DEVICE_GET_REGION_INFO, &mut region), Err(EINVAL));
+
+        assert_eq!(read(&fx, device, CONFIG, 4), Ok(vec![0x4d, 0x14, 0x24, 0xa8]), "vendor and device");
+        assert_eq!(read(&fx, device, CONFIG + 4094, 4), Err(EFAULT), "beyond config space");
+        write(&fx, device, CONFIG + PCI_COMMAND, &[0]).unwrap();
+        assert_eq!(read(&fx, device, 0, 4), Err(EIO), "memory decode is off");
+        write(&fx, device, CONFIG + PCI_COMMAND, &[PCI_COMMAND_MEMORY]).unwrap();
+        assert_eq!(read(&fx, device, 0, 4).map(|b| b.len()), Ok(4));
+        assert_eq!(read(&fx, device, (16 << 10) - 2, 8).map(|b| b.len()), Ok(2), "clipped at the BAR's end");
+        assert_eq!(read(&fx, device, 1 << REGION_SHIFT, 4), Err(EINVAL), "no BAR1");
+        let container = fx.open("vfio");
+        assert_eq!(read(&fx, container, 0, 4), Err(EINVAL), "only device fds have regions");
+    }
+
+    #[test]
+    fn features_offer_low_power_only() {
+        let fx = Fixture::new(ShimConfig::default());
+        let device = fx.device("0", "0000:01:00.0");
+        let feature = |flags: u32, argsz: u32| {
+            let mut header = uapi::VfioDeviceFeature { argsz, flags };
+            fx.call(device, uapi::DEVICE_FEATURE, &mut header)
+        };
+        let (probe, set, get) =
+            (uapi::VFIO_DEVICE_FEATURE_PROBE, uapi::VFIO_DEVICE_FEATURE_SET, uapi::VFIO_DEVICE_FEATURE_GET);
+        assert_eq!(feature(probe | set | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY, 8), Ok(0));
+        assert_eq!(feature(set | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, 8), Ok(0));
+        assert_eq!(feature(set | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP, 8), Err(EINVAL), "no data");
+        assert_eq!(feature(get | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, 8), Err(EINVAL), "SET-only");
+        assert_eq!(feature(get | set | uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, 8), Err(EINVAL));
+        assert_eq!(feature(probe | get, 8), Err(ENOTTY), "no VF token");
+        assert_eq!(feature(1 << 20, 8), Err(EINVAL), "unknown flag");
+    }
+
+    #[test]
+    fn the_address_mapping_is_stored_only_on_powernv() {
+        let mapping = uapi::VfioAddrMapping { buid: 0x800_0000_2000_0000, bus: 0, slot: 1, func: 0, pad: [0; 5] };
+        let call = |fx: &Fixture, device: i32, flags: u32| {
+            let mut m = uapi::VfioDeviceAddrMapping { argsz: 24, flags, mapping };
+            fx.call(device, uapi::DEVICE_ADDR_MAPPING, &mut m).map(|_| m.mapping)
+        };
+        let fx = Fixture::new(ShimConfig::default());
+        let device = fx.device("0", "0000:01:00.0");
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_SET), Err(ENOTTY), "no platform hook");
+
+        let fx = Fixture::new(ShimConfig { platform: Platform::Powernv, ..ShimConfig::default() });
+        let device = fx.device("0", "0000:01:00.0");
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_GET), Err(ENOENT));
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_SET), Ok(mapping));
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_GET), Ok(mapping));
+        assert_eq!(
+            call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_SET | uapi::VFIO_DEVICE_ADDR_MAPPING_GET),
+            Err(EINVAL)
+        );
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR), Ok(mapping));
+        assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR), Err(ENOENT));
+    }
+}

@@ -1,0 +1,324 @@
+//! The emulated `/dev/vfio`: containers, groups and devices with the Linux
+//! VFIO core's, vfio-pci's and the IOMMU drivers' semantics and argument
+//! checks, served on the simulated host.
+//!
+//! [`Emulator`] is entered from the interposed libc calls with a descriptor
+//! number; it answers `None` for descriptors and paths that are not its own,
+//! so the caller passes those through untouched. An ioctl is dispatched on
+//! its fd kind and the entry of the `uapi` table its number names, to the
+//! module of the kernel object that serves it:
+//!
+//! * [`container`]: `/dev/vfio/vfio`, the IOMMU it holds ([`iommu`]:
+//!   `vfio_iommu_type1`, `vfio_iommu_spapr_tce`) and `VFIO_EEH_PE_OP`;
+//! * [`group`]: `/dev/vfio/<group>`, attaching and device fds;
+//! * [`device`]: vfio-pci's device fd (regions, config space and BARs,
+//!   features, reset, the address mapping) with its interrupts ([`irqs`]).
+//!
+//! Object lifetimes follow the kernel: a device file holds its group file, a
+//! group holds the container it is attached to (so a closed container fd
+//! leaves the container alive), closing the last group file detaches it, and
+//! detaching a container's last group releases its IOMMU.
+
+mod container;
+mod device;
+mod group;
+mod iommu;
+mod irqs;
+#[cfg(test)]
+mod testing;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use libc::EMFILE;
+use vfio_eeh::backend::errno::{EINVAL, EIO, ENOENT, ENOTTY};
+use vfio_eeh::container::PeOpArg;
+use vfio_eeh::uapi::{self, Encoding, FdKind, VfioIoctl};
+use vfio_eeh_sim::SimHost;
+
+use self::container::Container;
+pub(crate) use self::device::Access;
+use self::device::DeviceFile;
+use self::group::{Group, GroupFile};
+use crate::config::{IommuMode, ShimConfig};
+use crate::fdtable::FdTable;
+use crate::oplog::{kind_name, OpLog};
+use crate::sys;
+use crate::user::UserPtr;
+
+/// The emulated directory; only paths below it are claimed.
+pub(crate) const VFIO_DIR: &[u8] = b"/dev/vfio/";
+
+/// What an emulated ioctl answers: its value or a positive errno.
+type IoctlResult = Result<i64, i32>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What an emulated descriptor refers to.
+#[derive(Debug, Clone)]
+pub(crate) enum OpenFile {
+    /// `/dev/vfio/vfio`.
+    Container(Arc<Container>),
+    /// `/dev/vfio/<group>`.
+    Group(Arc<GroupFile>),
+    /// A device fd.
+    Device(Arc<DeviceFile>),
+}
+
+impl OpenFile {
+    fn kind(&self) -> FdKind {
+        match self {
+            OpenFile::Container(_) => FdKind::Container,
+            OpenFile::Group(_) => FdKind::Group,
+            OpenFile::Device(_) => FdKind::Device,
+        }
+    }
+}
+
+/// What an ioctl request number names on an fd kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    /// A VFIO number (`_IO(VFIO_TYPE, VFIO_BASE + n)`): the table's entry
+    /// for the fd kind, `None` if the table has none.
+    Vfio(Option<VfioIoctl>),
+    /// Not a VFIO ioctl number.
+    Foreign,
+}
+
+/// The VFIO ioctl an encoded request number names: `n` in `VFIO_BASE + n`.
+fn vfio_offset(request: u64) -> Option<u8> {
+    let nr = u8::try_from(request & 0xff).ok()?;
+    let offset = nr.checked_sub(uapi::VFIO_BASE)?;
+    (request == u64::from(Encoding::NATIVE.io(uapi::VFIO_TYPE, nr))).then_some(offset)
+}
+
+/// The emulated `/dev/vfio` of one process.
+pub(crate) struct Emulator {
+    host: Arc<SimHost>,
+    config: ShimConfig,
+    groups: Vec<Arc<Group>>,
+    fds: FdTable<OpenFile>,
+    log: OpLog,
+    unknown: Mutex<HashSet<(FdKind, u64)>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator").field("config", &self.config).field("groups", &self.groups.len()).finish()
+    }
+}
+
+impl Emulator {
+    /// An emulator of `host`'s groups.
+    pub(crate) fn new(host: Arc<SimHost>, config: ShimConfig) -> Self {
+        let topology = host.topology();
+        let groups = topology
+            .phbs
+            .iter()
+            .flat_map(|phb| &phb.groups)
+            .map(|g| {
+                let devices = g.devices.iter().map(|d| Arc::new(device::Device::new(&host, d.addr))).collect();
+                Arc::new(Group::new(g.pe, devices))
+            })
+            .collect();
+        Emulator { host, config, groups, fds: FdTable::new(), log: OpLog::new(), unknown: Mutex::default() }
+    }
+
+    /// The simulated host.
+    pub(crate) fn host(&self) -> &Arc<SimHost> {
+        &self.host
+    }
+
+    /// The op log.
+    pub(crate) fn log(&self) -> &OpLog {
+        &self.log
+    }
+
+    /// The kind of an emulated descriptor (the fast "is it ours" check).
+    pub(crate) fn kind(&self, fd: i32) -> Option<FdKind> {
+        self.fds.kind(fd)
+    }
+
+    /// `open` of a path below `/dev/vfio/`; `None` for other paths.
+    pub(crate) fn open(&self, path: &[u8], flags: i32) -> Option<Result<i32, i32>> {
+        let name = path.strip_prefix(VFIO_DIR)?;
+        let result = self.open_name(name, flags & libc::O_CLOEXEC != 0);
+        let (fd, kind) = match &result {
+            Ok(fd) => (*fd, self.fds.kind(*fd).map_or("path", kind_name)),
+            Err(_) => (-1, "path"),
+        };
+        self.log.record(fd, kind, "open", 0, result.map(i64::from));
+        Some(result)
+    }
+
+    fn open_name(&self, name: &[u8], cloexec: bool) -> Result<i32, i32> {
+        if name == b"vfio" {
+            return self.install(OpenFile::Container(Arc::default()), cloexec);
+        }
+        let number: u32 = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()).ok_or(ENOENT)?;
+        let group = self.groups.iter().find(|g| g.number() == number).ok_or(ENOENT)?;
+        let file = group.open()?;
+        self.install(OpenFile::Group(Arc::new(file)), cloexec)
+    }
+
+    /// Gives `file` a new real descriptor.
+    fn install(&self, file: OpenFile, cloexec: bool) -> Result<i32, i32> {
+        let fd = sys::eventfd(cloexec).map_err(|e| e.raw_os_error().unwrap_or(EIO))?;
+        let kind = file.kind();
+        if self.fds.insert(fd, kind, file).is_err() {
+            sys::close(fd);
+            return Err(EMFILE);
+        }
+        Ok(fd)
+    }
+
+    /// Forgets `fd` before the caller closes it for real.
+    pub(crate) fn forget(&self, fd: i32) {
+        // The file drops here, outside the table's lock.
+        drop(self.fds.remove(fd));
+    }
+
+    /// Forgets `first..=last` (`close_range`).
+    pub(crate) fn forget_range(&self, first: u32, last: u32) {
+        drop(self.fds.remove_range(first, last));
+    }
+
+    /// Records that `new` (a fresh duplicate of `old`) refers to `old`'s
+    /// file; a file that `new` replaced is forgotten.
+    pub(crate) fn duplicated(&self, old: i32, new: i32) {
+        match self.fds.get(old) {
+            Some(file) => {
+                let kind = file.kind();
+                if let Ok(replaced) = self.fds.insert(new, kind, file) {
+                    drop(replaced);
+                }
+            }
+            None => self.forget(new),
+        }
+    }
+
+    /// What `request` names on an fd of `kind`, from the `uapi` table. The
+    /// container's `+12` is `IOMMU_GET_INFO` for type1 and
+    /// `IOMMU_SPAPR_TCE_GET_INFO` for sPAPR: it is named after the IOMMU this
+    /// emulator offers.
+    fn request(&self, kind: FdKind, request: u64) -> Request {
+        let Some(offset) = vfio_offset(request) else { return Request::Foreign };
+        let other_iommus_get_info = match self.config.iommu {
+            IommuMode::Type1V2 => uapi::IOMMU_SPAPR_TCE_GET_INFO,
+            IommuMode::SpaprTceV2 => uapi::IOMMU_GET_INFO,
+        };
+        let ioctl = uapi::UPSTREAM_IOCTLS
+            .iter()
+            .chain([&uapi::DEVICE_ADDR_MAPPING])
+            .find(|i| i.fd == kind && i.offset == offset && **i != other_iommus_get_info);
+        Request::Vfio(ioctl.copied())
+    }
+
+    /// `ioctl(fd, request, arg)` on an emulated descriptor; `None` if `fd` is
+    /// not one.
+    pub(crate) fn ioctl(&self, fd: i32, request: u64, arg: usize) -> Option<IoctlResult> {
+        let file = self.fds.get(fd)?;
+        let kind = file.kind();
+        // SAFETY: `arg` is the caller's ioctl argument; `UserPtr`'s contract is
+        // the ioctl contract the caller accepted.
+        let ptr = unsafe { UserPtr::new(arg) };
+        let mut logged = arg as u64;
+        let (ioctl, result) = match self.request(kind, request) {
+            Request::Foreign => (None, Err(ENOTTY)),
+            Request::Vfio(ioctl) => {
+                let result = match &file {
+                    OpenFile::Container(c) if ioctl == Some(uapi::EEH_PE_OP) => {
+                        let request = PeOpArg::copy_in(|buf| ptr.read(buf));
+                        // An EEH op is logged with its op code: the pointer says nothing.
+                        if let Ok(request) = &request {
+                            logged = u64::from(request.op());
+                        }
+                        self.eeh_pe_op(c, request)
+                    }
+                    OpenFile::Container(c) => self.container_ioctl(c, ioctl, arg as u64, ptr),
+                    OpenFile::Group(g) => self.group_ioctl(g, ioctl, ptr),
+                    OpenFile::Device(d) => self.device_ioctl(d, ioctl, ptr),
+                };
+                (ioctl, result)
+            }
+        };
+        if ioctl.is_none() && matches!(result, Err(ENOTTY | EINVAL)) && lock(&self.unknown).insert((kind, request)) {
+            tracing::warn!(fd, fd_kind = kind_name(kind), request = format_args!("{request:#x}"), "Unknown ioctl");
+        }
+        let name = ioctl.map_or("unknown", |i| i.name);
+        self.log.record(fd, kind_name(kind), name, logged, result);
+        Some(result)
+    }
+
+    /// `pread`/`pwrite` on an emulated descriptor; `None` if `fd` is not one.
+    pub(crate) fn region_access(&self, fd: i32, offset: u64, access: Access<'_>) -> Option<Result<usize, i32>> {
+        let file = self.fds.get(fd)?;
+        let write = matches!(access, Access::Write(_));
+        let result = match &file {
+            OpenFile::Device(d) => self.device_access(d, offset, access),
+            _ => Err(EINVAL),
+        };
+        let op = if write { "pwrite" } else { "pread" };
+        self.log.record(fd, kind_name(file.kind()), op, offset, result.map(|n| n as i64));
+        Some(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Fixture;
+    use super::*;
+
+    #[test]
+    fn names_every_number_from_the_table_by_fd_kind_and_iommu() {
+        let fx = Fixture::new(ShimConfig::default());
+        let named = |kind, ioctl: VfioIoctl| fx.emu.request(kind, u64::from(ioctl.native()));
+        assert_eq!(named(FdKind::Container, uapi::IOMMU_GET_INFO), Request::Vfio(Some(uapi::IOMMU_SPAPR_TCE_GET_INFO)));
+        assert_eq!(
+            named(FdKind::Device, uapi::DEVICE_GET_PCI_HOT_RESET_INFO),
+            Request::Vfio(Some(uapi::DEVICE_GET_PCI_HOT_RESET_INFO))
+        );
+        assert_eq!(named(FdKind::Group, uapi::DEVICE_GET_INFO), Request::Vfio(None), "a device ioctl on a group");
+        assert_eq!(fx.emu.request(FdKind::Device, 0x5401), Request::Foreign, "TCGETS");
+        let type1 = Fixture::new(ShimConfig { iommu: IommuMode::Type1V2, ..ShimConfig::default() });
+        let request = u64::from(uapi::IOMMU_SPAPR_TCE_GET_INFO.native());
+        assert_eq!(type1.emu.request(FdKind::Container, request), Request::Vfio(Some(uapi::IOMMU_GET_INFO)));
+        for ioctl in uapi::UPSTREAM_IOCTLS.iter().filter(|i| i.name != "VFIO_IOMMU_GET_INFO") {
+            assert_eq!(named(ioctl.fd, *ioctl), Request::Vfio(Some(*ioctl)), "{}", ioctl.name);
+        }
+    }
+
+    #[test]
+    fn unknown_ioctls_are_logged_as_unknown_with_the_core_answers() {
+        let fx = Fixture::new(ShimConfig::default());
+        let container = fx.open("vfio");
+        let mut nothing = [0u8; 8];
+        assert_eq!(fx.call(container, uapi::DEVICE_GET_INFO, &mut nothing), Err(EINVAL), "no IOMMU: the core");
+        assert_eq!(fx.emu.ioctl(container, 0x5401, 0), Some(Err(ENOTTY)), "not VFIO");
+        let group = fx.open("0");
+        assert_eq!(fx.call(group, uapi::IOMMU_MAP_DMA, &mut nothing), Err(ENOTTY));
+        let ops: Vec<_> = fx.emu.log().dump().records.iter().map(|r| r.op.to_string()).collect();
+        assert_eq!(ops, ["open", "unknown", "unknown", "open", "unknown"]);
+        assert_eq!(fx.emu.ioctl(999_999, 0, 0), None, "not an emulated fd");
+    }
+
+    #[test]
+    fn duplicates_share_the_file_and_the_last_close_releases_it() {
+        let fx = Fixture::new(ShimConfig::default());
+        let group = fx.open("0");
+        let copy = sys::dup_private(group).unwrap();
+        fx.emu.duplicated(group, copy);
+        assert_eq!(fx.emu.kind(copy), Some(FdKind::Group));
+        fx.close(group);
+        assert_eq!(fx.emu.open(b"/dev/vfio/0", 0), Some(Err(libc::EBUSY)), "the copy holds the group open");
+        fx.close(copy);
+        let again = fx.open("0");
+        fx.emu.forget_range(0, u32::MAX);
+        assert_eq!(fx.emu.kind(again), None);
+        sys::close(again);
+        assert_eq!(fx.emu.open(b"/dev/vfio/99", 0), Some(Err(ENOENT)));
+        assert_eq!(fx.emu.open(b"/dev/null", 0), None, "not below /dev/vfio/");
+    }
+}
