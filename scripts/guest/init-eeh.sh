@@ -14,6 +14,8 @@
 #   eehtest.wait=N         how long to wait for the device and its EEH (default 30)
 #   eehtest.max_freezes=N  written to debugfs powerpc/eeh_max_freezes
 #   eehtest.dev=BDF        use this device (e.g. 0000:00:01.0) instead of the first
+#   eehtest.devs=N         use the first N devices (default 1): wait for each and
+#                          its EEH, read each in every loop iteration
 #   eehtest.bar=N|none     BAR to read with devmem (default 0)
 #   eehtest.require_eeh=0  run the read loop even if EEH never gets enabled
 #
@@ -22,8 +24,8 @@
 #   EEHTEST MAX_FREEZES <old> -> <new>
 #   EEHTEST NODEV                  no candidate PCI device appeared
 #   EEHTEST NOEEH <bdf> <why>      EEH never became enabled on the device
-#   EEHTEST READY <bdf> vendor=.. device=.. pe_config_addr=.. mode=.. pe_state=..
-#   EEHTEST READ <ok|allones|gone|error> n=.. t=.. cfg=.. bar=.. pe_state=..
+#   EEHTEST READY <bdf> vendor=.. device=.. pe_config_addr=.. mode=.. pe_state=..   (one per device)
+#   EEHTEST READ <ok|allones|gone|error> n=.. t=.. cfg=.. bar=.. pe_state=.. dev=<bdf>
 #   EEHTEST DONE reads=.. ok=.. allones=.. gone=.. error=..
 #   EEHTEST FAIL <reason>          the script itself failed
 # after which the guest powers off.
@@ -70,10 +72,12 @@ interval=$(param interval 1)
 waitmax=$(param wait 30)
 max_freezes=$(param max_freezes '')
 want_dev=$(param dev '')
+ndevs=$(param devs 1)
 bar=$(param bar 0)
 require_eeh=$(param require_eeh 1)
 is_uint "$seconds" || { echo "EEHTEST FAIL bad eehtest.seconds=$seconds"; exit 1; }
 is_uint "$waitmax" || { echo "EEHTEST FAIL bad eehtest.wait=$waitmax"; exit 1; }
+is_uint "$ndevs" && [ "$ndevs" -ge 1 ] || { echo "EEHTEST FAIL bad eehtest.devs=$ndevs"; exit 1; }
 
 echo "EEHTEST START $(uname -r) seconds=$seconds interval=$interval wait=$waitmax"
 
@@ -89,22 +93,27 @@ if [ -n "$max_freezes" ]; then
     fi
 fi
 
-# The device under test: the requested one, else the first PCI function that
-# is not a bridge (class 0x06xxxx).  On a pseries guest with -vga none the
-# passed-through device is the only PCI device; the sPAPR PHB itself is not a
-# PCI function.
-find_dev() {
+# The devices under test: the requested one, else the first $ndevs PCI
+# functions that are not bridges (class 0x06xxxx).  On a pseries guest with
+# -vga none the passed-through devices are the only PCI devices; the sPAPR
+# PHB itself is not a PCI function.
+find_devs() {
     if [ -n "$want_dev" ]; then
         [ -e "/sys/bus/pci/devices/$want_dev" ] && echo "$want_dev"
         return 0
     fi
+    found=0
     for d in /sys/bus/pci/devices/*; do
+        [ "$found" -lt "$ndevs" ] || break
         [ -e "$d/class" ] || continue
         case "$(readf "$d/class")" in 0x06*) continue ;; esac
         case "$(readf "$d/vendor")" in 0xffff|'') continue ;; esac
         echo "${d##*/}"
-        return 0
+        found=$((found + 1))
     done
+}
+count_words() { # WORDS...: how many
+    echo $#
 }
 
 # EEH on the device is usable once the 6.1 kernel's eeh_sysfs_add_device has
@@ -117,35 +126,45 @@ eeh_ready() { # BDF
     case "$(readf "$p/eeh_pe_config_addr")" in 0x*) ;; *) return 1 ;; esac
     case "$(readf "$p/eeh_pe_state")" in 0x*) return 0 ;; *) return 1 ;; esac
 }
+all_ready() { # BDF...
+    for b in "$@"; do eeh_ready "$b" || return 1; done
+}
 
 start=$(date +%s)
-dev=
+devs=
+want=1
+[ -n "$want_dev" ] || want=$ndevs
 while :; do
-    dev=$(find_dev)
-    [ -n "$dev" ] && break
+    devs=$(find_devs)
+    # shellcheck disable=SC2086  # a list of BDFs
+    [ "$(count_words $devs)" -ge "$want" ] && break
     if [ $(( $(date +%s) - start )) -ge "$waitmax" ]; then break; fi
     sleep 1
 done
-if [ -z "$dev" ]; then
+if [ -z "$devs" ]; then
     echo "EEHTEST NODEV no PCI device${want_dev:+ $want_dev} found after ${waitmax}s"
     echo "EEHTEST DONE reads=0 ok=0 allones=0 gone=0 error=0"
     exit 0
 fi
-sys=/sys/bus/pci/devices/$dev
 
-while ! eeh_ready "$dev"; do
+# shellcheck disable=SC2086  # a list of BDFs
+while ! all_ready $devs; do
     if [ $(( $(date +%s) - start )) -ge "$waitmax" ]; then break; fi
     sleep 1
 done
 eeh_global=$(readf "$dbg/eeh_enable")
-if ! eeh_ready "$dev"; then
-    why="eeh_enable=${eeh_global:-?}"
-    [ -e "$sys/eeh_pe_config_addr" ] || why="$why no-eeh-sysfs-files"
-    echo "EEHTEST NOEEH $dev $why"
-    if [ "$require_eeh" != 0 ]; then
-        echo "EEHTEST DONE reads=0 ok=0 allones=0 gone=0 error=0"
-        exit 0
+noeeh=0
+for dev in $devs; do
+    if ! eeh_ready "$dev"; then
+        why="eeh_enable=${eeh_global:-?}"
+        [ -e "/sys/bus/pci/devices/$dev/eeh_pe_config_addr" ] || why="$why no-eeh-sysfs-files"
+        echo "EEHTEST NOEEH $dev $why"
+        noeeh=1
     fi
+done
+if [ "$noeeh" = 1 ] && [ "$require_eeh" != 0 ]; then
+    echo "EEHTEST DONE reads=0 ok=0 allones=0 gone=0 error=0"
+    exit 0
 fi
 
 # No driver is bound, so nothing has enabled memory decoding; a BAR read with
@@ -155,12 +174,14 @@ enable_dev() {
         echo 1 >"$sys/enable" 2>/dev/null || true
     fi
 }
-enable_dev
-
-echo "EEHTEST READY $dev vendor=$(readf "$sys/vendor") device=$(readf "$sys/device")" \
-     "class=$(readf "$sys/class") pe_config_addr=$(readf "$sys/eeh_pe_config_addr")" \
-     "mode=$(readf "$sys/eeh_mode") pe_state=$(readf "$sys/eeh_pe_state" | tr ' ' /)" \
-     "eeh_enable=${eeh_global:-?}"
+for dev in $devs; do
+    sys=/sys/bus/pci/devices/$dev
+    enable_dev
+    echo "EEHTEST READY $dev vendor=$(readf "$sys/vendor") device=$(readf "$sys/device")" \
+         "class=$(readf "$sys/class") pe_config_addr=$(readf "$sys/eeh_pe_config_addr")" \
+         "mode=$(readf "$sys/eeh_mode") pe_state=$(readf "$sys/eeh_pe_state" | tr ' ' /)" \
+         "eeh_enable=${eeh_global:-?}"
+done
 
 # cfg_read: sets cfg to ok:<dword0>, allones:ffffffff, gone or error.
 cfg_read() {
@@ -206,18 +227,21 @@ t0=$(date +%s)
 while :; do
     t=$(( $(date +%s) - t0 ))
     [ "$t" -lt "$seconds" ] || break
-    n=$((n + 1))
-    cfg_read
-    case "$cfg" in ok:*) enable_dev ;; esac
-    case "$cfg" in ok:*) bar_read ;; *) bar=skipped ;; esac
-    state=$(readf "$sys/eeh_pe_state" | tr ' ' /)
-    case "$cfg/$bar" in
-        gone/*) res=gone; ngone=$((ngone + 1)) ;;
-        allones:*|*/allones:*) res=allones; nall=$((nall + 1)) ;;
-        error/*|*/error) res=error; nerr=$((nerr + 1)) ;;
-        *) res=ok; nok=$((nok + 1)) ;;
-    esac
-    echo "EEHTEST READ $res n=$n t=$t cfg=$cfg bar=$bar pe_state=${state:-none}"
+    for dev in $devs; do
+        sys=/sys/bus/pci/devices/$dev
+        n=$((n + 1))
+        cfg_read
+        case "$cfg" in ok:*) enable_dev ;; esac
+        case "$cfg" in ok:*) bar_read ;; *) bar=skipped ;; esac
+        state=$(readf "$sys/eeh_pe_state" | tr ' ' /)
+        case "$cfg/$bar" in
+            gone/*) res=gone; ngone=$((ngone + 1)) ;;
+            allones:*|*/allones:*) res=allones; nall=$((nall + 1)) ;;
+            error/*|*/error) res=error; nerr=$((nerr + 1)) ;;
+            *) res=ok; nok=$((nok + 1)) ;;
+        esac
+        echo "EEHTEST READ $res n=$n t=$t cfg=$cfg bar=$bar pe_state=${state:-none} dev=$dev"
+    done
     sleep "$interval"
 done
 echo "EEHTEST DONE reads=$n ok=$nok allones=$nall gone=$ngone error=$nerr"

@@ -3,6 +3,14 @@
 //! `VFIO_EEH_PE_INJECT_ERR` semantics (`--func`), which freezes the PE at
 //! once or on the first matching access, as the VMM's
 //! `VFIO_EEH_SHIM_INJECTION` says.
+//!
+//! `eehctl inject --socket PATH --phb DOMAIN [--dead]`: a PHB-wide error
+//! (`vfio_eeh_sim::phb`): a fence, which every PE under the PHB sees and the
+//! host recovers with a complete reset, or with `--dead` a PHB that dies and
+//! takes every PE under it down for good.
+//!
+//! `eehctl --host linux inject --pe N | --device ADDR --func N`: an error in a
+//! PE of the real host (`crate::linux_host`), through VFIO or debugfs.
 
 use anyhow::Context;
 use eehd::protocol::InjectTarget;
@@ -10,6 +18,7 @@ use serde::Serialize;
 use vfio_eeh::addr::PeId;
 use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType};
 use vfio_eeh_shim::protocol::{Injection, PeReport};
+use vfio_eeh_sim::phb::{PhbError, PhbStatus};
 
 use crate::connect::{self, ConnectArgs};
 use crate::output::Output;
@@ -25,10 +34,10 @@ pub struct Args {
     #[command(flatten)]
     daemon: ConnectArgs,
     /// The PE (IOMMU group number).
-    #[arg(long, required_unless_present_any = ["device", "phb"])]
+    #[arg(long, required_unless_present_any = ["phb", "device"], conflicts_with = "phb")]
     pe: Option<u32>,
     /// With --host linux: the PE of this device (e.g. 0000:01:00.0).
-    #[arg(long, conflicts_with = "pe")]
+    #[arg(long, conflicts_with_all = ["pe", "phb"])]
     device: Option<vfio_eeh::addr::PciAddr>,
     /// With --host linux: how to inject [default: vfio for a vfio-pci PE,
     /// else debugfs].
@@ -37,13 +46,16 @@ pub struct Args {
     /// With --host linux: inject even into a PE a running process (a VM) holds.
     #[arg(long)]
     force: bool,
-    /// With --connect: a PHB-wide error on the PHB with this PCI domain (a
-    /// fence) instead of an error in one PE.
-    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32, conflicts_with_all = ["pe", "func", "device"])]
+    /// A PHB-wide error instead: the PHB's PCI domain (decimal or 0x hex).
+    /// It fences, and the host recovers it, unless `--dead`.
+    #[arg(long, value_name = "DOMAIN", value_parser = parse_u32)]
     phb: Option<u32>,
+    /// With `--phb`: the PHB dies; nothing recovers it.
+    #[arg(long, requires = "phb", conflicts_with = "pe")]
+    dead: bool,
     /// Inject this error function (0..=19, PAPR `ibm,errinjct` numbering)
     /// instead of freezing the PE outright.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "phb")]
     func: Option<u32>,
     /// Address width of the injected error's address.
     #[arg(long = "type", value_enum, default_value_t = Width::Bus32, requires = "func")]
@@ -75,6 +87,22 @@ fn parse_u64(text: &str) -> Result<u64, std::num::ParseIntError> {
     }
 }
 
+/// A decimal or `0x` hexadecimal `u32`.
+fn parse_u32(text: &str) -> Result<u32, String> {
+    let value = parse_u64(text).map_err(|e| e.to_string())?;
+    u32::try_from(value).map_err(|e| e.to_string())
+}
+
+/// The JSON document of a PHB injection.
+#[derive(Serialize)]
+struct PhbInjectView {
+    error: PhbError,
+    /// The PHB afterwards.
+    phb: PhbStatus,
+    /// Its PEs afterwards.
+    pes: Vec<PeReport>,
+}
+
 /// The JSON document.
 #[derive(Serialize)]
 struct InjectView {
@@ -83,14 +111,9 @@ struct InjectView {
     pe: PeReport,
 }
 
-/// A decimal or `0x` hexadecimal number that fits 32 bits.
-fn parse_u32(text: &str) -> Result<u32, String> {
-    let value = parse_u64(text).map_err(|e| e.to_string())?;
-    u32::try_from(value).map_err(|e| e.to_string())
-}
-
 /// The `--func` error, for a Linux host (which has no outright freeze).
 pub fn linux_request(args: &Args) -> anyhow::Result<crate::linux_host::InjectRequest> {
+    anyhow::ensure!(args.phb.is_none(), "--phb needs --socket or --connect; a Linux host injects by --pe or --device");
     let Injection::Error(injection) = injection(args)? else {
         anyhow::bail!("--host linux needs --func (e.g. --func 4, a config-space load)");
     };
@@ -118,21 +141,28 @@ fn injection(args: &Args) -> anyhow::Result<Injection> {
     })
 }
 
-/// Injects and prints the PE's state afterwards.
+/// Injects and prints the state of the PE (or the PHB and its PEs)
+/// afterwards.
 pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
-    let injection = injection(args)?;
     anyhow::ensure!(args.device.is_none(), "--device names a PE on a Linux host: it needs --host linux");
-    let pe = args.pe.map(PeId);
+    if let Some(domain) = args.phb {
+        if args.daemon.connect.is_some() {
+            return connect::inject(&args.daemon, InjectTarget::Phb { domain, dead: args.dead }, out);
+        }
+        let error = if args.dead { PhbError::Dead } else { PhbError::Fence };
+        let (phb, pes) = args.socket.connect()?.inject_phb(domain, error)?;
+        let view = PhbInjectView { error, phb, pes };
+        return out.print(&view, || format!("PHB {domain:04x}: {:?}\n{}", view.phb.condition, pe_table(&view.pes)));
+    }
+    let pe = PeId(args.pe.context("--pe or --phb is required")?);
+    let injection = injection(args)?;
     if args.daemon.connect.is_some() {
-        let target = match (args.phb, pe, injection) {
-            (Some(domain), _, _) => InjectTarget::Phb { domain, dead: false },
-            (None, Some(pe), Injection::Freeze) => InjectTarget::PeFreeze { pe },
-            (None, Some(pe), Injection::Error(injection)) => InjectTarget::PeError { pe, injection },
-            (None, None, _) => anyhow::bail!("Give --pe N or --phb DOMAIN"),
+        let target = match injection {
+            Injection::Freeze => InjectTarget::PeFreeze { pe },
+            Injection::Error(injection) => InjectTarget::PeError { pe, injection },
         };
         return connect::inject(&args.daemon, target, out);
     }
-    let pe = pe.context("--phb needs --connect; give --pe N")?;
     let pe = args.socket.connect()?.inject(pe, injection)?;
     let view = InjectView { injection, pe };
     out.print(&view, || pe_table(std::slice::from_ref(&view.pe)))

@@ -13,6 +13,7 @@ mod events;
 mod host;
 mod inject;
 mod linux_host;
+mod model_ops;
 mod oplog;
 mod output;
 mod shim;
@@ -72,6 +73,9 @@ enum Command {
     Claims(connect::ClaimsArgs),
     /// Read or set the kernel's eeh_max_freezes (debugfs) on a Linux host.
     MaxFreezes(MaxFreezesArgs),
+    /// The guest model's VFIO_EEH_PE_OP sequence for a frozen device with no
+    /// guest driver, to compare with a real guest's op log.
+    ModelOps(model_ops::Args),
 }
 
 /// `eehctl max-freezes` options.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Map(args) => connect::map(&args, &out),
         Command::Reset(args) => connect::reset(&args, &out),
         Command::Claims(args) => connect::claims(&args, &out),
+        Command::ModelOps(args) => model_ops::run(&args, &out),
     };
     match result {
         Ok(()) => exit,

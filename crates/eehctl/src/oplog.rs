@@ -1,19 +1,18 @@
 //! `eehctl oplog --socket PATH`: the VFIO and EEH operations a running VMM
 //! issued on the emulated `/dev/vfio`, with fd kind, argument and result.
-//! `VFIO_EEH_PE_OP` records carry their op's name. The data path (region
+//! `VFIO_EEH_PE_OP` records carry their op's name and the groups (PEs) the
+//! op acted on; group and device records their group. The data path (region
 //! reads and writes, DMA map/unmap: hundreds of thousands during a guest
-//! boot) is counted always but listed only with `--all`.
+//! boot) is counted always but listed only with `--all`; the library keeps
+//! it in a ring of its own, so it never evicts the other records.
 
 use serde::Serialize;
 use vfio_eeh::ops::EehOp;
 use vfio_eeh::uapi::VfioEehPeOp;
-use vfio_eeh_shim::oplog::OpRecord;
+use vfio_eeh_shim::oplog::{OpRecord, DATA_PATH_OPS};
 
 use crate::output::{table, Output};
 use crate::socket::SocketArgs;
-
-/// The data-path operations `--all` adds.
-const DATA_PATH: &[&str] = &["pread", "pwrite", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA"];
 
 /// `eehctl oplog` options.
 #[derive(Debug, clap::Args)]
@@ -26,6 +25,10 @@ pub struct Args {
     /// Only records with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,
+    /// Only records of this IOMMU group (PE): its group and device files'
+    /// operations, and the `VFIO_EEH_PE_OP`s applied to it.
+    #[arg(long, value_name = "N")]
+    group: Option<u32>,
 }
 
 /// One record as printed.
@@ -62,7 +65,7 @@ fn human(view: &OpLogView) -> String {
     for (op, n) in &view.counts {
         counts.add_row([op.clone(), n.to_string()]);
     }
-    let mut rows = table(&["SEQ", "TIME (s)", "FD", "KIND", "OPERATION", "ARG", "RESULT"]);
+    let mut rows = table(&["SEQ", "TIME (s)", "FD", "KIND", "GROUPS", "OPERATION", "ARG", "RESULT"]);
     for r in &view.records {
         let op = match r.eeh_op {
             Some(name) => format!("{} {name}", r.record.op),
@@ -71,11 +74,13 @@ fn human(view: &OpLogView) -> String {
         let seconds = format!("{:.6}", r.record.t_us as f64 / 1e6);
         let fd = r.record.fd.to_string();
         let arg = format!("{:#x}", r.record.arg);
+        let groups: Vec<String> = r.record.groups.iter().map(ToString::to_string).collect();
         rows.add_row([
             r.record.seq.to_string(),
             seconds,
             fd,
             r.record.fd_kind.to_string(),
+            if groups.is_empty() { "-".to_owned() } else { groups.join(",") },
             op,
             arg,
             r.record.result.to_string(),
@@ -92,7 +97,8 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
     let records = dump
         .records
         .into_iter()
-        .filter(|r| r.seq > args.after && (args.all || !DATA_PATH.contains(&&*r.op)))
+        .filter(|r| r.seq > args.after && (args.all || !DATA_PATH_OPS.contains(&&*r.op)))
+        .filter(|r| args.group.is_none_or(|g| r.groups.contains(&g)))
         .map(|record| {
             let eeh_op = (record.op == "VFIO_EEH_PE_OP").then(|| eeh_op_name(record.arg)).flatten();
             RecordView { record, eeh_op }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use vfio_eeh::addr::{PciAddr, PeId};
-use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ShimConfig};
+use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ResetMode, ShimConfig};
 use vfio_eeh_shim::LIBRARY_NAME;
 use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, Prepared};
 
@@ -43,9 +43,16 @@ pub struct Args {
     /// Simulated host topology file [default: the built-in host].
     #[arg(long, value_name = "FILE")]
     topology: Option<PathBuf>,
-    /// IOMMU the emulated container offers: spapr-tce-v2 (a POWER host) or type1v2.
+    /// IOMMU the emulated container offers: spapr-tce-v2 (a POWER host),
+    /// type1v2 (no EEH once set, as Linux) or type1v2-with-eeh (a test mode:
+    /// EEH on type1, which no kernel has).
     #[arg(long, value_name = "MODE")]
     iommu: Option<IommuMode>,
+    /// How the host's PE resets wait: blocking (like Linux: 250 ms on
+    /// assert, 1800 ms on deassert) or report-unavailable (return at once;
+    /// the PE reports unavailable with the true remaining delay).
+    #[arg(long, value_name = "MODE")]
+    reset: Option<ResetMode>,
     /// The address-mapping ioctl: none (ENOTTY) or powernv.
     #[arg(long, value_name = "NAME")]
     platform: Option<Platform>,
@@ -67,7 +74,9 @@ pub struct Args {
     /// Without a command: print only this, as plain lines for scripts.
     #[arg(long, value_enum, conflicts_with = "command")]
     print: Option<Print>,
-    /// Append `-device vfio-pci,sysfsdev=DIR` for every device to the command.
+    /// Append QEMU's device arguments to the command: `-device
+    /// vfio-pci,sysfsdev=DIR` for every device and, when they span several
+    /// PEs, a `spapr-pci-host-bridge` per PE that carries its devices.
     #[arg(long, requires = "command")]
     qemu_args: bool,
     /// The command to run under the preload library, after `--`.
@@ -174,6 +183,7 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
         platform: args.platform.unwrap_or_default(),
         firmware: args.firmware.unwrap_or_default(),
         injection: args.injection.unwrap_or_default(),
+        reset: args.reset.unwrap_or_default(),
         socket: args.socket.clone(),
         oplog: args.oplog.clone(),
         log: args.shim_log.clone(),

@@ -112,6 +112,32 @@ fn control_commands_act_inside_the_running_process() {
     let kinds: Vec<_> = records.iter().map(|r| (r["fd_kind"].as_str().unwrap(), r["op"].as_str().unwrap())).collect();
     assert_eq!(kinds, [("container", "open"), ("group", "open")]);
     assert!(records.iter().all(|r| r["result"].as_i64().unwrap() >= 0), "{records:?}");
+    assert_eq!(records[1]["groups"], serde_json::json!([0]), "the group's open names it");
+    let group0 = json(&vmm.cmd(&["--json", "oplog", "--group", "0"]));
+    let ops: Vec<_> = group0["records"].as_array().unwrap().iter().map(|r| r["fd_kind"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["group"], "--group keeps group 0's records only");
+
+    // Issue 13 item 1: PHB-wide errors through the control socket. A fence
+    // reaches every PE under PHB 0 (PEs 0, 1, 2), which the host is now
+    // recovering (unavailable, with the time left); a dead PHB 1 takes PEs
+    // 3 and 4 down for good (unavailable, no time left).
+    let fenced = json(&vmm.cmd(&["--json", "inject", "--phb", "0"]));
+    assert_eq!(fenced["error"], "fence");
+    assert_eq!(fenced["phb"]["condition"], "recovering", "{fenced}");
+    let pes: Vec<_> = fenced["pes"].as_array().unwrap().iter().map(|p| (p["pe"].clone(), p["state"].clone())).collect();
+    assert_eq!(pes.len(), 3);
+    assert!(pes.iter().all(|(_, state)| state == "unavailable"), "{fenced}");
+    let again = vmm.cmd(&["inject", "--phb", "0"]);
+    assert_eq!(again.status.code(), Some(1), "a fenced PHB cannot fence again before it recovers");
+    let dead = json(&vmm.cmd(&["--json", "inject", "--phb", "0x1", "--dead"]));
+    assert_eq!(dead["phb"]["condition"], "dead");
+    assert!(dead["pes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["state"] == "unavailable" && p["unavailable_for_ms"] == 0));
+    let usage = eehctl().args(["inject", "--dead", "--pe", "0", "--socket"]).arg(&vmm.socket).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2), "--dead needs --phb");
 
     std::fs::write(&vmm.release, b"").unwrap();
     let status = vmm.child.wait().unwrap();
@@ -155,4 +181,19 @@ fn shim_prepares_sysfs_and_prints_for_scripts() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("No device 0000:7f:00.0 on the simulated host"));
     let no_lib = eehctl().args(["shim", "--library", "/nonexistent/lib.so"]).output().unwrap();
     assert!(String::from_utf8_lossy(&no_lib.stderr).contains("does not exist"));
+}
+
+/// Issue 13 item 6: the guest model's op sequence, as tests/qemu/e2e.sh
+/// reads it to compare with the real guest's op log.
+#[test]
+fn model_ops_prints_the_no_driver_sequence() {
+    let out = eehctl().arg("model-ops").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ops: Vec<&str> = text.lines().collect();
+    assert_eq!(ops.first(), Some(&"get-state=2"));
+    assert!(ops.contains(&"reset-hot=0") && ops.contains(&"reset-deactivate=0"), "{text}");
+    assert_eq!(ops.last(), Some(&"enable=0"));
+    let view = json(&eehctl().args(["--json", "model-ops"]).output().unwrap());
+    assert_eq!(view["ops"].as_array().unwrap().len(), ops.len());
 }

@@ -12,6 +12,7 @@ use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
 use vfio_eeh::rtas::RtasPolicy;
 use vfio_eeh_sim::clock::VirtualClock;
 use vfio_eeh_sim::guest::{DriverResponse, GuestConfig, GuestEeh, GuestEventKind, GuestPlatform, Outcome};
+use vfio_eeh_sim::opseq::{no_driver_recovery, RecordingBackend};
 use vfio_eeh_sim::vmm::{EehModel, SimVmm};
 use vfio_eeh_sim::SimHost;
 
@@ -166,37 +167,6 @@ fn a_driver_that_can_recover_is_thawed_without_a_reset() {
     assert_eq!(vmm.host().status(vmm.host().pe_of(host_addr(NIC0)).unwrap()).unwrap().state, PeState::Normal);
 }
 
-/// The host as QEMU reaches it, recording every `VFIO_EEH_PE_OP` with its
-/// result the way the preload library's op log prints them (`op=result`).
-struct Recording {
-    host: Arc<SimHost>,
-    ops: std::sync::Mutex<Vec<String>>,
-}
-
-impl EehBackend for Recording {
-    fn pe_of(&self, device: PciAddr) -> Result<vfio_eeh::addr::PeId, vfio_eeh::backend::BackendError> {
-        self.host.pe_of(device)
-    }
-
-    fn devices_of(&self, pe: vfio_eeh::addr::PeId) -> Result<Vec<PciAddr>, vfio_eeh::backend::BackendError> {
-        self.host.devices_of(pe)
-    }
-
-    fn pe_op(
-        &self,
-        pe: vfio_eeh::addr::PeId,
-        op: vfio_eeh::ops::EehOp,
-    ) -> Result<vfio_eeh::backend::PeOpReply, vfio_eeh::backend::BackendError> {
-        let reply = self.host.pe_op(pe, op);
-        let result = match &reply {
-            Ok(reply) => i64::from(reply.ioctl_value()),
-            Err(e) => -i64::from(e.errno()),
-        };
-        self.ops.lock().unwrap().push(format!("{}={result}", op.name()));
-        reply
-    }
-}
-
 /// Issue 13 item 6: the model's "Reset with hotplug activity" (no driver for
 /// the device, as in every real e2e guest) makes the same `VFIO_EEH_PE_OP`
 /// sequence, op for op and result for result, as the real Linux 6.1.0-50
@@ -213,7 +183,7 @@ impl EehBackend for Recording {
 fn the_no_driver_path_matches_the_real_guests_op_sequence() {
     let host = Arc::new(SimHost::builtin(Arc::new(VirtualClock::new())));
     let pe = host.pe_of(host_addr(NIC0)).unwrap();
-    let recording = Arc::new(Recording { host: host.clone(), ops: std::sync::Mutex::default() });
+    let recording = Arc::new(RecordingBackend::new(host.clone()));
     let path = vfio_eeh::container::ContainerPath::new(recording.clone(), [pe]);
     let mut vmm = SimVmm::with_path(host.clone(), path, VmId(1), RtasPolicy::QEMU);
     vmm.add_phb(Buid::SPAPR_BASE).unwrap();
@@ -221,12 +191,12 @@ fn the_no_driver_path_matches_the_real_guests_op_sequence() {
     vmm.pass_through(host_addr(NIC0), guest_dev).unwrap();
     let mut guest = GuestEeh::new(GuestConfig { driver: DriverResponse::NoDriver, ..GuestConfig::default() });
     assert_eq!(guest.probe(&mut vmm, &[guest_dev]), [guest_dev]);
-    let probe_ops = recording.ops.lock().unwrap().len();
+    let probe_ops = recording.ops().len();
 
     let injection = ErrInjection { kind: ErrType::Bus32, func: ErrFunc::LoadConfigAddr, addr: 0, mask: 0 };
     host.inject(pe, injection).unwrap();
     assert!(matches!(guest.check_config(&mut vmm, guest_dev), Outcome::Recovered(_)));
-    let ops = recording.ops.lock().unwrap()[probe_ops..].to_vec();
+    let ops = recording.ops()[probe_ops..].to_vec();
     assert_eq!(
         ops,
         [
@@ -258,4 +228,15 @@ fn the_no_driver_path_matches_the_real_guests_op_sequence() {
     assert_eq!(hotplug, [true, false]);
     assert!(!guest.events().iter().any(|e| matches!(e.what, GuestEventKind::Driver { .. })), "no driver callbacks");
     assert_eq!(guest.check_config(&mut vmm, guest_dev), Outcome::Healthy);
+}
+
+/// The scenario `eehctl model-ops` prints for tests/qemu/e2e.sh: the NVMe
+/// drive frozen outright (as `eehctl inject --pe 0` does) rather than by an
+/// armed injection gives the same sequence.
+#[test]
+fn the_e2e_scenario_on_the_model_gives_the_same_sequence() {
+    let ops = no_driver_recovery(host_addr("0000:01:00.0")).unwrap();
+    assert_eq!(ops.first().map(String::as_str), Some("get-state=2"));
+    assert_eq!(ops.last().map(String::as_str), Some("enable=0"));
+    assert_eq!(ops.len(), 15, "{ops:?}");
 }

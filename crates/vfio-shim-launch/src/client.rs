@@ -23,6 +23,7 @@ use vfio_eeh::addr::PeId;
 use vfio_eeh_shim::oplog::OpLogDump;
 use vfio_eeh_shim::protocol::{Injection, PeReport, Request, Response, MAX_MESSAGE};
 use vfio_eeh_sim::event::SimEvent;
+use vfio_eeh_sim::phb::{PhbError, PhbStatus};
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +96,14 @@ impl Client {
     pub fn inject(&mut self, pe: PeId, injection: Injection) -> Result<PeReport, ClientError> {
         match self.request(&Request::Inject { pe, injection })? {
             Response::Injected { pe } => Ok(pe),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Injects a PHB-wide error; answers the PHB and its PEs afterwards.
+    pub fn inject_phb(&mut self, domain: u32, error: PhbError) -> Result<(PhbStatus, Vec<PeReport>), ClientError> {
+        match self.request(&Request::InjectPhb { domain, error })? {
+            Response::PhbInjected { phb, pes } => Ok((phb, pes)),
             other => Err(unexpected(&other)),
         }
     }

@@ -81,12 +81,36 @@ impl Prepared {
         command
     }
 
-    /// `-device vfio-pci,sysfsdev=DIR` for every device.
+    /// QEMU's device arguments: `-device vfio-pci,sysfsdev=DIR` for every
+    /// device. When the devices span several PEs, each PE gets a PHB of its
+    /// own, `-device spapr-pci-host-bridge,index=N,id=phbN` (N from 1; 0 is
+    /// the machine's default PHB), and its devices go on `bus=phbN.0`: QEMU
+    /// enables EEH on a PHB only when its address space has one container
+    /// holding one group (`vfio_eeh_as_ok`, `vfio_eeh_container_ok` in
+    /// `hw/ppc/spapr_pci_vfio.c`, research Q6); groups sharing the default
+    /// PHB would share its container and get no EEH at all.
     pub fn qemu_device_args(&self) -> Vec<String> {
-        self.devices
-            .iter()
-            .flat_map(|d| ["-device".to_owned(), format!("vfio-pci,sysfsdev={}", d.sysfsdev.display())])
-            .collect()
+        let mut pes: Vec<PeId> = self.devices.iter().map(|d| d.group).collect();
+        pes.sort_unstable();
+        pes.dedup();
+        if pes.len() < 2 {
+            return self
+                .devices
+                .iter()
+                .flat_map(|d| ["-device".to_owned(), format!("vfio-pci,sysfsdev={}", d.sysfsdev.display())])
+                .collect();
+        }
+        let mut args = Vec::new();
+        for (index, pe) in (1..).zip(&pes) {
+            args.extend(["-device".to_owned(), format!("spapr-pci-host-bridge,index={index},id=phb{index}")]);
+            for d in self.devices.iter().filter(|d| d.group == *pe) {
+                args.extend([
+                    "-device".to_owned(),
+                    format!("vfio-pci,sysfsdev={},bus=phb{index}.0", d.sysfsdev.display()),
+                ]);
+            }
+        }
+        args
     }
 }
 
@@ -182,5 +206,32 @@ mod tests {
         assert_eq!(err.to_string(), "No device 0000:7f:00.0 on the simulated host");
         // Preparing again over an existing tree works.
         prepare(dir.path(), &[], &ShimConfig::default(), Path::new("/x")).unwrap();
+    }
+
+    /// Issue 13 item 5: several PEs get a spapr PHB each (QEMU enables EEH
+    /// only for a PHB whose container holds one group; research Q6); the
+    /// functions of one PE share theirs.
+    #[test]
+    fn several_pes_get_a_phb_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs: Vec<PciAddr> =
+            ["0000:02:00.1", "0000:01:00.0", "0000:02:00.0"].iter().map(|a| a.parse().unwrap()).collect();
+        let prepared = prepare(dir.path(), &addrs, &ShimConfig::default(), Path::new("/x")).unwrap();
+        let dev = |addr: &str| prepared.sysfs.join("bus/pci/devices").join(addr).display().to_string();
+        let expected = [
+            "-device".to_owned(),
+            "spapr-pci-host-bridge,index=1,id=phb1".to_owned(),
+            "-device".to_owned(),
+            format!("vfio-pci,sysfsdev={},bus=phb1.0", dev("0000:01:00.0")),
+            "-device".to_owned(),
+            "spapr-pci-host-bridge,index=2,id=phb2".to_owned(),
+            "-device".to_owned(),
+            format!("vfio-pci,sysfsdev={},bus=phb2.0", dev("0000:02:00.1")),
+            "-device".to_owned(),
+            format!("vfio-pci,sysfsdev={},bus=phb2.0", dev("0000:02:00.0")),
+        ];
+        assert_eq!(prepared.qemu_device_args(), expected);
+        let one_pe = prepare(dir.path(), &addrs[..1], &ShimConfig::default(), Path::new("/x")).unwrap();
+        assert_eq!(one_pe.qemu_device_args().len(), 2, "one PE stays on the default PHB");
     }
 }

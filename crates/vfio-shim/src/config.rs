@@ -4,7 +4,8 @@
 //! | variable | values | default |
 //! |---|---|---|
 //! | [`ENV_TOPOLOGY`] `VFIO_EEH_SHIM_TOPOLOGY` | path of a simulator topology TOML file | the simulator's built-in host |
-//! | [`ENV_IOMMU`] `VFIO_EEH_SHIM_IOMMU` | `spapr-tce-v2` (the POWER host path) or `type1v2` | `spapr-tce-v2` |
+//! | [`ENV_IOMMU`] `VFIO_EEH_SHIM_IOMMU` | `spapr-tce-v2` (the POWER host path), `type1v2` (type1 as Linux has it: no EEH once set) or `type1v2-with-eeh` (a test mode no kernel has: EEH on a type1 container) | `spapr-tce-v2` |
+//! | [`ENV_RESET`] `VFIO_EEH_SHIM_RESET` | `blocking` (like Linux: a reset sleeps its 250 ms hold, a deactivate its 1800 ms settle) or `report-unavailable` (both return at once; `GET_STATE` answers 5, unavailable, with the true remaining delay until the PE is usable) | `blocking` |
 //! | [`ENV_PLATFORM`] `VFIO_EEH_SHIM_PLATFORM` | `none` (the address-mapping ioctl answers `ENOTTY`) or `powernv` (it stores the mapping) | `none` |
 //! | [`ENV_FIRMWARE`] `VFIO_EEH_SHIM_FIRMWARE` | `phb4` (like skiboot on POWER9: only config-space injection, other functions `EIO`) or `any` | `phb4` |
 //! | [`ENV_INJECTION`] `VFIO_EEH_SHIM_INJECTION` | `immediate` (an accepted injection freezes the PE at once) or `on-access` (the first matching access does) | `immediate` |
@@ -29,6 +30,8 @@ pub const ENV_PLATFORM: &str = "VFIO_EEH_SHIM_PLATFORM";
 pub const ENV_FIRMWARE: &str = "VFIO_EEH_SHIM_FIRMWARE";
 /// When an accepted injection freezes the PE.
 pub const ENV_INJECTION: &str = "VFIO_EEH_SHIM_INJECTION";
+/// How the host's PE resets wait.
+pub const ENV_RESET: &str = "VFIO_EEH_SHIM_RESET";
 /// Control socket path.
 pub const ENV_SOCKET: &str = "VFIO_EEH_SHIM_SOCKET";
 /// Op-log JSON path, written at exit.
@@ -43,9 +46,41 @@ pub enum IommuMode {
     /// sPAPR TCE (v1 and v2) and `VFIO_EEH`, as a POWER host.
     #[default]
     SpaprTceV2,
-    /// Type1 (v1 and v2) plus `VFIO_EEH`: QEMU keeps its own TCE emulation
-    /// and maps guest RAM with `MAP_DMA`.
+    /// Type1 (v1 and v2), as Linux's `vfio_iommu_type1` has it: QEMU keeps
+    /// its own TCE emulation and maps guest RAM with `MAP_DMA`. EEH lives in
+    /// the sPAPR TCE driver only, so once `SET_IOMMU` chose type1,
+    /// `CHECK_EXTENSION(VFIO_EEH)` answers 0 and `VFIO_EEH_PE_OP` fails with
+    /// `ENOTTY` (research Q1). A bare container still answers 1: the VFIO
+    /// core asks every registered IOMMU driver, and this emulated host is a
+    /// PowerNV host with EEH on.
     Type1V2,
+    /// A test mode no kernel has: type1 as [`IommuMode::Type1V2`], but
+    /// `VFIO_EEH` answered 1 and `VFIO_EEH_PE_OP` served after
+    /// `SET_IOMMU(type1)`, so that QEMU's type1 path can be driven through a
+    /// guest's EEH recovery.
+    Type1V2WithEeh,
+}
+
+impl IommuMode {
+    /// Whether the container offers type1 rather than sPAPR TCE.
+    pub const fn is_type1(self) -> bool {
+        matches!(self, IommuMode::Type1V2 | IommuMode::Type1V2WithEeh)
+    }
+}
+
+/// How the emulated host's PE resets wait (the simulator's
+/// [`DeactivatePolicy`](vfio_eeh_sim::config::DeactivatePolicy)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetMode {
+    /// Like Linux (`eeh_pe_reset`): `RESET_HOT`/`RESET_FUNDAMENTAL` sleep the
+    /// 250 ms hold time and `RESET_DEACTIVATE` the 1800 ms settle time
+    /// before returning, with the PE usable.
+    #[default]
+    Blocking,
+    /// Every reset op returns at once; until the PE is usable `GET_STATE`
+    /// answers 5 (unavailable) with the true remaining delay.
+    ReportUnavailable,
 }
 
 /// What the address-mapping ioctl on device fds does.
@@ -107,6 +142,8 @@ pub struct ShimConfig {
     pub firmware: Firmware,
     /// When injections freeze.
     pub injection: Injection,
+    /// How resets wait.
+    pub reset: ResetMode,
     /// Control socket.
     pub socket: Option<PathBuf>,
     /// Op-log file.
@@ -130,9 +167,18 @@ trait EnvValue: Sized + Copy + 'static {
 }
 
 impl EnvValue for IommuMode {
+    const VALUES: &'static [(&'static str, Self)] = &[
+        ("spapr-tce-v2", IommuMode::SpaprTceV2),
+        ("type1v2", IommuMode::Type1V2),
+        ("type1v2-with-eeh", IommuMode::Type1V2WithEeh),
+    ];
+    const EXPECTED: &'static str = "spapr-tce-v2, type1v2, type1v2-with-eeh";
+}
+
+impl EnvValue for ResetMode {
     const VALUES: &'static [(&'static str, Self)] =
-        &[("spapr-tce-v2", IommuMode::SpaprTceV2), ("type1v2", IommuMode::Type1V2)];
-    const EXPECTED: &'static str = "spapr-tce-v2, type1v2";
+        &[("blocking", ResetMode::Blocking), ("report-unavailable", ResetMode::ReportUnavailable)];
+    const EXPECTED: &'static str = "blocking, report-unavailable";
 }
 
 impl EnvValue for Platform {
@@ -165,7 +211,7 @@ macro_rules! impl_from_str {
         }
     )*};
 }
-impl_from_str!(IommuMode => ENV_IOMMU, Platform => ENV_PLATFORM, Firmware => ENV_FIRMWARE, Injection => ENV_INJECTION);
+impl_from_str!(IommuMode => ENV_IOMMU, Platform => ENV_PLATFORM, Firmware => ENV_FIRMWARE, Injection => ENV_INJECTION, ResetMode => ENV_RESET);
 
 impl ShimConfig {
     /// Reads the process environment.
@@ -183,6 +229,7 @@ impl ShimConfig {
             platform: get(ENV_PLATFORM).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             firmware: get(ENV_FIRMWARE).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             injection: get(ENV_INJECTION).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            reset: get(ENV_RESET).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             socket: get(ENV_SOCKET).map(PathBuf::from),
             oplog: get(ENV_OPLOG).map(PathBuf::from),
             log: get(ENV_LOG),
@@ -196,6 +243,7 @@ impl ShimConfig {
             (ENV_PLATFORM, name_of(self.platform).to_owned()),
             (ENV_FIRMWARE, name_of(self.firmware).to_owned()),
             (ENV_INJECTION, name_of(self.injection).to_owned()),
+            (ENV_RESET, name_of(self.reset).to_owned()),
         ];
         let paths = [(ENV_TOPOLOGY, &self.topology), (ENV_SOCKET, &self.socket), (ENV_OPLOG, &self.oplog)];
         env.extend(paths.into_iter().filter_map(|(k, v)| v.as_ref().map(|p| (k, p.display().to_string()))));
@@ -218,6 +266,7 @@ mod tests {
         assert_eq!(config.platform, Platform::None);
         assert_eq!(config.firmware, Firmware::Phb4);
         assert_eq!(config.injection, Injection::Immediate);
+        assert_eq!(config.reset, ResetMode::Blocking, "Linux-like resets by default");
     }
 
     #[test]
@@ -228,6 +277,7 @@ mod tests {
             platform: Platform::Powernv,
             firmware: Firmware::Any,
             injection: Injection::OnAccess,
+            reset: ResetMode::ReportUnavailable,
             socket: Some("/run/s".into()),
             oplog: Some("/tmp/o.json".into()),
             log: Some("debug".into()),
@@ -239,6 +289,9 @@ mod tests {
     #[test]
     fn rejects_unknown_values_naming_the_variable() {
         let err = ShimConfig::from_lookup(|k| (k == ENV_IOMMU).then(|| "type9".to_owned())).unwrap_err();
-        assert_eq!(err.to_string(), "Invalid VFIO_EEH_SHIM_IOMMU=\"type9\": expected one of spapr-tce-v2, type1v2");
+        assert_eq!(
+            err.to_string(),
+            "Invalid VFIO_EEH_SHIM_IOMMU=\"type9\": expected one of spapr-tce-v2, type1v2, type1v2-with-eeh"
+        );
     }
 }

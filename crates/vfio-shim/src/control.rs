@@ -72,6 +72,19 @@ fn report(emu: &Emulator, pe: PeId) -> Result<PeReport, BackendError> {
     })
 }
 
+/// A PHB's status and the reports of the PEs under it.
+fn phb_report(emu: &Emulator, domain: u32) -> Result<Response, BackendError> {
+    let host = emu.host();
+    let phb = host.phb_status(domain)?;
+    let mut pes = Vec::new();
+    for pe in host.pe_ids() {
+        if host.phb_of(pe)? == domain {
+            pes.push(report(emu, pe)?);
+        }
+    }
+    Ok(Response::PhbInjected { phb, pes })
+}
+
 /// The answer to one request.
 pub(crate) fn answer(emu: &Emulator, request: &Request) -> Response {
     let host = emu.host();
@@ -87,6 +100,11 @@ pub(crate) fn answer(emu: &Emulator, request: &Request) -> Response {
             };
             tracing::info!(%pe, ?injection, ok = done.is_ok(), "Control injection");
             done.and_then(|()| report(emu, *pe)).map(|pe| Response::Injected { pe })
+        }
+        Request::InjectPhb { domain, error } => {
+            let done = host.inject_phb(*domain, *error);
+            tracing::info!(domain, ?error, ok = done.is_ok(), "Control PHB injection");
+            done.and_then(|()| phb_report(emu, *domain))
         }
         Request::Events { after } => Ok(Response::Events { events: host.events_after(*after) }),
         Request::OpLog => Ok(Response::OpLog { log: emu.log().dump() }),

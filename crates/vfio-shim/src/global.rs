@@ -7,11 +7,11 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use vfio_eeh_sim::clock::MonotonicClock;
-use vfio_eeh_sim::config::{InjectionMode, SimConfig};
+use vfio_eeh_sim::config::{DeactivatePolicy, InjectionMode, SimConfig};
 use vfio_eeh_sim::spec::{TopologyError, TopologySpec};
 use vfio_eeh_sim::SimHost;
 
-use crate::config::{ConfigError, Injection, ShimConfig};
+use crate::config::{ConfigError, Injection, ResetMode, ShimConfig};
 use crate::vfio::Emulator;
 
 /// Why the emulation could not start.
@@ -38,7 +38,11 @@ pub fn simulated_host(config: &ShimConfig) -> Result<SimHost, TopologyError> {
         Injection::Immediate => InjectionMode::Immediate,
         Injection::OnAccess => InjectionMode::OnAccess,
     };
-    let sim = SimConfig { injection, ..SimConfig::default() };
+    let deactivate = match config.reset {
+        ResetMode::Blocking => DeactivatePolicy::Blocking,
+        ResetMode::ReportUnavailable => DeactivatePolicy::Reporting,
+    };
+    let sim = SimConfig { injection, deactivate, ..SimConfig::default() };
     Ok(SimHost::new(&spec, sim, Arc::new(MonotonicClock::new())))
 }
 

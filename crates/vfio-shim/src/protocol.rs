@@ -12,6 +12,7 @@ use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::ops::{ErrInjection, PeState};
 use vfio_eeh::topology::Topology;
 use vfio_eeh_sim::event::SimEvent;
+use vfio_eeh_sim::phb::{PhbError, PhbStatus};
 
 use crate::oplog::OpLogDump;
 
@@ -45,6 +46,14 @@ pub enum Request {
         pe: PeId,
         /// What to do.
         injection: Injection,
+    },
+    /// Inject a PHB-wide error: every PE under the PHB is affected
+    /// ([`vfio_eeh_sim::phb`]).
+    InjectPhb {
+        /// The PHB (its PCI domain).
+        domain: u32,
+        /// A fence (the host recovers it) or death.
+        error: PhbError,
     },
     /// Simulator events with a sequence number above `after`.
     Events {
@@ -90,6 +99,13 @@ pub enum Response {
     Injected {
         /// The PE's report.
         pe: PeReport,
+    },
+    /// To [`Request::InjectPhb`]: the PHB and its PEs afterwards.
+    PhbInjected {
+        /// The PHB.
+        phb: PhbStatus,
+        /// Every PE under it.
+        pes: Vec<PeReport>,
     },
     /// To [`Request::Events`].
     Events {

@@ -1,6 +1,6 @@
 //! Containers (`/dev/vfio/vfio`): the VFIO core's container ioctls, the
 //! IOMMU driver a container's groups share once `VFIO_SET_IOMMU` chose it
-//! ([`super::iommu`]), and `VFIO_EEH_PE_OP` on the container's PE.
+//! ([`super::iommu`]), and `VFIO_EEH_PE_OP` on the container's PEs.
 
 use std::sync::{Arc, Mutex};
 
@@ -51,6 +51,16 @@ impl Container {
     }
 }
 
+/// What `VFIO_EEH_PE_OP` did: its answer and the groups it acted on, in
+/// order.
+#[derive(Debug)]
+pub(super) struct PeOpDone {
+    /// The answer.
+    pub(super) result: IoctlResult,
+    /// The groups the op was applied to.
+    pub(super) groups: Vec<u32>,
+}
+
 /// The host behind `VFIO_EEH_PE_OP`: the simulator, with the firmware's
 /// refusal of injection functions it does not implement.
 struct Firmwared<'a> {
@@ -86,7 +96,24 @@ impl Emulator {
     fn offered(&self) -> &'static [u32] {
         match self.config.iommu {
             IommuMode::SpaprTceV2 => &[uapi::VFIO_SPAPR_TCE_IOMMU, uapi::VFIO_SPAPR_TCE_V2_IOMMU],
-            IommuMode::Type1V2 => &[uapi::VFIO_TYPE1_IOMMU, uapi::VFIO_TYPE1V2_IOMMU],
+            IommuMode::Type1V2 | IommuMode::Type1V2WithEeh => &[uapi::VFIO_TYPE1_IOMMU, uapi::VFIO_TYPE1V2_IOMMU],
+        }
+    }
+
+    /// Whether the container's IOMMU serves EEH (`VFIO_EEH`,
+    /// `VFIO_EEH_PE_OP`): the sPAPR TCE driver does (`eeh_enabled()`, on on
+    /// this PowerNV host); `vfio_iommu_type1` does not
+    /// (`vfio_iommu_type1_check_extension`: `default: return 0`;
+    /// `vfio_iommu_type1_ioctl`: `-ENOTTY`), except in the named test mode
+    /// [`IommuMode::Type1V2WithEeh`]. A bare container (`None`) answers what
+    /// the first registered driver that says yes answers
+    /// (`vfio_container_ioctl_check_extension` polls them all): the sPAPR
+    /// driver's 1. Research Q1, torvalds/linux `drivers/vfio/container.c`,
+    /// `vfio_iommu_type1.c`, `vfio_iommu_spapr_tce.c`.
+    fn serves_eeh(&self, iommu: Option<&Iommu>) -> bool {
+        match iommu {
+            None | Some(Iommu::Spapr(_)) => true,
+            Some(Iommu::Type1(_)) => self.config.iommu == IommuMode::Type1V2WithEeh,
         }
     }
 
@@ -105,7 +132,8 @@ impl Emulator {
             Some(uapi::GET_API_VERSION) => Ok(i64::from(uapi::VFIO_API_VERSION)),
             Some(uapi::CHECK_EXTENSION) => {
                 let ext = u32::try_from(value).ok();
-                Ok(i64::from(ext.is_some_and(|e| self.offered().contains(&e) || e == uapi::VFIO_EEH)))
+                let eeh = ext == Some(uapi::VFIO_EEH) && self.serves_eeh(state.iommu.as_ref());
+                Ok(i64::from(eeh || ext.is_some_and(|e| self.offered().contains(&e))))
             }
             Some(uapi::SET_IOMMU) => {
                 if state.groups.is_empty() || state.iommu.is_some() {
@@ -121,20 +149,39 @@ impl Emulator {
         }
     }
 
-    /// `VFIO_EEH_PE_OP` on the container's (first) group's PE, with the
-    /// argument already copied in (its errno is answered after the
-    /// container's own checks, as the kernel's order has it).
-    pub(super) fn eeh_pe_op(&self, container: &Container, request: Result<PeOpArg, i32>) -> IoctlResult {
-        let pe = {
+    /// `VFIO_EEH_PE_OP`, with the argument already copied in (its errno is
+    /// answered after the container's own checks, as the kernel's order has
+    /// it). The sPAPR TCE driver applies the op to every group of the
+    /// container, most recently attached first (`tce_iommu_attach_group`
+    /// uses `list_add`), and stops at the first non-zero answer, so
+    /// `GET_STATE` reports the first group whose PE is not normal (research
+    /// Q2, torvalds/linux `drivers/vfio/vfio_iommu_spapr_tce.c`,
+    /// `tce_iommu_ioctl` case `VFIO_EEH_PE_OP`). Without an IOMMU the VFIO
+    /// core answers `EINVAL`; type1 answers `ENOTTY`.
+    pub(super) fn eeh_pe_op(&self, container: &Container, request: Result<PeOpArg, i32>) -> PeOpDone {
+        let pes: Result<Vec<(u32, PeId)>, i32> = {
             let state = lock(&container.state);
-            state.iommu.as_ref().ok_or(EINVAL)?;
-            state.groups.first().map(|g| g.pe()).ok_or(ENODEV)?
+            match state.iommu.as_ref() {
+                None => Err(EINVAL),
+                Some(iommu) if !self.serves_eeh(Some(iommu)) => Err(ENOTTY),
+                Some(_) => Ok(state.groups.iter().rev().map(|g| (g.number(), g.pe())).collect()),
+            }
         };
-        let request = request?;
+        let pes = match pes {
+            Ok(pes) => pes,
+            Err(errno) => return PeOpDone { result: Err(errno), groups: Vec::new() },
+        };
         let backend = Firmwared { host: &self.host, firmware: self.config.firmware };
-        let result = request.serve(&backend, pe).map(i64::from);
-        tracing::debug!(%pe, op = request.op(), ?result, "EEH op");
-        result
+        let mut done = PeOpDone { result: Ok(0), groups: Vec::with_capacity(pes.len()) };
+        for (group, pe) in pes {
+            done.groups.push(group);
+            done.result = request.and_then(|request| request.serve(&backend, pe).map(i64::from));
+            tracing::debug!(%pe, group, op = request.as_ref().map_or(0, |r| r.op()), result = ?done.result, "EEH op");
+            if done.result != Ok(0) {
+                break;
+            }
+        }
+        done
     }
 }
 
@@ -145,7 +192,7 @@ mod tests {
 
     use super::super::testing::Fixture;
     use super::*;
-    use crate::config::ShimConfig;
+    use crate::config::{IommuMode, ShimConfig};
 
     #[test]
     fn needs_a_group_before_an_iommu_and_an_iommu_before_dma() {
@@ -168,6 +215,63 @@ mod tests {
         assert_eq!(info.flags, uapi::VFIO_IOMMU_SPAPR_INFO_DDW);
         fx.close(group);
         assert_eq!(fx.call(container, uapi::IOMMU_SPAPR_TCE_GET_INFO, &mut info), Err(EINVAL), "the IOMMU left");
+    }
+
+    /// Issue 13 item 3, research Q1: EEH lives in the sPAPR TCE driver.
+    /// A bare container polls every registered driver (the sPAPR one answers
+    /// `eeh_enabled()`, 1 on this PowerNV host); once type1 is set
+    /// `vfio_iommu_type1_check_extension` answers 0 for `VFIO_EEH` and
+    /// `vfio_iommu_type1_ioctl` `-ENOTTY` for `VFIO_EEH_PE_OP`
+    /// (torvalds/linux `drivers/vfio/container.c`, `vfio_iommu_type1.c`).
+    /// The named test mode `type1v2-with-eeh` keeps EEH on type1.
+    #[test]
+    fn type1_containers_have_no_eeh_unless_the_test_mode_says_so() {
+        let eeh = u64::from(uapi::VFIO_EEH);
+        let check = |iommu| {
+            let fx = Fixture::new(ShimConfig { iommu, ..ShimConfig::default() });
+            let container = fx.open("vfio");
+            let bare = fx.call_value(container, uapi::CHECK_EXTENSION, eeh);
+            let group = fx.open("0");
+            fx.attach(group, container);
+            fx.set_iommu(container);
+            let set = fx.call_value(container, uapi::CHECK_EXTENSION, eeh);
+            let mut op = VfioEehPeOp::from(EehOp::GetState);
+            let state = fx.call(container, uapi::EEH_PE_OP, &mut op);
+            (bare, set, state)
+        };
+        assert_eq!(check(IommuMode::Type1V2), (Ok(1), Ok(0), Err(ENOTTY)));
+        assert_eq!(check(IommuMode::Type1V2WithEeh), (Ok(1), Ok(1), Ok(0)));
+        assert_eq!(check(IommuMode::SpaprTceV2), (Ok(1), Ok(1), Ok(0)));
+    }
+
+    /// Issue 13 item 3, research Q2: on an sPAPR container with several
+    /// groups the op runs on each, most recently attached first
+    /// (`list_add` in `tce_iommu_attach_group`), and stops at the first
+    /// non-zero answer (`tce_iommu_ioctl`, case `VFIO_EEH_PE_OP`,
+    /// torvalds/linux `drivers/vfio/vfio_iommu_spapr_tce.c`); the op log
+    /// names the groups acted on.
+    #[test]
+    fn eeh_ops_run_on_every_group_newest_first_until_one_answers_non_zero() {
+        let fx = Fixture::new(ShimConfig::default());
+        let container = fx.open("vfio");
+        let (g0, g2) = (fx.open("0"), fx.open("2"));
+        fx.attach(g0, container);
+        fx.attach(g2, container);
+        fx.set_iommu(container);
+        let mut state = VfioEehPeOp::from(EehOp::GetState);
+        assert_eq!(fx.call(container, uapi::EEH_PE_OP, &mut state), Ok(0), "both normal");
+        fx.host.freeze(PeId(0), vfio_eeh::pe::FreezeScope::All).unwrap();
+        assert_eq!(fx.call(container, uapi::EEH_PE_OP, &mut state), Ok(2), "group 0's state, after group 2's 0");
+        fx.host.freeze(PeId(2), vfio_eeh::pe::FreezeScope::All).unwrap();
+        let mut thaw = VfioEehPeOp::from(EehOp::UnfreezeIo);
+        assert_eq!(fx.call(container, uapi::EEH_PE_OP, &mut thaw), Ok(0));
+        assert_eq!(fx.host.status(PeId(0)).unwrap().state, PeState::StoppedDma, "applied to both");
+        assert_eq!(fx.host.status(PeId(2)).unwrap().state, PeState::StoppedDma);
+        assert_eq!(fx.call(container, uapi::EEH_PE_OP, &mut state), Ok(i64::from(PeState::StoppedDma.raw())));
+
+        let groups: Vec<Vec<u32>> =
+            fx.emu.log().dump().records.iter().filter(|r| r.op == "VFIO_EEH_PE_OP").map(|r| r.groups.clone()).collect();
+        assert_eq!(groups, [vec![2, 0], vec![2, 0], vec![2, 0], vec![2]], "newest first, stopping at non-zero");
     }
 
     #[test]

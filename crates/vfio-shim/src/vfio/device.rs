@@ -2,7 +2,11 @@
 //! access through `pread`/`pwrite`, interrupts ([`super::irqs`]), device
 //! features, function reset, and the address-mapping ioctl.
 //!
-//! A device file holds its group file open.
+//! A device file holds its group file open. The first open of a device
+//! and its last close are vfio-pci's `open_device`/`close_device`, which
+//! call `eeh_dev_open`/`eeh_dev_release` ([`SimHost::dev_open`],
+//! [`SimHost::dev_release`]): while a device is open its PE is passed
+//! through, and the host does not count its freezes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +51,8 @@ pub(crate) struct Device {
     memory: AtomicBool,
     irqs: Irqs,
     mapping: Mutex<Option<uapi::VfioAddrMapping>>,
+    /// Open device files (vfio-pci's `open_count`).
+    open_files: Mutex<usize>,
 }
 
 /// An open device file; it holds its group file open.
@@ -54,17 +60,44 @@ pub(crate) struct Device {
 pub(crate) struct DeviceFile {
     device: Arc<Device>,
     group: Arc<GroupFile>,
+    host: Arc<SimHost>,
 }
 
 impl DeviceFile {
     /// A device fd of `device`, opened through `group` (which counted it).
-    pub(super) fn new(device: Arc<Device>, group: Arc<GroupFile>) -> Self {
-        DeviceFile { device, group }
+    /// The device's first open is `vfio_pci_core_finish_enable` →
+    /// `eeh_dev_open`: the PE becomes passed (if it can be thawed; the open
+    /// succeeds either way, as the kernel ignores the result).
+    pub(super) fn open(device: Arc<Device>, group: Arc<GroupFile>, host: &Arc<SimHost>) -> Self {
+        let mut open_files = lock(&device.open_files);
+        if *open_files == 0 {
+            if let Err(e) = host.dev_open(device.addr) {
+                tracing::warn!(device = %device.addr, error = %e, "eeh_dev_open failed");
+            }
+        }
+        *open_files += 1;
+        drop(open_files);
+        DeviceFile { device, group, host: Arc::clone(host) }
+    }
+
+    /// The number of the device's group.
+    pub(super) fn group_number(&self) -> u32 {
+        self.group.group().number()
     }
 }
 
 impl Drop for DeviceFile {
+    /// The last close is `vfio_pci_core_close_device` → `eeh_dev_release`
+    /// (before the device is disabled).
     fn drop(&mut self) {
+        let mut open_files = lock(&self.device.open_files);
+        *open_files -= 1;
+        if *open_files == 0 {
+            if let Err(e) = self.host.dev_release(self.device.addr) {
+                tracing::warn!(device = %self.device.addr, error = %e, "eeh_dev_release failed");
+            }
+        }
+        drop(open_files);
         self.group.group().device_closed();
     }
 }
@@ -115,6 +148,7 @@ impl Device {
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
             irqs: Irqs::new(pin != 0),
             mapping: Mutex::default(),
+            open_files: Mutex::default(),
         }
     }
 
@@ -324,6 +358,24 @@ mod tests {
 
     fn write(fx: &Fixture, fd: i32, offset: u64, bytes: &[u8]) -> Result<usize, i32> {
         fx.emu.region_access(fd, offset, Access::Write(bytes)).unwrap()
+    }
+
+    /// Issue 13 item 1 (research Q3): the device's first open is
+    /// `eeh_dev_open` (the PE becomes passed, so the host stops counting its
+    /// freezes), its last close `eeh_dev_release`.
+    #[test]
+    fn the_first_open_passes_the_pe_and_the_last_close_releases_it() {
+        use vfio_eeh::addr::PeId;
+        let fx = Fixture::new(ShimConfig::default());
+        assert!(!fx.host.passed(PeId(0)).unwrap());
+        let device = fx.device("0", "0000:01:00.0");
+        assert!(fx.host.passed(PeId(0)).unwrap(), "open_device -> eeh_dev_open");
+        let copy = crate::sys::dup_private(device).unwrap();
+        fx.emu.duplicated(device, copy);
+        fx.close(device);
+        assert!(fx.host.passed(PeId(0)).unwrap(), "a duplicate keeps the file open");
+        fx.close(copy);
+        assert!(!fx.host.passed(PeId(0)).unwrap(), "close_device -> eeh_dev_release");
     }
 
     #[test]

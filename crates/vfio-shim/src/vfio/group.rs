@@ -160,7 +160,7 @@ impl Emulator {
             }
             state.device_fds += 1;
         }
-        let file = DeviceFile::new(Arc::clone(device), Arc::clone(file));
+        let file = DeviceFile::open(Arc::clone(device), Arc::clone(file), &self.host);
         self.install(OpenFile::Device(Arc::new(file)), true).map(i64::from)
     }
 }
@@ -198,6 +198,14 @@ mod tests {
         fx.close(group);
         let group = fx.open("0");
         assert_eq!(status(&fx, group), uapi::VFIO_GROUP_FLAGS_VIABLE);
+
+        // Issue 13 item 4: opens name their group, SET_CONTAINER the container fd.
+        let log = fx.emu.log().dump();
+        let opens: Vec<(u64, Vec<u32>)> =
+            log.records.iter().filter(|r| r.op == "open").map(|r| (r.arg, r.groups.clone())).collect();
+        assert_eq!(opens, [(0, vec![0]), (0, vec![0]), (0, vec![]), (1, vec![1]), (0, vec![0])], "the second is EBUSY");
+        let set = log.records.iter().find(|r| r.op == "VFIO_GROUP_SET_CONTAINER").unwrap();
+        assert_eq!((set.arg, set.groups.clone()), (u64::try_from(container).unwrap(), vec![0]));
     }
 
     #[test]

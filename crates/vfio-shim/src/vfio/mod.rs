@@ -40,7 +40,7 @@ use self::container::Container;
 pub(crate) use self::device::Access;
 use self::device::DeviceFile;
 use self::group::{Group, GroupFile};
-use crate::config::{IommuMode, ShimConfig};
+use crate::config::ShimConfig;
 use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
 use crate::sys;
@@ -73,6 +73,15 @@ impl OpenFile {
             OpenFile::Container(_) => FdKind::Container,
             OpenFile::Group(_) => FdKind::Group,
             OpenFile::Device(_) => FdKind::Device,
+        }
+    }
+
+    /// The group a group or device file belongs to, for the op log.
+    fn groups(&self) -> Vec<u32> {
+        match self {
+            OpenFile::Container(_) => Vec::new(),
+            OpenFile::Group(g) => vec![g.group().number()],
+            OpenFile::Device(d) => vec![d.group_number()],
         }
     }
 }
@@ -149,7 +158,16 @@ impl Emulator {
             Ok(fd) => (*fd, self.fds.kind(*fd).map_or("path", kind_name)),
             Err(_) => (-1, "path"),
         };
-        self.log.record(fd, kind, "open", 0, result.map(i64::from));
+        // A group's open, even a failed one, is logged with its number.
+        let group = std::str::from_utf8(name).ok().and_then(|n| n.parse::<u32>().ok());
+        self.log.record(
+            fd,
+            kind,
+            "open",
+            group.map_or(0, u64::from),
+            group.into_iter().collect(),
+            result.map(i64::from),
+        );
         Some(result)
     }
 
@@ -205,10 +223,8 @@ impl Emulator {
     /// emulator offers.
     fn request(&self, kind: FdKind, request: u64) -> Request {
         let Some(offset) = vfio_offset(request) else { return Request::Foreign };
-        let other_iommus_get_info = match self.config.iommu {
-            IommuMode::Type1V2 => uapi::IOMMU_SPAPR_TCE_GET_INFO,
-            IommuMode::SpaprTceV2 => uapi::IOMMU_GET_INFO,
-        };
+        let other_iommus_get_info =
+            if self.config.iommu.is_type1() { uapi::IOMMU_SPAPR_TCE_GET_INFO } else { uapi::IOMMU_GET_INFO };
         let ioctl = uapi::UPSTREAM_IOCTLS
             .iter()
             .chain([&uapi::DEVICE_ADDR_MAPPING])
@@ -225,6 +241,7 @@ impl Emulator {
         // the ioctl contract the caller accepted.
         let ptr = unsafe { UserPtr::new(arg) };
         let mut logged = arg as u64;
+        let mut groups = file.groups();
         let (ioctl, result) = match self.request(kind, request) {
             Request::Foreign => (None, Err(ENOTTY)),
             Request::Vfio(ioctl) => {
@@ -235,10 +252,21 @@ impl Emulator {
                         if let Ok(request) = &request {
                             logged = u64::from(request.op());
                         }
-                        self.eeh_pe_op(c, request)
+                        let done = self.eeh_pe_op(c, request);
+                        groups = done.groups;
+                        done.result
                     }
                     OpenFile::Container(c) => self.container_ioctl(c, ioctl, arg as u64, ptr),
-                    OpenFile::Group(g) => self.group_ioctl(g, ioctl, ptr),
+                    OpenFile::Group(g) => {
+                        if ioctl == Some(uapi::GROUP_SET_CONTAINER) {
+                            // Logged with the container fd, not the pointer to it.
+                            let mut fd = [0u8; 4];
+                            if ptr.read(&mut fd).is_ok() {
+                                logged = u64::from(u32::from_ne_bytes(fd));
+                            }
+                        }
+                        self.group_ioctl(g, ioctl, ptr)
+                    }
                     OpenFile::Device(d) => self.device_ioctl(d, ioctl, ptr),
                 };
                 (ioctl, result)
@@ -248,7 +276,7 @@ impl Emulator {
             tracing::warn!(fd, fd_kind = kind_name(kind), request = format_args!("{request:#x}"), "Unknown ioctl");
         }
         let name = ioctl.map_or("unknown", |i| i.name);
-        self.log.record(fd, kind_name(kind), name, logged, result);
+        self.log.record(fd, kind_name(kind), name, logged, groups, result);
         Some(result)
     }
 
@@ -261,7 +289,7 @@ impl Emulator {
             _ => Err(EINVAL),
         };
         let op = if write { "pwrite" } else { "pread" };
-        self.log.record(fd, kind_name(file.kind()), op, offset, result.map(|n| n as i64));
+        self.log.record(fd, kind_name(file.kind()), op, offset, Vec::new(), result.map(|n| n as i64));
         Some(result)
     }
 }
@@ -270,6 +298,7 @@ impl Emulator {
 mod tests {
     use super::testing::Fixture;
     use super::*;
+    use crate::config::IommuMode;
 
     #[test]
     fn names_every_number_from_the_table_by_fd_kind_and_iommu() {

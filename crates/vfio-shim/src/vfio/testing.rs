@@ -12,7 +12,7 @@ use vfio_eeh_sim::SimHost;
 use zerocopy::{FromBytes, IntoBytes};
 
 use super::{Emulator, IoctlResult};
-use crate::config::{IommuMode, ShimConfig};
+use crate::config::ShimConfig;
 use crate::sys;
 
 /// An emulator and its host.
@@ -63,10 +63,8 @@ impl Fixture {
 
     /// `VFIO_SET_IOMMU` with the v2 IOMMU the configuration offers.
     pub(super) fn set_iommu(&self, container: i32) {
-        let iommu = match self.emu.config.iommu {
-            IommuMode::SpaprTceV2 => uapi::VFIO_SPAPR_TCE_V2_IOMMU,
-            IommuMode::Type1V2 => uapi::VFIO_TYPE1V2_IOMMU,
-        };
+        let iommu =
+            if self.emu.config.iommu.is_type1() { uapi::VFIO_TYPE1V2_IOMMU } else { uapi::VFIO_SPAPR_TCE_V2_IOMMU };
         assert_eq!(self.call_value(container, uapi::SET_IOMMU, u64::from(iommu)), Ok(0));
     }
 
