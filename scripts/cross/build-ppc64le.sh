@@ -14,7 +14,7 @@
 # compiler differs from the host build's). On success it prints that
 # directory and writes there:
 #   ppc64le-bins.txt    one line per binary: NAME PATH
-#   ppc64le-tests.txt   one line per test binary: CRATE KIND PATH
+#   ppc64le-tests.txt   one line per test harness: CRATE KIND NAME PATH
 # --print-env prints the toolchain environment (shell assignments) instead
 # of building, for running cargo by hand.
 #
@@ -132,7 +132,9 @@ cargo build --locked --release --target "$target" "${bins[@]}" --message-format=
 artifacts <"$out/.bins.json" | awk '{ print $3, $4 }' >"$out/ppc64le-bins.txt"
 cargo test --locked --release --target "$target" "${test_pkgs[@]}" --no-run --message-format=json-render-diagnostics \
     >"$out/.tests.json" || die "cross build of the test binaries failed"
-# Test executables only (the binaries integration tests run are built too).
-grep '"test":true' "$out/.tests.json" | artifacts | awk '{ print $1, $2, $4 }' >"$out/ppc64le-tests.txt"
-log "built in $(( $(date +%s) - t0 )) s: $(wc -l <"$out/ppc64le-bins.txt") binaries, $(wc -l <"$out/ppc64le-tests.txt") test binaries"
+# Test harnesses only: artifacts whose profile has "test":true (the target's
+# own "test":true only says it may have tests; the binaries integration
+# tests run, profile "test":false, are built too).
+grep -E '"profile":\{[^}]*"test":true\}' "$out/.tests.json" | artifacts >"$out/ppc64le-tests.txt"
+log "built in $(( $(date +%s) - t0 )) s: $(wc -l <"$out/ppc64le-bins.txt") binaries, $(wc -l <"$out/ppc64le-tests.txt") test harnesses"
 echo "$out"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Run the ppc64le test binaries that scripts/cross/build-ppc64le.sh built,
+# Run the ppc64le test harnesses that scripts/cross/build-ppc64le.sh built,
 # under qemu-ppc64le-static (from Debian's qemu-user-static, unpacked into
 # the cache by scripts/fetch-deb.sh; no binfmt registration needed).
 #
 #   scripts/cross/run-ppc64le-tests.sh TARGET_DIR
 #
-# TARGET_DIR is what build-ppc64le.sh printed. Each binary runs in its
-# crate's directory, as cargo runs it. Without binfmt a ppc64le program
-# cannot start another ppc64le program, so what needs that is left out,
-# by name: eehctl's integration tests (they run the eehctl binary) and the
-# tests that rerun themselves as another user (SKIPS below). The real
-# kernel runs eehctl itself (scripts/oracle/eehctl-checks.sh).
+# TARGET_DIR is what build-ppc64le.sh printed; its ppc64le-tests.txt lists
+# cargo's test harnesses only (never the programs themselves). Each runs in
+# its crate's directory, as cargo runs it. Left out, by name (left_out
+# below, with the reason printed):
+#   * eehctl's integration tests: they run the ppc64le eehctl, and without
+#     binfmt a ppc64le program cannot start another ppc64le program;
+#   * vfio-eeh's uapi_header: it compares the HOST's <linux/vfio.h> with the
+#     Rust uapi and compiles C with the host's gcc, which says nothing about
+#     ppc64le (the x86_64 run covers it);
+#   * single tests that rerun themselves as another user (SKIPS below).
+# The real kernel runs eehctl itself (scripts/oracle/eehctl-checks.sh).
 set -euo pipefail
 
 prog=run-ppc64le-tests.sh
@@ -30,26 +35,36 @@ qemu_dir=$("$repo/scripts/fetch-deb.sh" --suite bookworm --arch amd64 --no-resol
 qemu=$qemu_dir/usr/bin/qemu-ppc64le-static
 [ -x "$qemu" ] || die "no usr/bin/qemu-ppc64le-static in $qemu_dir"
 
+# Why a harness is left out, or nothing: CRATE KIND NAME.
+left_out() {
+    case "$1 $2 $3" in
+        "eehctl test "*) echo "runs the ppc64le eehctl; needs binfmt" ;;
+        "vfio-eeh test uapi_header") echo "compares the host's (x86_64) vfio.h and compiles with the host's gcc" ;;
+    esac
+}
+
 skip_args=()
 for s in "${SKIPS[@]}"; do skip_args+=(--skip "$s"); done
 t0=$(date +%s)
 ran=0 failed=()
-while read -r crate kind bin; do
-    if [ "$crate" = eehctl ] && [ "$kind" = test ]; then
-        echo "-- $crate ${bin##*/}: left out (runs the ppc64le eehctl; needs binfmt)"
+while read -r crate kind name bin; do
+    [ -n "$bin" ] || die "$list: '$crate $kind $name' has no path (rerun scripts/cross/build-ppc64le.sh)"
+    why=$(left_out "$crate" "$kind" "$name")
+    if [ -n "$why" ]; then
+        echo "-- $crate $kind $name: left out ($why)"
         continue
     fi
     dir=$repo/crates/$crate
     [ -d "$dir" ] || die "no crate directory $dir for $bin"
     log=$(mktemp)
     if (cd "$dir" && INSTA_WORKSPACE_ROOT=$repo INSTA_UPDATE=no "$qemu" "$bin" -q "${skip_args[@]}") >"$log" 2>&1; then
-        echo "-- $crate ${bin##*/}: $(grep -E '^test result' "$log" | tail -n1)"
+        echo "-- $crate $kind $name: $(grep -E '^test result' "$log" | tail -n1)"
     else
         cat "$log"
-        failed+=("$crate ${bin##*/}")
+        failed+=("$crate $kind $name")
     fi
     rm -f "$log"
     ran=$((ran + 1))
 done <"$list"
-echo "-- $ran test binaries in $(( $(date +%s) - t0 )) s"
+echo "-- $ran test harnesses in $(( $(date +%s) - t0 )) s"
 [ ${#failed[@]} = 0 ] || die "failed under qemu-ppc64le-static: ${failed[*]}"
