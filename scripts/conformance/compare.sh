@@ -81,6 +81,9 @@ if [ "$offline" = 0 ] && [ -n "$rust" ]; then
     grep -v '^agree ' "$work/rust-report.txt" | grep -v '^unanswerable ' || true
     [ "$rust_result" -le 1 ] || die "vfio-conformance-compare could not compare the Rust checks (exit $rust_result)"
     echo "eehctl's host commands in the guest: $(grep -c '^EEHCTL-CMD' "$oracle.eehctl") answered as expected"
+    if grep -q '^EEHD-EXIT ' "$oracle.eehctl"; then
+        echo "of them, eehd --host linux answered $(grep -c '^EEHCTL-CMD .*--connect' "$oracle.eehctl") through --connect"
+    fi
 fi
 
 drift=0

@@ -10,8 +10,8 @@
 #   --timeout   bound for the whole guest run, boot included (default 900 s)
 #   --log FILE  keep the guest console log there (default: a temp file that
 #               is kept, and named, only when the run fails)
-#   --rust DIR  also run the ppc64le vfio-eeh-linux-conformance, eehctl and
-#               scripts/oracle/eehctl-checks.sh from DIR (the cross build's
+#   --rust DIR  also run the ppc64le vfio-eeh-linux-conformance, eehctl, eehd
+#               and scripts/oracle/eehctl-checks.sh from DIR (the cross build's
 #               release directory) in the same boot; the Rust checks go to
 #               OUTPUT.rust, eehctl's transcript to OUTPUT.eehctl
 #
@@ -133,7 +133,10 @@ trap cleanup EXIT
 
 extras=()
 if [ -n "$rust_dir" ]; then
-    for f in "$rust_dir/vfio-eeh-linux-conformance" "$rust_dir/eehctl" "$here/eehctl-checks.sh"; do
+    rust_files=("$rust_dir/vfio-eeh-linux-conformance" "$rust_dir/eehctl" "$here/eehctl-checks.sh")
+    # eehd --host linux, asked by eehctl-checks.sh, wherever the crate exists.
+    [ ! -f "$repo/crates/eehd/Cargo.toml" ] || rust_files+=("$rust_dir/eehd")
+    for f in "${rust_files[@]}"; do
         [ -f "$f" ] || die "--rust: $f is missing (run scripts/cross/build-ppc64le.sh)"
         extras+=(--extra "$f")
     done
@@ -218,6 +221,9 @@ if [ -n "$rust_dir" ]; then
     if ! grep -q '^ORACLE-EEHCTL-END rc=0' "$output.eehctl"; then
         grep -B30 '^EEHCTL-UNEXPECTED' "$output.eehctl" >&2 || tail -n 40 "$output.eehctl" >&2
         die "eehctl's host commands did not answer as expected in the guest (transcript: $output.eehctl)"
+    fi
+    if [ -f "$repo/crates/eehd/Cargo.toml" ] && ! grep -q '^EEHD-EXIT ' "$output.eehctl"; then
+        die "eehd --host linux did not run in the guest (transcript: $output.eehctl)"
     fi
 fi
 
