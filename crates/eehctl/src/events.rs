@@ -16,7 +16,7 @@ pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
     /// Only events with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,

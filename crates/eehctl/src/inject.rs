@@ -32,7 +32,7 @@ pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
     /// The PE (IOMMU group number).
     #[arg(long, required_unless_present_any = ["phb", "device"], conflicts_with = "phb")]
     pe: Option<u32>,

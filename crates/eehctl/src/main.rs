@@ -85,6 +85,19 @@ struct MaxFreezesArgs {
     value: Option<u32>,
 }
 
+impl Command {
+    /// Whether a command that also acts on a Linux host was given `--connect`.
+    fn asks_eehd(&self) -> bool {
+        let daemon = match self {
+            Command::State(args) => &args.daemon,
+            Command::Inject(args) => &args.daemon,
+            Command::Events(args) => &args.daemon,
+            _ => return false,
+        };
+        daemon.connect.is_some()
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(conflict) = cli.global.conflict() {
@@ -108,6 +121,10 @@ fn main() -> ExitCode {
     // takes Linux wherever sysfs lists devices; `demo` and `bench` run on the
     // simulator.
     let linux = cli.global.host == host::HostChoice::Linux;
+    if linux && cli.command.asks_eehd() {
+        let conflict = "--host linux acts on this host, --connect on the host an eehd serves: give one";
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, conflict).exit();
+    }
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &out),
         Command::Demo(args) => demo::run(&cli.global, &args, &out),

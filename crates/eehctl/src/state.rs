@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long)]
     pub vfio: bool,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
 }
 
 /// The JSON document.

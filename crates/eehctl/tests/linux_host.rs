@@ -161,3 +161,17 @@ fn the_socket_commands_still_need_a_socket_without_host_linux() {
     let out = Command::cargo_bin("eehctl").unwrap().args(["events", "--follow"]).assert().failure();
     assert!(text(&out.get_output().stderr).contains("the kernel log (--host linux)"));
 }
+
+#[test]
+fn host_linux_and_connect_are_one_or_the_other() {
+    for command in [&["state"][..], &["inject", "--pe", "1", "--func", "4"], &["events"]] {
+        let out = Command::cargo_bin("eehctl")
+            .unwrap()
+            .args(["--host", "linux"])
+            .args(command)
+            .args(["--connect", "/nonexistent"])
+            .assert()
+            .code(2);
+        assert!(text(&out.get_output().stderr).contains("give one"), "{command:?}");
+    }
+}
