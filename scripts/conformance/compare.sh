@@ -10,6 +10,11 @@
 #
 #   --offline   no QEMU: compare our run with the golden file only
 #   --keep DIR  keep oracle.txt, ours.txt and report.txt in DIR
+#   --rust DIR  in the same boot, also run the ppc64le Rust backend checks
+#               (vfio-eeh-linux-conformance) and eehctl's host commands from
+#               DIR (scripts/cross/build-ppc64le.sh), and compare the Rust
+#               checks with the oracle's under oracle-unanswerable.txt and
+#               rust-backend-unexposed.txt (not with --offline)
 #
 # Fails (exit 1) when any answerable check differs or is missing on either
 # side, when the oracle cannot be fetched, booted or run (its own error says
@@ -25,11 +30,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 golden=$repo/tests/c/oracle-linux-6.12.txt
 unanswerable=$repo/tests/c/oracle-unanswerable.txt
 
-offline=0 keep=''
+offline=0 keep='' rust=''
 while [ $# -gt 0 ]; do
     case "$1" in
         --offline) offline=1; shift ;;
         --keep) [ $# -ge 2 ] || { echo "$prog: --keep needs a directory" >&2; exit 2; }; keep=$2; shift 2 ;;
+        --rust) [ $# -ge 2 ] || { echo "$prog: --rust needs a directory" >&2; exit 2; }; rust=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "$prog: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -45,7 +51,9 @@ compare=$target/debug/vfio-conformance-compare
 
 if [ "$offline" = 0 ]; then
     echo "== oracle: Linux 6.12 on QEMU powernv9"
-    "$repo/scripts/oracle/run-powernv.sh" --timeout "${ORACLE_TIMEOUT:-300}" "$work/oracle.txt" >/dev/null ||
+    rust_args=()
+    [ -z "$rust" ] || { echo "   (with the Rust backend's checks and eehctl from $rust)"; rust_args=(--rust "$rust"); }
+    "$repo/scripts/oracle/run-powernv.sh" --timeout "${ORACLE_TIMEOUT:-300}" ${rust_args[@]+"${rust_args[@]}"} "$work/oracle.txt" >/dev/null ||
         die "the oracle run failed (see its error above); no comparison was made"
     oracle=$work/oracle.txt
 else
@@ -65,6 +73,19 @@ result=0
 grep -v '^agree ' "$work/report.txt" | grep -v '^unanswerable ' || true
 [ "$result" -le 1 ] || die "vfio-conformance-compare could not compare (exit $result)"
 
+rust_result=0
+if [ "$offline" = 0 ] && [ -n "$rust" ]; then
+    echo "== Rust backend (vfio-eeh-linux-conformance) against the oracle, in the same boot"
+    "$compare" "$oracle" "$oracle.rust" "$unanswerable" "$repo/tests/c/rust-backend-unexposed.txt" \
+        >"$work/rust-report.txt" || rust_result=$?
+    grep -v '^agree ' "$work/rust-report.txt" | grep -v '^unanswerable ' || true
+    [ "$rust_result" -le 1 ] || die "vfio-conformance-compare could not compare the Rust checks (exit $rust_result)"
+    echo "eehctl's host commands in the guest: $(grep -c '^EEHCTL-CMD' "$oracle.eehctl") answered as expected"
+    if grep -q '^EEHD-EXIT ' "$oracle.eehctl"; then
+        echo "of them, eehd --host linux answered $(grep -c '^EEHCTL-CMD .*--connect' "$oracle.eehctl") through --connect"
+    fi
+fi
+
 drift=0
 if [ "$offline" = 0 ]; then
     echo "== drift: fresh oracle against the committed $(basename "$golden")"
@@ -82,8 +103,14 @@ if [ -n "$keep" ]; then
     mkdir -p "$keep"
     cp "$oracle" "$keep/oracle.txt"
     cp "$work/ours.txt" "$work/report.txt" "$keep/"
+    if [ -n "$rust" ] && [ "$offline" = 0 ]; then
+        cp "$oracle.rust" "$keep/rust.txt"
+        cp "$oracle.eehctl" "$keep/eehctl.txt"
+        cp "$work/rust-report.txt" "$keep/"
+    fi
 fi
 echo "== $(date +%s | awk -v t0="$t0" '{print $1 - t0}') s"
 [ "$result" = 0 ] || die "some answerable checks differ from the oracle (DIFFER/MISSING/STALE above)"
+[ "$rust_result" = 0 ] || die "some Rust backend checks differ from the oracle (DIFFER/MISSING/STALE above)"
 [ "$drift" = 0 ] || die "the oracle drifted from the golden file"
 echo "ok"

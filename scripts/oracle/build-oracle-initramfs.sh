@@ -8,6 +8,11 @@
 #   --busybox-dir  an unpacked busybox-static:ppc64el package (has bin/busybox)
 #   --binary       the static ppc64le vfio_eeh_conformance program
 #   --out          the gzip-compressed newc cpio archive to write
+#   --extra FILE   (repeatable) another static program for /bin; /init runs
+#                  /bin/vfio-eeh-linux-conformance GROUP BDF and
+#                  /bin/eehctl-checks.sh GROUP BDF after the C program when
+#                  they are there (framed by ORACLE-RUST-* and
+#                  ORACLE-EEHCTL-* lines)
 #
 # The archive holds busybox, the conformance program, the VFIO modules with
 # their dependencies (decompressed here, so loading does not depend on which
@@ -24,12 +29,14 @@ die() { echo "$prog: error: $*" >&2; exit 1; }
 WANTED_MODULES=(vfio vfio_iommu_spapr_tce vfio_pci_core vfio_pci)
 
 kernel_dir='' busybox_dir='' binary='' out=''
+extras=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel-dir) kernel_dir=${2:?}; shift 2 ;;
         --busybox-dir) busybox_dir=${2:?}; shift 2 ;;
         --binary) binary=${2:?}; shift 2 ;;
         --out) out=${2:?}; shift 2 ;;
+        --extra) extras+=("${2:?}"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -100,6 +107,10 @@ mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,root}
 cp "$busybox_dir/bin/busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 install -m 0755 "$binary" "$stage/bin/vfio_eeh_conformance"
+for f in ${extras[@]+"${extras[@]}"}; do
+    [ -f "$f" ] || die "extra program $f not found"
+    install -m 0755 "$f" "$stage/bin/${f##*/}"
+done
 
 cat >"$stage/init" <<'INIT'
 #!/bin/sh
@@ -152,6 +163,17 @@ timeout 900 /bin/vfio_eeh_conformance "$group" "$bdf" >/tmp/checks.txt 2>/tmp/ch
 rc=$?
 end=$(cut -d' ' -f1 /proc/uptime)
 
+# The Rust backend's checks and eehctl's host commands, when present
+# (scripts/cross/build-ppc64le.sh builds them).
+if [ -x /bin/vfio-eeh-linux-conformance ]; then
+    timeout 900 /bin/vfio-eeh-linux-conformance "$group" "$bdf" >/tmp/rust.txt 2>/tmp/rust.err
+    echo "rc=$?" >/tmp/rust.rc
+fi
+if [ -x /bin/eehctl-checks.sh ]; then
+    timeout 300 /bin/eehctl-checks.sh "$group" "$bdf" >/tmp/eehctl.txt 2>&1
+    echo "rc=$?" >/tmp/eehctl.rc
+fi
+
 # Kernel messages must not interleave with the lines the host parses.
 echo 1 >/proc/sys/kernel/printk
 echo "ORACLE-STDERR-BEGIN"
@@ -160,6 +182,19 @@ echo "ORACLE-STDERR-END"
 echo "ORACLE-BEGIN"
 cat /tmp/checks.txt
 echo "ORACLE-END rc=$rc start=$start end=$end"
+if [ -e /tmp/rust.rc ]; then
+    echo "ORACLE-RUST-STDERR-BEGIN"
+    cat /tmp/rust.err
+    echo "ORACLE-RUST-STDERR-END"
+    echo "ORACLE-RUST-BEGIN"
+    cat /tmp/rust.txt
+    echo "ORACLE-RUST-END $(cat /tmp/rust.rc)"
+fi
+if [ -e /tmp/eehctl.rc ]; then
+    echo "ORACLE-EEHCTL-BEGIN"
+    cat /tmp/eehctl.txt
+    echo "ORACLE-EEHCTL-END $(cat /tmp/eehctl.rc)"
+fi
 echo "ORACLE-DMESG-BEGIN"
 dmesg | grep -i -E 'eeh|vfio|opal|pci' | tail -n 200
 echo "ORACLE-DMESG-END"

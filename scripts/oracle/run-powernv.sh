@@ -10,6 +10,10 @@
 #   --timeout   bound for the whole guest run, boot included (default 900 s)
 #   --log FILE  keep the guest console log there (default: a temp file that
 #               is kept, and named, only when the run fails)
+#   --rust DIR  also run the ppc64le vfio-eeh-linux-conformance, eehctl, eehd
+#               and scripts/oracle/eehctl-checks.sh from DIR (the cross build's
+#               release directory) in the same boot; the Rust checks go to
+#               OUTPUT.rust, eehctl's transcript to OUTPUT.eehctl
 #
 # Steps: install qemu-system-ppc and the ppc64el cross compiler if missing
 # (apt-get, as root); fetch Debian's bookworm-backports linux-image-powerpc64le
@@ -36,7 +40,7 @@ golden=$repo/tests/c/oracle-linux-6.12.txt
 source_c=$repo/tests/c/vfio_eeh_conformance.c
 fetch=$repo/scripts/fetch-deb.sh
 
-output='' refresh=0 run_timeout=900 keep_log=''
+output='' refresh=0 run_timeout=900 keep_log='' rust_dir=''
 log_cap=${ORACLE_LOG_CAP:-8388608}
 guest_mem=${ORACLE_MEM:-2G}
 while [ $# -gt 0 ]; do
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
         --refresh) refresh=1; shift ;;
         --timeout) [ $# -ge 2 ] || usage; run_timeout=$2; shift 2 ;;
         --log) [ $# -ge 2 ] || usage; keep_log=$2; shift 2 ;;
+        --rust) [ $# -ge 2 ] || usage; rust_dir=$2; shift 2 ;;
         -h|--help) usage 0 ;;
         -*) echo "$prog: error: unknown option '$1'" >&2; usage 2 ;;
         *) [ -z "$output" ] || usage 2; output=$1; shift ;;
@@ -126,10 +131,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
+extras=()
+if [ -n "$rust_dir" ]; then
+    rust_files=("$rust_dir/vfio-eeh-linux-conformance" "$rust_dir/eehctl" "$here/eehctl-checks.sh")
+    # eehd --host linux, asked by eehctl-checks.sh, wherever the crate exists.
+    [ ! -f "$repo/crates/eehd/Cargo.toml" ] || rust_files+=("$rust_dir/eehd")
+    for f in "${rust_files[@]}"; do
+        [ -f "$f" ] || die "--rust: $f is missing (run scripts/cross/build-ppc64le.sh)"
+        extras+=(--extra "$f")
+    done
+fi
 powerpc64le-linux-gnu-gcc -O2 -Wall -Wextra -Werror -static -o "$work/vfio_eeh_conformance" "$source_c" ||
     die "cross-compiling $source_c failed"
 "$here/build-oracle-initramfs.sh" --kernel-dir "$kernel_dir" --busybox-dir "$busybox_dir" \
-    --binary "$work/vfio_eeh_conformance" --out "$work/initrd.cpio.gz" ||
+    --binary "$work/vfio_eeh_conformance" --out "$work/initrd.cpio.gz" ${extras[@]+"${extras[@]}"} ||
     die "building the initramfs failed"
 phase "conformance program and initramfs built"
 
@@ -194,6 +209,23 @@ mkdir -p "$(dirname "$output")"
     cat "$work/checks.txt"
 } >"$output.tmp.$$"
 mv "$output.tmp.$$" "$output"
+
+if [ -n "$rust_dir" ]; then
+    grep -q '^ORACLE-RUST-END' "$work/console.txt" || { tail_log; die "the guest did not finish the Rust checks"; }
+    sed -n '/^ORACLE-RUST-BEGIN$/,/^ORACLE-RUST-END/p' "$work/console.txt" | grep -E '^(CHECK|SUMMARY) ' >"$output.rust"
+    grep -q '^SUMMARY ' "$output.rust" || die "the Rust checks printed no SUMMARY line ($(grep -m1 '^ORACLE-RUST-END' "$work/console.txt"))"
+    log "Rust checks: $(grep '^SUMMARY ' "$output.rust") ($(grep -m1 '^ORACLE-RUST-END' "$work/console.txt" | cut -d' ' -f2))"
+    sed -n '/^ORACLE-RUST-STDERR-BEGIN$/,/^ORACLE-RUST-STDERR-END$/p' "$work/console.txt" | sed '1d;$d;s/^/    /' >&2
+    grep -q '^ORACLE-EEHCTL-END' "$work/console.txt" || { tail_log; die "the guest did not finish the eehctl checks"; }
+    sed -n '/^ORACLE-EEHCTL-BEGIN$/,/^ORACLE-EEHCTL-END/p' "$work/console.txt" | sed '1d' >"$output.eehctl"
+    if ! grep -q '^ORACLE-EEHCTL-END rc=0' "$output.eehctl"; then
+        grep -B30 '^EEHCTL-UNEXPECTED' "$output.eehctl" >&2 || tail -n 40 "$output.eehctl" >&2
+        die "eehctl's host commands did not answer as expected in the guest (transcript: $output.eehctl)"
+    fi
+    if [ -f "$repo/crates/eehd/Cargo.toml" ] && ! grep -q '^EEHD-EXIT ' "$output.eehctl"; then
+        die "eehd --host linux did not run in the guest (transcript: $output.eehctl)"
+    fi
+fi
 
 log "program stderr:"
 sed -n '/^ORACLE-STDERR-BEGIN$/,/^ORACLE-STDERR-END$/p' "$work/console.txt" | sed '1d;$d;s/^/    /' >&2

@@ -16,17 +16,18 @@ pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
     /// Only events with a sequence number above this one.
     #[arg(long, value_name = "SEQ", default_value_t = 0)]
     after: u64,
     /// Only this PE's events.
     #[arg(long)]
-    pe: Option<u32>,
-    /// With --connect and --vm: print the VM's events as they happen, one
-    /// line each (one JSON object each with --json), until interrupted.
-    #[arg(long, requires = "connect", conflicts_with = "after")]
-    follow: bool,
+    pub pe: Option<u32>,
+    /// Print events as they happen, one line each (one JSON object each with
+    /// --json), until interrupted: the kernel log's with --host linux, a VM's
+    /// in eehd with --connect and --vm.
+    #[arg(long, conflicts_with = "after")]
+    pub follow: bool,
     /// With --follow: stop after this many events.
     #[arg(long, value_name = "N", requires = "follow")]
     count: Option<u64>,
@@ -68,7 +69,10 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
         anyhow::ensure!(args.follow, "eehd pushes events as they happen: give --follow (and --vm NAME)");
         return connect::follow_events(&args.daemon, args.pe, args.count, out);
     }
-    anyhow::ensure!(!args.follow, "--follow follows a VM's events in eehd: give --connect SOCKET --vm NAME");
+    anyhow::ensure!(
+        !args.follow,
+        "--follow follows the kernel log (--host linux) or a VM's events in eehd (--connect SOCKET --vm NAME)"
+    );
     let mut events = args.socket.connect()?.events(args.after)?;
     events.retain(|e| args.pe.is_none_or(|pe| e.pe.0 == pe));
     let view = EventsView { events };

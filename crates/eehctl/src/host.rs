@@ -19,6 +19,12 @@ use vfio_eeh_sim::SimHost;
 
 /// The VFIO device directory of a Linux host.
 const DEV_VFIO: &str = "/dev/vfio";
+/// Where debugfs is mounted.
+const DEBUGFS: &str = "/sys/kernel/debug";
+/// The kernel log.
+const KMSG: &str = "/dev/kmsg";
+/// procfs.
+const PROC: &str = "/proc";
 
 /// The `--host` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,14 +49,33 @@ pub struct HostArgs {
     /// The Linux host's VFIO device directory.
     #[arg(long, value_name = "DIR", default_value = DEV_VFIO, global = true)]
     pub dev_vfio: PathBuf,
+    /// The Linux host's debugfs (PowerNV's `powerpc/` files).
+    #[arg(long, value_name = "DIR", default_value = DEBUGFS, global = true)]
+    pub debugfs: PathBuf,
+    /// The Linux host's kernel log (`/dev/kmsg` records).
+    #[arg(long, value_name = "FILE", default_value = KMSG, global = true)]
+    pub kmsg: PathBuf,
+    /// The Linux host's procfs (who holds a VFIO group).
+    #[arg(long, value_name = "DIR", default_value = PROC, global = true)]
+    pub proc: PathBuf,
 }
 
 impl HostArgs {
     /// The usage error of Linux-host options given with `--host sim`.
     pub fn conflict(&self) -> Option<&'static str> {
-        let linux_options = self.sysfs.is_some() || self.dev_vfio != Path::new(DEV_VFIO);
-        (self.host == HostChoice::Sim && linux_options)
-            .then_some("--sysfs and --dev-vfio apply to the Linux host, not to --host sim")
+        let linux_options = self.sysfs.is_some()
+            || self.dev_vfio != Path::new(DEV_VFIO)
+            || self.debugfs != Path::new(DEBUGFS)
+            || self.kmsg != Path::new(KMSG)
+            || self.proc != Path::new(PROC);
+        (self.host == HostChoice::Sim && linux_options).then_some(
+            "--sysfs and --dev-vfio apply to the Linux host, not to --host sim (so do --debugfs, --kmsg and --proc)",
+        )
+    }
+
+    /// The Linux host's sysfs root.
+    pub fn sysfs_root(&self) -> PathBuf {
+        self.sysfs.clone().unwrap_or_else(|| Sysfs::default().root().to_owned())
     }
 }
 

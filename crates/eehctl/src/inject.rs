@@ -8,6 +8,9 @@
 //! (`vfio_eeh_sim::phb`): a fence, which every PE under the PHB sees and the
 //! host recovers with a complete reset, or with `--dead` a PHB that dies and
 //! takes every PE under it down for good.
+//!
+//! `eehctl --host linux inject --pe N | --device ADDR --func N`: an error in a
+//! PE of the real host (`crate::linux_host`), through VFIO or debugfs.
 
 use anyhow::Context;
 use eehd::protocol::InjectTarget;
@@ -29,10 +32,20 @@ pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
     /// The PE (IOMMU group number).
-    #[arg(long, required_unless_present = "phb", conflicts_with = "phb")]
+    #[arg(long, required_unless_present_any = ["phb", "device"], conflicts_with = "phb")]
     pe: Option<u32>,
+    /// With --host linux: the PE of this device (e.g. 0000:01:00.0).
+    #[arg(long, conflicts_with_all = ["pe", "phb"])]
+    device: Option<vfio_eeh::addr::PciAddr>,
+    /// With --host linux: how to inject [default: vfio for a vfio-pci PE,
+    /// else debugfs].
+    #[arg(long, value_enum)]
+    via: Option<crate::linux_host::Via>,
+    /// With --host linux: inject even into a PE a running process (a VM) holds.
+    #[arg(long)]
+    force: bool,
     /// A PHB-wide error instead: the PHB's PCI domain (decimal or 0x hex).
     /// It fences, and the host recovers it, unless `--dead`.
     #[arg(long, value_name = "DOMAIN", value_parser = parse_u32)]
@@ -98,20 +111,23 @@ struct InjectView {
     pe: PeReport,
 }
 
-/// Injects and prints the state of the PE (or the PHB and its PEs)
-/// afterwards.
-pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
-    if let Some(domain) = args.phb {
-        if args.daemon.connect.is_some() {
-            return connect::inject(&args.daemon, InjectTarget::Phb { domain, dead: args.dead }, out);
-        }
-        let error = if args.dead { PhbError::Dead } else { PhbError::Fence };
-        let (phb, pes) = args.socket.connect()?.inject_phb(domain, error)?;
-        let view = PhbInjectView { error, phb, pes };
-        return out.print(&view, || format!("PHB {domain:04x}: {:?}\n{}", view.phb.condition, pe_table(&view.pes)));
-    }
-    let pe = args.pe.context("--pe or --phb is required")?;
-    let injection = match args.func {
+/// The `--func` error, for a Linux host (which has no outright freeze).
+pub fn linux_request(args: &Args) -> anyhow::Result<crate::linux_host::InjectRequest> {
+    anyhow::ensure!(args.phb.is_none(), "--phb needs --socket or --connect; a Linux host injects by --pe or --device");
+    let Injection::Error(injection) = injection(args)? else {
+        anyhow::bail!("--host linux needs --func (e.g. --func 4, a config-space load)");
+    };
+    let target = match (args.pe, args.device) {
+        (Some(pe), _) => Ok(PeId(pe)),
+        (None, Some(device)) => Err(device),
+        (None, None) => anyhow::bail!("--pe or --device is required"),
+    };
+    Ok(crate::linux_host::InjectRequest { target, injection, via: args.via, force: args.force })
+}
+
+/// The injection the options describe.
+fn injection(args: &Args) -> anyhow::Result<Injection> {
+    Ok(match args.func {
         None => Injection::Freeze,
         Some(raw) => Injection::Error(ErrInjection {
             kind: match args.width {
@@ -122,8 +138,24 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
             addr: args.addr,
             mask: args.mask,
         }),
-    };
-    let pe = PeId(pe);
+    })
+}
+
+/// Injects and prints the state of the PE (or the PHB and its PEs)
+/// afterwards.
+pub fn run(args: &Args, out: &Output) -> anyhow::Result<()> {
+    anyhow::ensure!(args.device.is_none(), "--device names a PE on a Linux host: it needs --host linux");
+    if let Some(domain) = args.phb {
+        if args.daemon.connect.is_some() {
+            return connect::inject(&args.daemon, InjectTarget::Phb { domain, dead: args.dead }, out);
+        }
+        let error = if args.dead { PhbError::Dead } else { PhbError::Fence };
+        let (phb, pes) = args.socket.connect()?.inject_phb(domain, error)?;
+        let view = PhbInjectView { error, phb, pes };
+        return out.print(&view, || format!("PHB {domain:04x}: {:?}\n{}", view.phb.condition, pe_table(&view.pes)));
+    }
+    let pe = PeId(args.pe.context("--pe or --phb is required")?);
+    let injection = injection(args)?;
     if args.daemon.connect.is_some() {
         let target = match injection {
             Injection::Freeze => InjectTarget::PeFreeze { pe },

@@ -12,6 +12,7 @@ mod demo;
 mod events;
 mod host;
 mod inject;
+mod linux_host;
 mod model_ops;
 mod oplog;
 mod output;
@@ -70,9 +71,31 @@ enum Command {
     Reset(connect::ResetArgs),
     /// Every VM's PHBs, claims and mappings in eehd.
     Claims(connect::ClaimsArgs),
+    /// Read or set the kernel's eeh_max_freezes (debugfs) on a Linux host.
+    MaxFreezes(MaxFreezesArgs),
     /// The guest model's VFIO_EEH_PE_OP sequence for a frozen device with no
     /// guest driver, to compare with a real guest's op log.
     ModelOps(model_ops::Args),
+}
+
+/// `eehctl max-freezes` options.
+#[derive(Debug, clap::Args)]
+struct MaxFreezesArgs {
+    /// The new limit of freezes per PE in an hour; without it, prints the current one.
+    value: Option<u32>,
+}
+
+impl Command {
+    /// Whether a command that also acts on a Linux host was given `--connect`.
+    fn asks_eehd(&self) -> bool {
+        let daemon = match self {
+            Command::State(args) => &args.daemon,
+            Command::Inject(args) => &args.daemon,
+            Command::Events(args) => &args.daemon,
+            _ => return false,
+        };
+        daemon.connect.is_some()
+    }
 }
 
 fn main() -> ExitCode {
@@ -97,6 +120,11 @@ fn main() -> ExitCode {
     // Each command picks its host. `topo` needs no EEH, so `--host auto`
     // takes Linux wherever sysfs lists devices; `demo` and `bench` run on the
     // simulator.
+    let linux = cli.global.host == host::HostChoice::Linux;
+    if linux && cli.command.asks_eehd() {
+        let conflict = "--host linux acts on this host, --connect on the host an eehd serves: give one";
+        Cli::command().error(clap::error::ErrorKind::ArgumentConflict, conflict).exit();
+    }
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args, &out),
         Command::Demo(args) => demo::run(&cli.global, &args, &out),
@@ -104,6 +132,19 @@ fn main() -> ExitCode {
         // The shim's commands act on the simulated host of the preload
         // library (in a VMM process), whatever `--host` says.
         Command::Shim(args) => shim::run(&args, &out).map(|code| exit = code),
+        // With `--host linux` they act on this host instead (linux_host).
+        Command::Inject(args) if linux => {
+            inject::linux_request(&args).and_then(|request| linux_host::inject(&cli.global, &request, &out))
+        }
+        Command::State(args) if linux => linux_host::state(&cli.global, args.vfio, &out),
+        Command::Events(args) if linux => linux_host::events(&cli.global, args.pe, args.follow, &out),
+        Command::MaxFreezes(args) => match cli.global.host {
+            host::HostChoice::Sim => Err(anyhow::anyhow!("max-freezes acts on a Linux host's debugfs, not --host sim")),
+            _ => linux_host::max_freezes(&cli.global, args.value, &out),
+        },
+        Command::State(args) if args.vfio => {
+            Err(anyhow::anyhow!("--vfio asks a Linux host's VFIO: it needs --host linux"))
+        }
         Command::Inject(args) => inject::run(&args, &out),
         Command::State(args) => state::run(&args, &out),
         Command::Events(args) => events::run(&args, &out),

@@ -15,7 +15,7 @@ use vfio_shim_launch::client::Client;
 pub struct SocketArgs {
     /// The control socket of a process running under the preload library
     /// (`eehctl shim` prints it; it exists once the process opened /dev/vfio).
-    #[arg(long, value_name = "PATH", env = ENV_SOCKET, required = true)]
+    #[arg(long, value_name = "PATH", env = ENV_SOCKET)]
     pub socket: Option<PathBuf>,
     /// Seconds to wait for the process to take and answer each request
     /// (fractions allowed).
@@ -31,14 +31,16 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
 }
 
 /// `#[command(mut_arg("socket", OR_CONNECT))]`: `--socket` or `--connect`,
-/// one of them.
-pub const OR_CONNECT: fn(clap::Arg) -> clap::Arg =
-    |arg| arg.required(false).required_unless_present("connect").conflicts_with("connect");
+/// not both (neither is needed with the global `--host linux`, which clap
+/// cannot see from a subcommand, so a missing one is reported when used).
+pub const OR_CONNECT: fn(clap::Arg) -> clap::Arg = |arg| arg.conflicts_with("connect");
 
 impl SocketArgs {
     /// A connection to the socket.
     pub fn connect(&self) -> anyhow::Result<Client> {
-        let socket = self.socket.as_deref().context("This command reads a VMM's control socket: give --socket PATH")?;
+        let socket = self.socket.as_deref().context(
+            "Give --socket PATH (a VMM under the preload library), --connect SOCKET (eehd) or --host linux (this host)",
+        )?;
         Client::connect(socket, Duration::from_secs_f64(self.timeout))
             .context("Is a process running under `eehctl shim` that opened /dev/vfio?")
     }

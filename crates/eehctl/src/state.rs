@@ -14,8 +14,12 @@ use crate::socket::{SocketArgs, OR_CONNECT};
 pub struct Args {
     #[command(flatten)]
     socket: SocketArgs,
+    /// With --host linux: also ask VFIO_EEH_PE_GET_STATE of each vfio-pci PE
+    /// no process holds (this opens its devices, which resets them).
+    #[arg(long)]
+    pub vfio: bool,
     #[command(flatten)]
-    daemon: ConnectArgs,
+    pub daemon: ConnectArgs,
 }
 
 /// The JSON document.

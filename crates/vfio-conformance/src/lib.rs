@@ -15,8 +15,12 @@
 //! * `value`: `ret` and `errno` are compared, but the value is a property of
 //!   the device the oracle ran on (an emulated e1000e), not of VFIO.
 //!
-//! An entry that names no check of the oracle's output is an error, so the
-//! list cannot outlive the checks it excuses.
+//! An entry whose name ends in `*` covers every check that name prefixes
+//! (an exact entry wins over it; of two prefixes, the longer). Several lists
+//! may be merged (e.g. with `tests/c/rust-backend-unexposed.txt`, the checks
+//! the Rust backend's API cannot express). An entry that covers no check of
+//! the oracle's output is an error, so a list cannot outlive the checks it
+//! excuses.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
@@ -251,6 +255,47 @@ pub fn oracle_name(oracle_text: &str) -> String {
         .unwrap_or_else(|| "the oracle".to_owned())
 }
 
+/// The list's entry for `check`: its own or the longest `prefix*` entry that
+/// covers it, whichever excuses more (`all` over `value`; the exact entry
+/// when they are alike).
+fn entry_for<'a>(list: &'a BTreeMap<String, Unanswerable>, check: &str) -> Option<&'a Unanswerable> {
+    let exact = list.get(check);
+    let prefix = list
+        .iter()
+        .filter_map(|(name, entry)| Some((name.strip_suffix('*')?, entry)))
+        .filter(|(prefix, _)| check.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, entry)| entry);
+    match (exact, prefix) {
+        (Some(exact), Some(prefix)) if exact.scope == Scope::Value && prefix.scope == Scope::All => Some(prefix),
+        (exact, prefix) => exact.or(prefix),
+    }
+}
+
+/// Merges `more` into `list`: a check in both keeps the entry that excuses
+/// more (`all` over `value`); the same scope twice is an error naming the
+/// check.
+pub fn merge_unanswerable(
+    list: &mut BTreeMap<String, Unanswerable>,
+    more: BTreeMap<String, Unanswerable>,
+) -> Result<(), String> {
+    for (name, entry) in more {
+        match list.get(&name) {
+            Some(old) if old.scope == entry.scope => return Err(format!("{name} is listed twice")),
+            Some(old) if old.scope == Scope::All => {}
+            _ => {
+                list.insert(name, entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a list entry `name` (exact or `prefix*`) covers `check`.
+fn covers(name: &str, check: &str) -> bool {
+    name.strip_suffix('*').map_or(name == check, |prefix| check.starts_with(prefix))
+}
+
 /// Compares our checks with the oracle's under the "cannot answer" list.
 pub fn compare(
     oracle_name: &str,
@@ -263,7 +308,7 @@ pub fn compare(
     let mut rows: Vec<(String, Outcome)> = oracle
         .iter()
         .map(|want| {
-            let entry = unanswerable.get(&want.name);
+            let entry = entry_for(unanswerable, &want.name);
             let outcome = match (ours_by_name.get(want.name.as_str()), entry) {
                 (got, Some(Unanswerable { scope: Scope::All, reason })) => Outcome::Unanswerable {
                     reason: reason.clone(),
@@ -288,7 +333,7 @@ pub fn compare(
             .filter(|c| !oracle_names.contains(c.name.as_str()))
             .map(|c| (c.name.clone(), Outcome::MissingFromOracle)),
     );
-    let stale = unanswerable.keys().filter(|n| !oracle_names.contains(n.as_str())).cloned().collect();
+    let stale = unanswerable.keys().filter(|n| !oracle_names.iter().any(|check| covers(n, check))).cloned().collect();
     Report { oracle_name: oracle_name.to_owned(), rows, stale }
 }
 
@@ -347,6 +392,25 @@ mod tests {
         assert!(text.contains("DIFFER       b: oracle ret=-1 errno=EINVAL; ours ret=-1 errno=ENOTTY"));
         assert!(text.contains("MISSING      d: the oracle answered it"));
         assert!(text.contains("MISSING      e: our run has it"));
+    }
+
+    #[test]
+    fn prefix_entries_cover_what_they_prefix() {
+        let oracle = parse_checks("oracle", ORACLE).unwrap();
+        let ours = parse_checks("ours", "CHECK a pass ret=0 errno=0 value=flags=0x9\n").unwrap();
+        let report =
+            compare("Linux 6.12", &oracle, &ours, &list("a value device\nb* all not exposed\nc all x\nd* all y\n"));
+        assert!(report.passes(), "{report}");
+        assert_eq!(report.summary(), "1 of 1 checks agree with Linux 6.12; 3 not answerable by the oracle");
+        let report = compare("Linux 6.12", &oracle, &oracle, &list("zz* all nothing\n"));
+        assert_eq!(report.stale, ["zz*"]);
+
+        // Merged lists: `all` excuses more than `value`, exact or prefix.
+        let mut merged = list("a value device\nb value device\n");
+        merge_unanswerable(&mut merged, list("a all unused\nb* all unused\n")).unwrap();
+        let report = compare("Linux 6.12", &oracle, &[], &merged);
+        assert_eq!(report.unanswerable(), 2, "{report}");
+        assert_eq!(merge_unanswerable(&mut merged, list("a all again\n")), Err("a is listed twice".to_owned()));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `vfio-conformance-compare ORACLE OURS UNANSWERABLE`: prints one line per
+//! `vfio-conformance-compare ORACLE OURS UNANSWERABLE...`: prints one line per
 //! check (agree, DIFFER, unanswerable, MISSING) and the summary
 //! `N of M checks agree with Linux 6.12; K not answerable by the oracle`.
 //! Exit status: 0 when every answerable check agrees, 1 when one differs or
@@ -7,25 +7,33 @@
 
 use std::process::ExitCode;
 
-use vfio_conformance::{compare, oracle_name, parse_checks, parse_unanswerable};
+use vfio_conformance::{compare, merge_unanswerable, oracle_name, parse_checks, parse_unanswerable};
 
-const USAGE: &str = "usage: vfio-conformance-compare ORACLE OURS UNANSWERABLE\n  \
+const USAGE: &str = "usage: vfio-conformance-compare ORACLE OURS UNANSWERABLE...\n  \
     ORACLE        CHECK lines from the real kernel (scripts/oracle/run-powernv.sh)\n  \
     OURS          CHECK lines from our emulation (tests/shim/run-conformance.sh)\n  \
-    UNANSWERABLE  what the oracle cannot answer (tests/c/oracle-unanswerable.txt)";
+    UNANSWERABLE  what the oracle cannot answer (tests/c/oracle-unanswerable.txt); more lists\n                \
+    are merged (tests/c/rust-backend-unexposed.txt)";
 
 fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
 }
 
 fn run(args: &[String]) -> Result<bool, String> {
-    let [oracle_path, ours_path, list_path] = args else {
+    let [oracle_path, ours_path, list_paths @ ..] = args else {
         return Err(USAGE.to_owned());
     };
+    if list_paths.is_empty() {
+        return Err(USAGE.to_owned());
+    }
     let oracle_text = read(oracle_path)?;
     let oracle = parse_checks(oracle_path, &oracle_text).map_err(|e| e.to_string())?;
     let ours = parse_checks(ours_path, &read(ours_path)?).map_err(|e| e.to_string())?;
-    let list = parse_unanswerable(list_path, &read(list_path)?).map_err(|e| e.to_string())?;
+    let mut list = std::collections::BTreeMap::new();
+    for list_path in list_paths {
+        let more = parse_unanswerable(list_path, &read(list_path)?).map_err(|e| e.to_string())?;
+        merge_unanswerable(&mut list, more).map_err(|e| format!("{list_path}: {e}"))?;
+    }
     if oracle.is_empty() {
         return Err(format!("{oracle_path} holds no CHECK lines"));
     }

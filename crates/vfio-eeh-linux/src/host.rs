@@ -107,6 +107,18 @@ impl<S: VfioSystem> VfioHost<S> {
     }
 }
 
+impl<S: VfioSystem> VfioHost<S> {
+    /// Reads `buf.len()` bytes of `device`'s config space at `offset`
+    /// through VFIO, taking its PE over on first use (as [`EehBackend::pe_op`]
+    /// does): with a frozen PE the kernel answers all ones.
+    pub fn config_read(&self, device: PciAddr, offset: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let pe = self.pe_of(device)?;
+        let files = self.owned(pe)?;
+        let file = files.devices.iter().find(|d| d.addr() == device).ok_or(BackendError::NoDevice(device))?;
+        file.config_read(offset, buf).map_err(backend_error)
+    }
+}
+
 /// Maps a VFIO failure to the backend error a front end answers with; an OS
 /// error keeps its errno as the typed source.
 fn backend_error(error: VfioError) -> BackendError {

@@ -5,6 +5,8 @@
 //! * [`vfio`]: safe wrappers over the VFIO container, group and device;
 //! * [`host`]: [`VfioHost`], the [`EehBackend`](vfio_eeh::backend::EehBackend)
 //!   over `VFIO_EEH_PE_OP`;
+//! * [`debugfs`]: PowerNV's `err_injct` and `eeh_max_freezes`;
+//! * [`kmsg`]: EEH events from the kernel log;
 //! * [`fd`]: the trait seam under the wrappers, and [`sys`], the typed ioctl
 //!   table and its implementation on the real kernel: the only `unsafe` code
 //!   (every other module is compiled with `unsafe_code` denied).
@@ -18,8 +20,10 @@
 
 #![deny(unsafe_code)]
 
+pub mod debugfs;
 pub mod fd;
 pub mod host;
+pub mod kmsg;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod sysfs;

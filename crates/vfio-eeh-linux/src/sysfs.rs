@@ -106,6 +106,17 @@ pub struct PciDevice {
     pub eeh_pe: Option<u32>,
 }
 
+/// A device's EEH attributes, each `None` where the kernel has no such file
+/// (any host but POWER with EEH).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EehAttributes {
+    /// `eeh_pe_state`: the PE's state as `EEH_STATE_*` bits (the first
+    /// word) and the kernel's `EEH_PE_*` flags (the second).
+    pub pe_state: Option<(u32, u32)>,
+    /// `eeh_mode`: the device's `EEH_DEV_*` flags.
+    pub mode: Option<u32>,
+}
+
 /// A sysfs tree, `/sys` on a running host.
 #[derive(Debug, Clone)]
 pub struct Sysfs {
@@ -211,6 +222,37 @@ impl Sysfs {
         let (vendor, device) = (narrow(vendor), narrow(device));
         let device = Device { addr, vendor, device, class, driver };
         Ok((PciDevice { device, iommu_group, eeh_pe }, problems))
+    }
+
+    /// The device's `eeh_pe_state` and `eeh_mode`, where they exist.
+    pub fn eeh_attributes(&self, addr: PciAddr) -> Result<EehAttributes, SysfsError> {
+        let dir = self.device_dir(addr);
+        let optional = |result: Result<String, SysfsError>| match result {
+            Ok(text) => Ok(Some(text)),
+            Err(SysfsError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+        let hex = |path: &Path, word: &str| {
+            let digits = word.strip_prefix("0x").unwrap_or(word);
+            u32::from_str_radix(digits, 16).map_err(|_| SysfsError::Malformed {
+                path: path.to_owned(),
+                text: word.to_owned(),
+                expected: "hex numbers",
+            })
+        };
+        let state_path = dir.join("eeh_pe_state");
+        let pe_state = match optional(read_attribute(&state_path))? {
+            Some(text) => {
+                let mut words = text.split_whitespace();
+                let state = hex(&state_path, words.next().unwrap_or_default())?;
+                let flags = hex(&state_path, words.next().unwrap_or("0"))?;
+                Some((state, flags))
+            }
+            None => None,
+        };
+        let mode_path = dir.join("eeh_mode");
+        let mode = optional(read_attribute(&mode_path))?.map(|text| hex(&mode_path, text.trim())).transpose()?;
+        Ok(EehAttributes { pe_state, mode })
     }
 
     /// The group number of the `iommu_group` link in `dir`, if there is one.
@@ -330,7 +372,7 @@ pub const ATTRIBUTE_MAX: u64 = 4096;
 /// opened, and again on the open file, so a swap in between is caught),
 /// the open does not block (`O_NONBLOCK`, for a FIFO swapped in), and at
 /// most [`ATTRIBUTE_MAX`] bytes are read.
-fn read_attribute(path: &Path) -> Result<String, SysfsError> {
+pub fn read_attribute(path: &Path) -> Result<String, SysfsError> {
     let read_error = |source| SysfsError::Read { path: path.to_owned(), source };
     let not_regular = || SysfsError::NotRegular { path: path.to_owned() };
     if !fs::metadata(path).map_err(read_error)?.is_file() {

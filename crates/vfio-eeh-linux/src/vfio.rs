@@ -339,6 +339,12 @@ impl<F: VfioFd> Device<F> {
         self.addr
     }
 
+    /// The device file's descriptor number (what `VFIO_GROUP_GET_DEVICE_FD`
+    /// returned).
+    pub fn raw_fd(&self) -> i32 {
+        self.file.fd.raw()
+    }
+
     /// `VFIO_DEVICE_GET_INFO`.
     pub fn info(&self) -> Result<uapi::VfioDeviceInfo, VfioError> {
         let mut info = uapi::VfioDeviceInfo { argsz: 20, ..Default::default() };

@@ -96,6 +96,14 @@ impl ErrType {
             _ => None,
         }
     }
+
+    /// The `EEH_ERR_TYPE_*` code.
+    pub const fn raw(self) -> u32 {
+        match self {
+            ErrType::Bus32 => uapi::EEH_ERR_TYPE_32,
+            ErrType::Bus64 => uapi::EEH_ERR_TYPE_64,
+        }
+    }
 }
 
 /// The access an injected error fires on (`EEH_ERR_FUNC_*`, 0..=19, the same
