@@ -36,12 +36,13 @@ cargo clippy -p vfio-shim --all-targets --locked --features fuzzing -- -D warnin
 echo "== cargo test"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
-    # The fuzzing entry point's own test (vfio-shim's `fuzzing` feature).
-    cargo nextest run -p vfio-shim --locked --features fuzzing --lib fuzzing
+    # vfio-shim's unit tests again with its `fuzzing` feature, which adds the
+    # fuzzing entry point and its own test (none is filtered out).
+    cargo nextest run -p vfio-shim --locked --features fuzzing --lib
     cargo test --workspace --locked --doc
 else
     cargo test --workspace --locked --no-fail-fast
-    cargo test -p vfio-shim --locked --features fuzzing --lib fuzzing
+    cargo test -p vfio-shim --locked --features fuzzing --lib
 fi
 
 # ---- real-guest end to end (tests/qemu/e2e.sh) ------------------------------
