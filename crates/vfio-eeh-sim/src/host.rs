@@ -396,11 +396,13 @@ impl SimHost {
         locked
     }
 
-    /// Locks a PE, reads the clock and catches up with its PHB.
+    /// Locks a PE, reads the clock and catches up with its PHB. The clock is
+    /// read under the PE's lock, so the PE's events are logged in time order
+    /// whichever thread logs them (lock order: a PE, then its PHB).
     fn lock_caught_up<'a>(&'a self, slot: &'a PeSlot) -> Locked<'a> {
+        let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.now();
         let view = self.phbs[slot.phb].state.lock().unwrap_or_else(PoisonError::into_inner).view(now);
-        let inner = slot.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut locked = Locked { host: self, slot, inner, now, phb: view.condition };
         locked.catch_up_with_phb(view);
         locked
@@ -465,8 +467,10 @@ impl SimHost {
         drop(state);
         for &i in &phb.pes {
             let mut locked = self.lock_caught_up(&self.pes[i]);
+            // Never before what the PE logged meanwhile.
+            let floor = locked.now;
             for &(at, kind) in &events {
-                locked.log_at(at, kind);
+                locked.log_at(at.max(floor), kind);
             }
         }
         Ok(())
