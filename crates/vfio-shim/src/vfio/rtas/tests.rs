@@ -113,3 +113,35 @@ fn tokens_are_looked_up_by_name() {
     assert_eq!(lookup(&[b'x'; 200]), Err(ENOENT), "longer than any name, unterminated");
     assert_eq!(fx.emu.rtas_token(&ProcessMemory, 0), Err(EFAULT));
 }
+
+/// Bad input: whatever the cells say, the entry point answers a status or
+/// `EINVAL`, never a panic (a Linux-style LCG spreads the argument cells over
+/// this VM's address, other addresses and garbage).
+#[test]
+fn any_cells_get_a_status_or_einval() {
+    let (fx, _) = mapped();
+    let [config, hi, lo] = address(PHB, 1);
+    let mut seed = 0x2545_f491_u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        match seed >> 28 {
+            0..=3 => [config, hi, lo, 0x801, 1, 2, 3][(seed as usize >> 8) % 7],
+            _ => seed,
+        }
+    };
+    let tokens = RtasCall::ALL.map(token);
+    for &tok in tokens.iter().chain(&[0, 0x1fff, u32::MAX]) {
+        for nargs in 0..=16 {
+            for nret in 0..=(17 - nargs) {
+                let args: Vec<u32> = (0..nargs).map(|_| next()).collect();
+                let mut buf = RtasArgs::new(tok, &args, 0).encode();
+                buf[8..12].copy_from_slice(&u32::try_from(nret).unwrap().to_be_bytes());
+                buf.resize(HEADER_BYTES + 4 * (nargs + nret), 0);
+                let result = fx.emu.rtas(&ProcessMemory, buf.as_mut_ptr().addr(), 0);
+                let expected_refusal = nret == 0 || nargs + nret > MAX_CELLS;
+                assert_eq!(result.is_err(), expected_refusal, "token {tok:#x} nargs {nargs} nret {nret}: {result:?}");
+                assert!(matches!(result, Ok(()) | Err(EINVAL)), "{result:?}");
+            }
+        }
+    }
+}
