@@ -32,7 +32,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p vfio-shim --all-targets --locked --features preload -- -D warnings
 cargo clippy -p vfio-shim --all-targets --locked --features fuzzing -- -D warnings
 # The nextest run includes tests/c/shim_hardening.c (built with gcc and run
-# under the preload library by crates/vfio-shim/tests/hardening.rs).
+# under the preload library by crates/vfio-shim/tests/hardening.rs) and
+# tests/c/vfio_eeh_rtas.c (crates/vfio-shim/tests/rtas.rs).
 echo "== cargo test"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast

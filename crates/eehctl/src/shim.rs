@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use vfio_eeh::addr::{PciAddr, PeId};
+use vfio_eeh::addr::{Buid, PciAddr, PeId};
 use vfio_eeh_shim::config::{Firmware, Injection, IommuMode, Platform, ResetMode, ShimConfig};
 use vfio_eeh_shim::LIBRARY_NAME;
 use vfio_shim_launch::prepare::{default_library, is_preload_library, prepare, private_dir, Prepared};
@@ -57,6 +57,11 @@ pub struct Args {
     /// The address-mapping ioctl: none (ENOTTY) or powernv.
     #[arg(long, value_name = "NAME")]
     platform: Option<Platform>,
+    /// A virtual PHB (BUID) of the VM, for the address-mapping ioctl and the
+    /// RTAS entry point; repeat for more [default: QEMU's sPAPR PHBs 0 to N,
+    /// 0x800000020000000 + index, N the host's group count].
+    #[arg(long = "phb", value_name = "BUID")]
+    phbs: Vec<Buid>,
     /// Injection functions the firmware accepts: phb4 (config space only) or any.
     #[arg(long, value_name = "NAME")]
     firmware: Option<Firmware>,
@@ -188,6 +193,7 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
         topology: absolute_opt(&args.topology)?,
         iommu: args.iommu.unwrap_or_default(),
         platform: args.platform.unwrap_or_default(),
+        phbs: (!args.phbs.is_empty()).then(|| args.phbs.clone()),
         firmware: args.firmware.unwrap_or_default(),
         injection: args.injection.unwrap_or_default(),
         reset: args.reset.unwrap_or_default(),

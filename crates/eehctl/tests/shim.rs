@@ -166,6 +166,10 @@ fn shim_prepares_sysfs_and_prints_for_scripts() {
     let lines = run(&["--print", "env"]);
     let text = String::from_utf8(lines.stdout).unwrap();
     assert!(text.lines().next().unwrap().starts_with("LD_PRELOAD=/"), "{text}");
+    assert!(!text.contains("VFIO_EEH_SHIM_PHBS"), "the default PHBs need no variable: {text}");
+    let phbs = run(&["--print", "env", "--phb", "0x800000020000001", "--phb", "0x800000020000002"]);
+    let text = String::from_utf8(phbs.stdout).unwrap();
+    assert!(text.contains("VFIO_EEH_SHIM_PHBS=0x800000020000001,0x800000020000002\n"), "{text}");
     assert!(text.contains(&format!("VFIO_EEH_SHIM_SOCKET={}", dir.path().join("control.sock").display())));
     let args = String::from_utf8(run(&["--print", "qemu-args", "0000:01:00.0"]).stdout).unwrap();
     assert_eq!(args.lines().count(), 2);

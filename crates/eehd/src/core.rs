@@ -8,16 +8,17 @@
 //! device, BUID or guest address of another VM is answered exactly as one
 //! that does not exist.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::BackendError;
-use vfio_eeh::mapping::{AddrMaps, MapError, VmId};
+use vfio_eeh::mapping::{MapError, VmId};
 use vfio_eeh::ops::{EehOp, ResetKind};
-use vfio_eeh::rtas::{EehRtas, FlatMemory, RtasCall, RtasContext, RtasPolicy, TokenTable};
+use vfio_eeh::rtas::{FlatMemory, RtasCall};
 use vfio_eeh::topology::Topology;
+use vfio_eeh::vm::{VmError, Vms};
 use vfio_eeh_sim::clock::{Clock, VirtualClock};
 
 use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
@@ -132,8 +133,7 @@ struct PeTrack {
 struct Registry {
     ids: BTreeMap<String, VmId>,
     names: BTreeMap<VmId, String>,
-    maps: AddrMaps,
-    firmware: HashMap<VmId, Mutex<EehRtas>>,
+    vms: Vms,
     tracks: BTreeMap<PeId, PeTrack>,
     event_seq: u64,
     event_at_ns: u64,
@@ -152,12 +152,11 @@ impl Registry {
     fn add_vm(&mut self, name: &str, id: VmId) {
         self.ids.insert(name.to_owned(), id);
         self.names.insert(id, name.to_owned());
-        self.maps.add_vm(id).expect("a new id");
-        self.firmware.insert(id, Mutex::new(EehRtas::new(id, TokenTable::default(), RtasPolicy::default())));
+        self.vms.add_vm(id).expect("a new id");
     }
 
     fn view(&self, vm: VmId) -> VmView {
-        let table = self.maps.vm(vm).expect("a registered VM has a table");
+        let table = self.vms.table(vm).expect("a registered VM has a table");
         VmView {
             vm: self.names[&vm].clone(),
             phbs: table.phbs(),
@@ -190,12 +189,15 @@ fn no_pe(pe: PeId) -> WireError {
     WireError::from(&BackendError::NoPe(pe))
 }
 
-fn no_device(host: PciAddr) -> WireError {
-    WireError::from(&BackendError::NoDevice(host))
-}
-
 fn map_error(error: &MapError) -> WireError {
     WireError::from(error)
+}
+
+fn vm_error(error: &VmError) -> WireError {
+    match error {
+        VmError::Map(error) => WireError::from(error),
+        VmError::Host(error) => WireError::from(error),
+    }
 }
 
 fn hello_required(message: &str) -> WireError {
@@ -297,7 +299,7 @@ impl<H: DaemonHost> Core<H> {
                 }
                 let mut registry = self.write();
                 let id = registry.vm_id(name);
-                let claims = registry.maps.vm(id).expect("registered").pes();
+                let claims = registry.vms.table(id).expect("registered").pes();
                 (Some(id), claims)
             }
         };
@@ -320,41 +322,34 @@ impl<H: DaemonHost> Core<H> {
             Request::Release { group } => {
                 let vm = vm()?;
                 self.mutate(out, |r| {
-                    r.maps.release_pe(vm, *group).map_err(|e| map_error(&e))?;
+                    r.vms.release(vm, *group).map_err(|e| map_error(&e))?;
                     self.host.hold(*group, false).map_err(|e| WireError::from(&e))?;
                     Ok(Answer::Done)
                 })
             }
             Request::PhbAdd { buid } => {
                 let vm = vm()?;
-                self.mutate(out, |r| r.maps.add_phb(vm, *buid).map(|()| Answer::Done).map_err(|e| map_error(&e)))
+                self.mutate(out, |r| r.vms.add_phb(vm, *buid).map(|()| Answer::Done).map_err(|e| map_error(&e)))
             }
             Request::PhbRemove { buid } => {
                 let vm = vm()?;
-                self.mutate(out, |r| r.maps.remove_phb(vm, *buid).map(|()| Answer::Done).map_err(|e| map_error(&e)))
+                self.mutate(out, |r| r.vms.remove_phb(vm, *buid).map(|()| Answer::Done).map_err(|e| map_error(&e)))
             }
             Request::MapSet { host, guest } => {
                 let vm = vm()?;
-                // A device the host lacks and one in another VM's PE look alike.
-                let pe = self.host.pe_of(*host).map_err(|_| no_device(*host))?;
                 self.mutate(out, |r| {
-                    if r.maps.owner_of(pe).is_some_and(|owner| owner != vm) {
-                        return Err(no_device(*host));
-                    }
-                    r.maps.insert(vm, *host, pe, *guest).map(|()| Answer::Done).map_err(|e| map_error(&e))
+                    r.vms.map_set(vm, &self.host, *host, *guest).map(|()| Answer::Done).map_err(|e| vm_error(&e))
                 })
             }
             Request::MapClear { host } => {
                 let vm = vm()?;
-                self.mutate(out, |r| r.maps.remove_host(vm, *host).map(|_| Answer::Done).map_err(|e| map_error(&e)))
+                self.mutate(out, |r| r.vms.map_clear(vm, *host).map(|_| Answer::Done).map_err(|e| map_error(&e)))
             }
             Request::MapGet { host } => {
                 let vm = vm()?;
                 let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-                let guest = registry.maps.vm(vm).expect("registered").guest_of(*host);
-                guest
-                    .map(|guest| Answer::Mapping { host: *host, guest })
-                    .ok_or_else(|| map_error(&MapError::HostNotMapped(*host)))
+                let guest = registry.vms.map_get(vm, *host);
+                guest.map(|guest| Answer::Mapping { host: *host, guest }).map_err(|e| map_error(&e))
             }
             Request::MapList => {
                 let vm = vm()?;
@@ -364,8 +359,14 @@ impl<H: DaemonHost> Core<H> {
             Request::PeOp { group, action } => self.pe_op(vm()?, *group, EehOp::from(*action), out),
             Request::State => {
                 let vm = vm()?;
-                let pes =
-                    self.registry.read().unwrap_or_else(PoisonError::into_inner).maps.vm(vm).expect("registered").pes();
+                let pes = self
+                    .registry
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .vms
+                    .table(vm)
+                    .expect("registered")
+                    .pes();
                 Ok(Answer::State { pes: pes.into_iter().map(|pe| self.pe_view(pe, None)).collect() })
             }
             Request::Subscribe => {
@@ -380,7 +381,7 @@ impl<H: DaemonHost> Core<H> {
             Request::HostState => {
                 operator()?;
                 let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-                let owner = |pe| registry.maps.owner_of(pe).map(|vm| registry.names[&vm].clone());
+                let owner = |pe| registry.vms.maps().owner_of(pe).map(|vm| registry.names[&vm].clone());
                 let phbs = phb_views(&self.topology, |pe| self.pe_view(pe, Some(owner(pe))));
                 Ok(Answer::HostState { host: self.host.kind().to_owned(), phbs })
             }
@@ -414,20 +415,15 @@ impl<H: DaemonHost> Core<H> {
     /// Checks that `host` is a function of one of `vm`'s groups; any other
     /// is answered as one the host lacks.
     fn owned_device(&self, vm: VmId, host: PciAddr) -> Result<(), WireError> {
-        let pe = self.host.pe_of(host).map_err(|_| no_device(host))?;
         let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-        if registry.maps.owner_of(pe) == Some(vm) {
-            Ok(())
-        } else {
-            Err(no_device(host))
-        }
+        registry.vms.owned_device(vm, &self.host, host).map(drop).map_err(|e| WireError::from(&e))
     }
 
     fn claim(&self, vm: VmId, pe: PeId, out: &mut Vec<Delivery>) -> Answered {
         self.host.devices_of(pe).map_err(|_| no_pe(pe))?;
         self.mutate(out, |r| {
-            let newly = r.maps.owner_of(pe) != Some(vm);
-            match r.maps.assign_pe(vm, pe) {
+            let newly = r.vms.maps().owner_of(pe) != Some(vm);
+            match r.vms.claim(vm, pe) {
                 // Another VM's group is answered as a group that does not exist.
                 Err(MapError::PeOwnedByOther { .. }) => return Err(no_pe(pe)),
                 Err(error) => return Err(map_error(&error)),
@@ -436,7 +432,7 @@ impl<H: DaemonHost> Core<H> {
             if newly {
                 if let Err(e) = self.host.hold(pe, true) {
                     // Nothing half-done: the claim goes with the failed open.
-                    let _ = r.maps.release_pe(vm, pe);
+                    let _ = r.vms.release(vm, pe);
                     return Err(WireError::from(&e));
                 }
             }
@@ -445,7 +441,7 @@ impl<H: DaemonHost> Core<H> {
     }
 
     fn pe_op(&self, vm: VmId, pe: PeId, op: EehOp, out: &mut Vec<Delivery>) -> Answered {
-        let owned = self.registry.read().unwrap_or_else(PoisonError::into_inner).maps.owner_of(pe) == Some(vm);
+        let owned = self.registry.read().unwrap_or_else(PoisonError::into_inner).vms.maps().owner_of(pe) == Some(vm);
         if !owned {
             return Err(no_pe(pe));
         }
@@ -466,9 +462,7 @@ impl<H: DaemonHost> Core<H> {
         vfio_eeh::rtas::GuestMemory::write(&mut guest, base, bytes).expect("the window holds its own bytes");
         let outcome = {
             let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-            let mut firmware = registry.firmware[&vm].lock().unwrap_or_else(PoisonError::into_inner);
-            let mut ctx = RtasContext { maps: &registry.maps, backend: &self.host, memory: &mut guest };
-            firmware.serve(&mut buf, &mut ctx)
+            registry.vms.serve_rtas(vm, &mut buf, &self.host, &mut guest)
         };
         let outcome = outcome
             .map_err(|e| WireError::new(ErrorKind::RtasBuffer, vfio_eeh::backend::errno::EINVAL, e.to_string()))?;
@@ -517,10 +511,10 @@ impl<H: DaemonHost> Core<H> {
     /// refusal or a failed commit nothing is changed.
     fn mutate(&self, out: &mut Vec<Delivery>, change: impl FnOnce(&mut Registry) -> Answered) -> Answered {
         let mut registry = self.write();
-        let before = registry.maps.clone();
+        let before = registry.vms.clone();
         let answer = change(&mut registry)?;
         if let Err(error) = self.commit_locked(&mut registry, out) {
-            registry.maps = before;
+            registry.vms = before;
             return Err(error);
         }
         Ok(answer)
@@ -586,7 +580,7 @@ impl<H: DaemonHost> Core<H> {
                 PeEventKind::PhbFrozen { .. } => {}
                 PeEventKind::PhbDead { .. } => self.metrics.permanent_failure(),
             }
-            if let Some(vm) = registry.maps.owner_of(event.pe) {
+            if let Some(vm) = registry.vms.maps().owner_of(event.pe) {
                 out.push(Delivery { vm, event: PeEvent { seq: event.seq, at_ns: event.at_ns, pe: event.pe, kind } });
             }
         }
@@ -598,7 +592,7 @@ impl<H: DaemonHost> Core<H> {
             .names
             .iter()
             .map(|(&id, name)| {
-                let table = registry.maps.vm(id).expect("registered");
+                let table = registry.vms.table(id).expect("registered");
                 SavedVm {
                     name: name.clone(),
                     id: id.0,
@@ -679,15 +673,14 @@ fn restore<H: DaemonHost>(host: &H, registry: &mut Registry, saved: &Saved, path
         let id = VmId(vm.id);
         let in_vm = |e: MapError| mismatch(format!("VM {:?}: {e}", vm.name));
         for &buid in &vm.phbs {
-            registry.maps.add_phb(id, buid).map_err(in_vm)?;
+            registry.vms.add_phb(id, buid).map_err(in_vm)?;
         }
         for &pe in &vm.claims {
             host.devices_of(pe).map_err(|e| mismatch(format!("VM {:?}: {e}", vm.name)))?;
-            registry.maps.assign_pe(id, pe).map_err(in_vm)?;
+            registry.vms.claim(id, pe).map_err(in_vm)?;
         }
         for &(device, guest) in &vm.mappings {
-            let pe = host.pe_of(device).map_err(|e| mismatch(format!("VM {:?}: {e}", vm.name)))?;
-            registry.maps.insert(id, device, pe, guest).map_err(in_vm)?;
+            registry.vms.map_set(id, host, device, guest).map_err(|e| mismatch(format!("VM {:?}: {e}", vm.name)))?;
         }
     }
     Ok(())

@@ -12,7 +12,10 @@
 //!   their PEs;
 //! * [`ops`]: EEH operations and PE states as VFIO and PAPR name them;
 //! * [`backend`]: the one trait between the front ends and a host;
-//! * [`topology`]: a host's PHBs, IOMMU groups (PEs) and devices.
+//! * [`topology`]: a host's PHBs, IOMMU groups (PEs) and devices;
+//! * [`vm`]: every VM's virtual PHBs, PEs, mappings and RTAS firmware, with
+//!   the rules a VMM's requests go through (shared by eehd and the preload
+//!   library).
 //!
 //! ```
 //! use vfio_eeh::addr::{GuestAddr, PciAddr};
@@ -35,6 +38,7 @@ pub mod pe;
 pub mod rtas;
 pub mod topology;
 pub mod uapi;
+pub mod vm;
 
 /// An error's message followed by its causes, `: `-separated, for logs and
 /// for errors that cross a boundary as text.

@@ -6,7 +6,8 @@
 //! | [`ENV_TOPOLOGY`] `VFIO_EEH_SHIM_TOPOLOGY` | path of a simulator topology TOML file | the simulator's built-in host |
 //! | [`ENV_IOMMU`] `VFIO_EEH_SHIM_IOMMU` | `spapr-tce-v2` (the POWER host path), `type1v2` (type1 as Linux has it: no EEH once set) or `type1v2-with-eeh` (a test mode no kernel has: EEH on a type1 container) | `spapr-tce-v2` |
 //! | [`ENV_RESET`] `VFIO_EEH_SHIM_RESET` | `blocking` (like Linux: a reset sleeps its 250 ms hold, a deactivate its 1800 ms settle) or `report-unavailable` (both return at once; `GET_STATE` answers 5, unavailable, with the true remaining delay until the PE is usable) | `blocking` |
-//! | [`ENV_PLATFORM`] `VFIO_EEH_SHIM_PLATFORM` | `none` (the address-mapping ioctl answers `ENOTTY`) or `powernv` (it stores the mapping) | `none` |
+//! | [`ENV_PLATFORM`] `VFIO_EEH_SHIM_PLATFORM` | `none` (the address-mapping ioctl answers `ENOTTY`) or `powernv` (it maps devices in this VM's address table, which the exported RTAS entry point resolves through) | `none` |
+//! | [`ENV_PHBS`] `VFIO_EEH_SHIM_PHBS` | the VM's virtual PHBs: comma-separated BUIDs (`0x800000020000001,0x800000020000002`) | QEMU's sPAPR PHBs 0 to N, N the host's group count: `0x800000020000000` + index, every PHB `eehctl shim --print qemu-args` can name |
 //! | [`ENV_FIRMWARE`] `VFIO_EEH_SHIM_FIRMWARE` | `phb4` (like skiboot on POWER9: only config-space injection, other functions `EIO`) or `any` | `phb4` |
 //! | [`ENV_INJECTION`] `VFIO_EEH_SHIM_INJECTION` | `immediate` (an accepted injection freezes the PE at once) or `on-access` (the first matching access does) | `immediate` |
 //! | [`ENV_SOCKET`] `VFIO_EEH_SHIM_SOCKET` | path of the control socket to serve | no socket |
@@ -19,6 +20,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use vfio_eeh::addr::Buid;
 
 /// Topology file of the simulated host.
 pub const ENV_TOPOLOGY: &str = "VFIO_EEH_SHIM_TOPOLOGY";
@@ -32,6 +34,8 @@ pub const ENV_FIRMWARE: &str = "VFIO_EEH_SHIM_FIRMWARE";
 pub const ENV_INJECTION: &str = "VFIO_EEH_SHIM_INJECTION";
 /// How the host's PE resets wait.
 pub const ENV_RESET: &str = "VFIO_EEH_SHIM_RESET";
+/// The VM's virtual PHBs (BUIDs).
+pub const ENV_PHBS: &str = "VFIO_EEH_SHIM_PHBS";
 /// Control socket path.
 pub const ENV_SOCKET: &str = "VFIO_EEH_SHIM_SOCKET";
 /// Op-log JSON path, written at exit.
@@ -138,6 +142,9 @@ pub struct ShimConfig {
     pub iommu: IommuMode,
     /// Address-mapping hook.
     pub platform: Platform,
+    /// The VM's virtual PHBs; `None` is QEMU's sPAPR PHBs 0 to N, N the
+    /// host's group count.
+    pub phbs: Option<Vec<Buid>>,
     /// Injection functions the firmware accepts.
     pub firmware: Firmware,
     /// When injections freeze.
@@ -227,6 +234,7 @@ impl ShimConfig {
             topology: get(ENV_TOPOLOGY).map(PathBuf::from),
             iommu: get(ENV_IOMMU).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             platform: get(ENV_PLATFORM).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            phbs: get(ENV_PHBS).map(|v| parse_phbs(&v)).transpose()?,
             firmware: get(ENV_FIRMWARE).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             injection: get(ENV_INJECTION).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             reset: get(ENV_RESET).map(|v| v.parse()).transpose()?.unwrap_or_default(),
@@ -247,9 +255,32 @@ impl ShimConfig {
         ];
         let paths = [(ENV_TOPOLOGY, &self.topology), (ENV_SOCKET, &self.socket), (ENV_OPLOG, &self.oplog)];
         env.extend(paths.into_iter().filter_map(|(k, v)| v.as_ref().map(|p| (k, p.display().to_string()))));
+        env.extend(self.phbs.as_ref().map(|phbs| {
+            let buids: Vec<String> = phbs.iter().map(ToString::to_string).collect();
+            (ENV_PHBS, buids.join(","))
+        }));
         env.extend(self.log.clone().map(|l| (ENV_LOG, l)));
         env
     }
+
+    /// The VM's virtual PHBs: the configured ones, or QEMU's sPAPR PHBs 0
+    /// to `groups` (`SPAPR_PCI_BASE_BUID` + index, `spapr_phb_placement`),
+    /// which covers the machine's default PHB and the one per PE that
+    /// `eehctl shim --print qemu-args` adds for up to `groups` PEs.
+    pub fn virtual_phbs(&self, groups: usize) -> Vec<Buid> {
+        self.phbs.clone().unwrap_or_else(|| {
+            (0..=u64::try_from(groups).unwrap_or(u64::MAX)).map(|index| Buid(Buid::SPAPR_BASE.0 + index)).collect()
+        })
+    }
+}
+
+/// Reads a comma-separated list of BUIDs.
+fn parse_phbs(value: &str) -> Result<Vec<Buid>, ConfigError> {
+    value.split(',').map(|buid| buid.trim().parse()).collect::<Result<_, _>>().map_err(|_| ConfigError {
+        variable: ENV_PHBS,
+        value: value.to_owned(),
+        expected: "comma-separated hex BUIDs",
+    })
 }
 
 #[cfg(test)]
@@ -275,6 +306,7 @@ mod tests {
             topology: Some("/t.toml".into()),
             iommu: IommuMode::Type1V2,
             platform: Platform::Powernv,
+            phbs: Some(vec![Buid(0x800_0000_2000_0001), Buid(7)]),
             firmware: Firmware::Any,
             injection: Injection::OnAccess,
             reset: ResetMode::ReportUnavailable,
@@ -284,6 +316,17 @@ mod tests {
         };
         let env: HashMap<_, _> = config.to_env().into_iter().collect();
         assert_eq!(ShimConfig::from_lookup(|k| env.get(k).cloned()).unwrap(), config);
+    }
+
+    #[test]
+    fn the_virtual_phbs_default_to_qemus_spapr_phbs() {
+        let config = ShimConfig::default();
+        let phbs = config.virtual_phbs(2);
+        assert_eq!(phbs, [Buid(0x800_0000_2000_0000), Buid(0x800_0000_2000_0001), Buid(0x800_0000_2000_0002)]);
+        let chosen = ShimConfig::from_lookup(|k| (k == ENV_PHBS).then(|| "0x1, 0X800000020000005".to_owned())).unwrap();
+        assert_eq!(chosen.virtual_phbs(2), [Buid(1), Buid(0x800_0000_2000_0005)]);
+        let bad = ShimConfig::from_lookup(|k| (k == ENV_PHBS).then(|| "0x1,,zz".to_owned())).unwrap_err();
+        assert_eq!(bad.variable, ENV_PHBS);
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //!   configuration describes.
 //! * [`protocol`]: the messages of its control socket; [`oplog`]: the op
 //!   log it keeps and dumps.
+//! * The VM: the address-mapping ioctl and the exported RTAS entry point
+//!   (`vfio_eeh_rtas`, `vfio_eeh_rtas_token`; declared in
+//!   `include/vfio_eeh.h`, see `docs/rtas.md`) act on the process's VM: its
+//!   virtual PHBs ([`config::ENV_PHBS`]), the groups it opened, and the
+//!   guest address of each device.
 //!
 //! The library is loaded into every VMM process, so it carries only what
 //! serves `/dev/vfio` and the control socket. What only tools need (the
@@ -49,6 +54,8 @@ mod sys;
 mod user;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod vfio;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
+mod vm;
 
 /// The preload library's file name.
 pub const LIBRARY_NAME: &str = "libvfio_eeh_shim.so";

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use libc::{mode_t, off64_t, off_t, size_t, ssize_t};
 
 use crate::sys;
+use crate::user::ProcessMemory;
 use crate::vfio::{Access, Emulator, VFIO_DIR};
 
 /// Exported only by the preload build, so tools can tell it from a build
@@ -536,6 +537,44 @@ extern "C" fn write_oplog_at_exit() {
         crate::global::write_oplog();
         Ok(())
     });
+}
+
+/// Runs an entry point of the library's own API (not an interposed libc
+/// call) on the emulator, started from the environment if no emulated file
+/// was opened yet: the value, or the negative errno C callers get
+/// (`ENODEV` when the emulation cannot start).
+fn api_call(f: impl FnOnce(&Emulator) -> Result<c_int, i32>) -> c_int {
+    let result = guarded(|| crate::global::init().ok_or(libc::ENODEV).and_then(f));
+    // Only the library's own code is refused entry, and it never calls here.
+    match result.unwrap_or(Err(libc::EDEADLK)) {
+        Ok(value) => value,
+        Err(errno) => -errno,
+    }
+}
+
+/// `int vfio_eeh_rtas(void *args, const struct vfio_eeh_guest_ram *ram)`
+/// (`include/vfio_eeh.h`): serves the RTAS call in the `rtas_args` buffer at
+/// `args` through this VM's mappings and writes its return cells there;
+/// `ram` (may be null) is the guest RAM window for calls that name guest
+/// buffers. 0 when served (the PAPR status is in `rets[0]`), else a negative
+/// errno: `-EINVAL` for a buffer with no room for a status (`nret` 0, more
+/// than 16 cells), `-EFAULT` for a bad pointer. The pointers are only
+/// copied through (`process_vm_readv`/`_writev`), never dereferenced.
+#[no_mangle]
+pub extern "C" fn vfio_eeh_rtas(args: *mut c_void, ram: *const c_void) -> c_int {
+    api_call(|emu| emu.rtas(&ProcessMemory, args.addr(), ram.addr()).map(|()| 0))
+}
+
+/// `int vfio_eeh_rtas_token(const char *name)` (`include/vfio_eeh.h`): the
+/// token of the RTAS call `name` (`"ibm,set-eeh-option"`, ...) to put in
+/// `rtas_args.token`; `-ENOENT` for a name that is none, `-EFAULT` for a bad
+/// pointer.
+#[no_mangle]
+pub extern "C" fn vfio_eeh_rtas_token(name: *const c_char) -> c_int {
+    api_call(|emu| {
+        let token = emu.rtas_token(&ProcessMemory, name.addr())?;
+        c_int::try_from(token).map_err(|_| libc::ERANGE)
+    })
 }
 
 /// Registers [`write_oplog_at_exit`]; called once, after initialisation.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use vfio_eeh::addr::{Buid, GuestAddr};
 use vfio_eeh::ops::PeState;
-use vfio_eeh::rtas::{status, RtasArgs};
+use vfio_eeh::rtas::{status, RtasArgs, TokenTable};
 use vfio_eeh_sim::clock::VirtualClock;
 use vfio_eeh_sim::spec::BUILTIN_TOML;
 use vfio_eeh_sim::SimHost;

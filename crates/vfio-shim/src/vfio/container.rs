@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::errno::{EINVAL, EIO, ENODEV, ENOTTY};
-use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply, PeStatus};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, VfioIoctl};
@@ -61,11 +61,14 @@ pub(super) struct PeOpDone {
     pub(super) groups: Vec<u32>,
 }
 
-/// The host behind `VFIO_EEH_PE_OP`: the simulator, with the firmware's
-/// refusal of injection functions it does not implement.
-struct Firmwared<'a> {
-    host: &'a SimHost,
-    firmware: Firmware,
+/// The host behind `VFIO_EEH_PE_OP` and the RTAS entry point: the
+/// simulator, with the firmware's refusal of injection functions it does
+/// not implement.
+pub(super) struct Firmwared<'a> {
+    /// The simulator.
+    pub(super) host: &'a SimHost,
+    /// What the firmware carries out.
+    pub(super) firmware: Firmware,
 }
 
 impl EehBackend for Firmwared<'_> {
@@ -88,6 +91,14 @@ impl EehBackend for Firmwared<'_> {
             }
         }
         self.host.pe_op(pe, op)
+    }
+
+    fn status(&self, pe: PeId) -> Result<PeStatus, BackendError> {
+        self.host.status(pe)
+    }
+
+    fn error_log(&self, pe: PeId) -> Result<Option<Vec<u8>>, BackendError> {
+        self.host.error_log(pe)
     }
 }
 

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
-use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOENT, ENOTTY};
+use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOTTY};
+use vfio_eeh::backend::EehBackend;
 use vfio_eeh::uapi::{self, VfioIoctl};
 use vfio_eeh_sim::spec::{BarInfo, BarKind};
 use vfio_eeh_sim::SimHost;
@@ -24,6 +25,7 @@ use super::irqs::Irqs;
 use super::{lock, Emulator, IoctlResult};
 use crate::config::Platform;
 use crate::user::UserPtr;
+use crate::vm::ThisVm;
 
 /// vfio-pci: the region index sits in offset bits 40..63.
 const REGION_SHIFT: u32 = 40;
@@ -50,7 +52,6 @@ pub(crate) struct Device {
     /// while it is off.
     memory: AtomicBool,
     irqs: Irqs,
-    mapping: Mutex<Option<uapi::VfioAddrMapping>>,
     /// Open device files (vfio-pci's `open_count`).
     open_files: Mutex<usize>,
 }
@@ -155,7 +156,6 @@ impl Device {
             bars,
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
             irqs: Irqs::new(pin != 0),
-            mapping: Mutex::default(),
             open_files: Mutex::default(),
         }
     }
@@ -300,27 +300,39 @@ impl Device {
         Ok(0)
     }
 
-    /// The address-mapping ioctl with the PowerNV hook: exactly one of
-    /// GET/SET/CLEAR; SET validates and stores the guest address.
-    fn addr_mapping(&self, arg: UserPtr<'_>) -> IoctlResult {
+    /// The address-mapping ioctl with the PowerNV hook, on `vm`'s table:
+    /// exactly one of GET/SET/CLEAR (else `EINVAL`, as is an `argsz` below
+    /// the structure). SET refuses a slot or function out of range
+    /// (`EINVAL`; the payload's tail padding is not looked at: the seed's
+    /// structure leaves it implicit, so C callers do not set it), then answers the table's rules
+    /// ([`vfio_eeh::vm::Vms::map_set`]): a BUID that is not one of the VM's
+    /// virtual PHBs or a PE split across PHBs `EINVAL`, a guest address in
+    /// use `EEXIST`, a device mapped already `EBUSY` (clear it first). GET
+    /// and CLEAR of an unmapped device answer `ENOENT`. A refused call
+    /// changes nothing.
+    fn addr_mapping(&self, vm: &ThisVm, backend: &dyn EehBackend, arg: UserPtr<'_>) -> IoctlResult {
         let mut m: uapi::VfioDeviceAddrMapping = arg.read_struct(24)?;
-        let size = size_u32::<uapi::VfioDeviceAddrMapping>();
-        if m.argsz < size || m.flags.count_ones() != 1 {
+        if m.argsz < size_u32::<uapi::VfioDeviceAddrMapping>() {
             return Err(EINVAL);
         }
-        let mut stored = lock(&self.mapping);
         match m.flags {
             uapi::VFIO_DEVICE_ADDR_MAPPING_SET => {
                 let p = m.mapping;
-                GuestAddr::new(Buid(p.buid), p.bus, p.slot, p.func).map_err(|_| EINVAL)?;
-                *stored = Some(uapi::VfioAddrMapping { pad: [0; 5], ..p });
-                Ok(0)
+                let guest = GuestAddr::new(Buid(p.buid), p.bus, p.slot, p.func).map_err(|_| EINVAL)?;
+                vm.map_set(backend, self.addr, guest).map(|()| 0)
             }
             uapi::VFIO_DEVICE_ADDR_MAPPING_GET => {
-                m.mapping = stored.ok_or(ENOENT)?;
+                let guest = vm.map_get(self.addr)?;
+                m.mapping = uapi::VfioAddrMapping {
+                    buid: guest.buid().0,
+                    bus: guest.bus(),
+                    slot: guest.slot(),
+                    func: guest.func(),
+                    pad: [0; 5],
+                };
                 arg.write(m.as_bytes()).map(|()| 0)
             }
-            uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR => stored.take().map(|_| 0).ok_or(ENOENT),
+            uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR => vm.map_clear(self.addr).map(|_| 0),
             _ => Err(EINVAL),
         }
     }
@@ -340,7 +352,7 @@ impl Emulator {
             Some(uapi::DEVICE_RESET) => self.host.function_reset(device.addr).map(|()| 0).map_err(|e| e.errno()),
             Some(uapi::DEVICE_ADDR_MAPPING) => match self.config.platform {
                 Platform::None => Err(ENOTTY),
-                Platform::Powernv => device.addr_mapping(arg),
+                Platform::Powernv => device.addr_mapping(&self.vm, &*self.host, arg),
             },
             _ => Err(ENOTTY),
         }
@@ -354,6 +366,8 @@ impl Emulator {
 
 #[cfg(test)]
 mod tests {
+    use vfio_eeh::backend::errno::{EBUSY, EEXIST, ENOENT};
+
     use super::super::testing::Fixture;
     use super::*;
     use crate::config::ShimConfig;
@@ -453,5 +467,93 @@ mod tests {
         );
         assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR), Ok(mapping));
         assert_eq!(call(&fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR), Err(ENOENT));
+    }
+
+    /// The `index`th sPAPR PHB's address `slot.func` on bus 0.
+    fn at(index: u64, slot: u8, func: u8) -> uapi::VfioAddrMapping {
+        uapi::VfioAddrMapping { buid: Buid::SPAPR_BASE.0 + index, bus: 0, slot, func, pad: [0; 5] }
+    }
+
+    fn mapping(
+        fx: &Fixture,
+        device: i32,
+        flags: u32,
+        mapping: uapi::VfioAddrMapping,
+    ) -> Result<uapi::VfioAddrMapping, i32> {
+        let mut m = uapi::VfioDeviceAddrMapping { argsz: 24, flags, mapping };
+        fx.call(device, uapi::DEVICE_ADDR_MAPPING, &mut m).map(|_| m.mapping)
+    }
+
+    fn set(fx: &Fixture, device: i32, mapping: uapi::VfioAddrMapping) -> Result<uapi::VfioAddrMapping, i32> {
+        self::mapping(fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_SET, mapping)
+    }
+
+    fn get(fx: &Fixture, device: i32) -> Result<uapi::VfioAddrMapping, i32> {
+        mapping(fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_GET, at(0, 0, 0))
+    }
+
+    fn clear(fx: &Fixture, device: i32) -> Result<uapi::VfioAddrMapping, i32> {
+        mapping(fx, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR, at(0, 0, 0))
+    }
+
+    /// Issue 15 item 3: SET, CLEAR and GET act on the VM's table with every
+    /// rule's errno, and a refused call changes nothing.
+    #[test]
+    fn the_address_mapping_follows_the_vms_rules_and_a_refusal_changes_nothing() {
+        let fx = Fixture::new(ShimConfig { platform: Platform::Powernv, ..ShimConfig::default() });
+        let nvme = fx.device("0", "0000:01:00.0");
+        let nic_group = fx.group_with_iommu("1");
+        let (nic0, nic1) = (fx.device_of(nic_group, "0000:02:00.0"), fx.device_of(nic_group, "0000:02:00.1"));
+
+        assert_eq!(set(&fx, nvme, at(1, 1, 0)), Ok(at(1, 1, 0)));
+        assert_eq!(set(&fx, nic0, at(1, 1, 0)), Err(EEXIST), "a guest address used twice");
+        assert_eq!(get(&fx, nic0), Err(ENOENT), "the refused SET mapped nothing");
+        assert_eq!(set(&fx, nvme, at(1, 2, 0)), Err(EBUSY), "mapped already: clear first");
+        assert_eq!(get(&fx, nvme), Ok(at(1, 1, 0)), "the refused SET moved nothing");
+        let not_a_phb = uapi::VfioAddrMapping { buid: 0, ..at(0, 1, 0) };
+        assert_eq!(set(&fx, nic0, not_a_phb), Err(EINVAL), "BUID 0 is none of the VM's PHBs");
+        assert_eq!(set(&fx, nic0, at(6, 1, 0)), Err(EINVAL), "the default PHBs are 0..=5 (5 groups)");
+        assert_eq!(set(&fx, nic0, at(2, 32, 0)), Err(EINVAL), "slot out of range");
+        assert_eq!(set(&fx, nic0, at(2, 1, 8)), Err(EINVAL), "function out of range");
+        let padded = uapi::VfioAddrMapping { pad: [0, 0, 1, 0, 0], ..at(2, 1, 0) };
+        assert_eq!(set(&fx, nic0, padded), Ok(padded), "the implicit padding is not looked at");
+        assert_eq!(get(&fx, nic0), Ok(at(2, 1, 0)));
+        assert_eq!(set(&fx, nic1, at(1, 2, 0)), Err(EINVAL), "one PE under one virtual PHB");
+        assert_eq!(set(&fx, nic1, at(2, 1, 1)), Ok(at(2, 1, 1)));
+        assert_eq!(clear(&fx, nic1), Ok(at(0, 0, 0)));
+        assert_eq!(clear(&fx, nic1), Err(ENOENT), "removing an absent mapping");
+
+        // Garbage arguments.
+        let mut short =
+            uapi::VfioDeviceAddrMapping { argsz: 23, flags: uapi::VFIO_DEVICE_ADDR_MAPPING_GET, mapping: at(0, 0, 0) };
+        assert_eq!(fx.call(nvme, uapi::DEVICE_ADDR_MAPPING, &mut short), Err(EINVAL));
+        for flags in [0, 1 << 3, uapi::VFIO_DEVICE_ADDR_MAPPING_SET | uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR] {
+            assert_eq!(mapping(&fx, nic1, flags, at(2, 1, 1)), Err(EINVAL), "flags {flags:#x}");
+        }
+        let request = u64::from(uapi::DEVICE_ADDR_MAPPING.native());
+        for arg in [0, 0x7fff_ffff_0000_usize] {
+            assert_eq!(fx.emu.ioctl(nvme, request, arg), Some(Err(EFAULT)), "{arg:#x}");
+        }
+        assert_eq!(get(&fx, nic1), Err(ENOENT), "no garbage call mapped anything");
+        assert_eq!(get(&fx, nvme), Ok(at(1, 1, 0)));
+
+        // Closing the group gives its PE back with its mappings.
+        for fd in [nic0, nic1, nic_group] {
+            fx.close(fd);
+        }
+        let nic0 = fx.device_of(fx.group_with_iommu("1"), "0000:02:00.0");
+        assert_eq!(get(&fx, nic0), Err(ENOENT));
+        assert_eq!(set(&fx, nic0, at(2, 1, 0)), Ok(at(2, 1, 0)), "the address is free again");
+    }
+
+    #[test]
+    fn the_vm_has_the_virtual_phbs_it_declares() {
+        let phbs = Some(vec![Buid(0x1000)]);
+        let fx = Fixture::new(ShimConfig { platform: Platform::Powernv, phbs, ..ShimConfig::default() });
+        let nvme = fx.device("0", "0000:01:00.0");
+        assert_eq!(set(&fx, nvme, at(0, 1, 0)), Err(EINVAL), "not declared");
+        let declared = uapi::VfioAddrMapping { buid: 0x1000, ..at(0, 1, 0) };
+        assert_eq!(set(&fx, nvme, declared), Ok(declared));
+        assert_eq!(get(&fx, nvme), Ok(declared));
     }
 }

@@ -19,6 +19,7 @@ use super::device::{Device, DeviceFile};
 use super::{lock, Emulator, IoctlResult, OpenFile};
 use crate::sys;
 use crate::user::UserPtr;
+use crate::vm::ThisVm;
 
 /// `strndup_user(arg, PAGE_SIZE)` in `GET_DEVICE_FD`.
 const DEVICE_NAME_MAX: usize = 4096;
@@ -55,15 +56,16 @@ impl Group {
         self.pe
     }
 
-    /// Opens the group's file: `EBUSY` while it is open (VFIO groups have
-    /// one opener).
-    pub(super) fn open(self: &Arc<Self>) -> Result<GroupFile, i32> {
+    /// Opens the group's file for `vm`, which owns the PE while the file
+    /// is open: `EBUSY` while it is open (VFIO groups have one opener).
+    pub(super) fn open(self: &Arc<Self>, vm: &Arc<ThisVm>) -> Result<GroupFile, i32> {
         let mut state = lock(&self.state);
         if state.open {
             return Err(EBUSY);
         }
         state.open = true;
-        Ok(GroupFile { group: Arc::clone(self) })
+        vm.claim(self.pe);
+        Ok(GroupFile { group: Arc::clone(self), vm: Arc::clone(vm) })
     }
 
     /// A device fd of this group is closed.
@@ -72,15 +74,18 @@ impl Group {
     }
 }
 
-/// An open group file; dropping the last reference closes it.
+/// An open group file; dropping the last reference closes it and gives
+/// the PE, with its devices' mappings, back.
 #[derive(Debug)]
 pub(crate) struct GroupFile {
     group: Arc<Group>,
+    vm: Arc<ThisVm>,
 }
 
 impl Drop for GroupFile {
     fn drop(&mut self) {
         let mut state = lock(&self.group.state);
+        self.vm.release(self.group.pe);
         state.open = false;
         if let Some(container) = state.container.take() {
             container.detach(&self.group);

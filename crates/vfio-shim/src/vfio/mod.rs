@@ -12,7 +12,9 @@
 //!   `vfio_iommu_type1`, `vfio_iommu_spapr_tce`) and `VFIO_EEH_PE_OP`;
 //! * [`group`]: `/dev/vfio/<group>`, attaching and device fds;
 //! * [`device`]: vfio-pci's device fd (regions, config space and BARs,
-//!   features, reset, the address mapping) with its interrupts ([`irqs`]).
+//!   features, reset, the address mapping) with its interrupts ([`irqs`]);
+//! * [`rtas`]: the RTAS entry point the library exports to VMMs, served
+//!   through the VM's mappings ([`crate::vm`]).
 //!
 //! Object lifetimes follow the kernel: a device file holds its group file, a
 //! group holds the container it is attached to (so a closed container fd
@@ -24,6 +26,7 @@ mod device;
 mod group;
 mod iommu;
 mod irqs;
+mod rtas;
 #[cfg(test)]
 mod testing;
 
@@ -45,6 +48,7 @@ use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
 use crate::sys;
 use crate::user::{ProcessMemory, UserMemory, UserPtr};
+use crate::vm::ThisVm;
 
 /// The emulated directory; only paths below it are claimed.
 pub(crate) const VFIO_DIR: &[u8] = b"/dev/vfio/";
@@ -107,6 +111,7 @@ fn vfio_offset(request: u64) -> Option<u8> {
 pub(crate) struct Emulator {
     host: Arc<SimHost>,
     config: ShimConfig,
+    vm: Arc<ThisVm>,
     groups: Vec<Arc<Group>>,
     fds: FdTable<OpenFile>,
     log: OpLog,
@@ -132,10 +137,12 @@ impl Emulator {
                 let devices = g.devices.iter().map(|d| Arc::new(device::Device::new(&host, d.addr))).collect();
                 Arc::new(Group::new(g.pe, devices))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let vm = Arc::new(ThisVm::new(&config.virtual_phbs(groups.len())));
         Emulator {
             host,
             config,
+            vm,
             groups,
             fds: FdTable::new(),
             log: OpLog::new(),
@@ -186,7 +193,7 @@ impl Emulator {
         }
         let number: u32 = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()).ok_or(ENOENT)?;
         let group = self.groups.iter().find(|g| g.number() == number).ok_or(ENOENT)?;
-        let file = group.open()?;
+        let file = group.open(&self.vm)?;
         self.install(OpenFile::Group(Arc::new(file)), cloexec)
     }
 

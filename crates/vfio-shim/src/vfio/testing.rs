@@ -71,9 +71,19 @@ impl Fixture {
     /// A device fd of `device` in group `group`, with a container and an
     /// IOMMU.
     pub(super) fn device(&self, group: &str, device: &str) -> i32 {
+        self.device_of(self.group_with_iommu(group), device)
+    }
+
+    /// Opens group `group` and attaches it to a new container with an IOMMU.
+    pub(super) fn group_with_iommu(&self, group: &str) -> i32 {
         let (container, group) = (self.open("vfio"), self.open(group));
         self.attach(group, container);
         self.set_iommu(container);
+        group
+    }
+
+    /// A device fd of `device` in the open group `group`.
+    pub(super) fn device_of(&self, group: i32, device: &str) -> i32 {
         let mut name = [device.as_bytes(), b"\0"].concat();
         let arg = name.as_mut_ptr().addr();
         let fd = self.emu.ioctl(group, u64::from(uapi::GROUP_GET_DEVICE_FD.native()), arg).expect("an emulated fd");
