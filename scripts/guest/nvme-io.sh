@@ -29,8 +29,12 @@
 #   wait=S            for the device node to appear (default 30)
 #   blocks=N          pattern blocks of 4 KiB at the start of the device (default 32)
 #   seconds=S         bound on the pattern rounds (default 40)
-#   settle=N          stop after N error-free rounds that follow a round with
-#                     errors (0: run until seconds; default 2)
+#   settle=N          stop after N clean rounds that follow an outage (a round
+#                     with errors, or a stall: no success for stall_ms)
+#                     (0: run until seconds; default 2)
+#   stall_ms=MS       a time without success that counts as an outage even
+#                     without errors (I/O held while the driver resets the
+#                     controller) (default 3000)
 #   op_timeout=S      timeout of each dd (default 10)
 #   gone_after=S      no success for this long: the device is gone (default 45)
 #   bench=MIB         first measure MIB MiB of sequential direct writes and
@@ -40,7 +44,8 @@
 #
 # Console markers, one per line, all starting with "NVMEIO ":
 #   NVMEIO START dev=.. blocks=.. seconds=.. op_timeout=..
-#   NVMEIO NODEV <dev> after <wait>s
+#   NVMEIO NODEV <dev> <why>          no block device (after wait, or once
+#                                     the nvme driver holds no device)
 #   NVMEIO DEVICE <dev> sectors=.. model=.. pci=<bdf> driver=..
 #   NVMEIO BENCH mib=.. seq_write_mbps=.. seq_read_mbps=.. qd1_read_4k_us=..
 #                lat_read_4k_p50_us=.. lat_read_4k_p99_us=.. requests=..
@@ -53,11 +58,13 @@
 #   NVMEIO WERR b=.. gen=.. rc=.. t=..               a write failed
 #   NVMEIO RERR b=.. rc=.. t=..                      a read failed
 #   NVMEIO BAD b=.. want=<gen>[/<gen>] got=<what> t=..  a read returned other data
-#   NVMEIO ROUND n=.. werr=.. rerr=.. bad=.. t=..
+#   NVMEIO STALL ms=.. t=..                          no success for that long
+#   NVMEIO ROUND n=.. werr=.. rerr=.. bad=.. stalls=.. t=..
+#   NVMEIO SETTLED <n> clean rounds after the outage
 #   NVMEIO GONE <why> t=..
 #   NVMEIO GAP longest_ms=.. from_ms=..   longest time between two successes
 #   NVMEIO VERIFY acked=.. ok=.. bad=.. unreadable=..
-#   NVMEIO SUMMARY PASS|FAIL|GONE|STUCK rounds=.. acks=.. werr=.. rerr=.. bad=.. <reason>
+#   NVMEIO SUMMARY PASS|FAIL|GONE|STUCK rounds=.. acks=.. werr=.. rerr=.. bad=.. stalls=.. <reason>
 #   NVMEIO ALIVE uptime=.. blockdevs=..              after the workload
 set -u
 
@@ -78,6 +85,7 @@ seconds=$(uint seconds 40) || exit 1
 settle=$(uint settle 2) || exit 1
 op_timeout=$(uint op_timeout 10) || exit 1
 gone_after=$(uint gone_after 45) || exit 1
+stall_ms=$(uint stall_ms 3000) || exit 1
 bench=$(uint bench 0) || exit 1
 lat_samples=$(uint lat_samples 1000) || exit 1
 work=/tmp/nvmeio
@@ -100,10 +108,23 @@ rel() { echo $(( $(now_ms) - t_start )); }
 echo "NVMEIO START dev=$dev blocks=$blocks seconds=$seconds op_timeout=$op_timeout"
 
 # ---- the device -----------------------------------------------------------
+# nvme probes asynchronously: give it 5 s before taking an nvme driver
+# without devices (a probe that failed, "Removing after probe failure") as
+# the answer.
+unbound() {
+    [ "$waited" -ge 5 ] && [ -d /sys/bus/pci/drivers/nvme ] &&
+        ! ls /sys/bus/pci/drivers/nvme | grep -q ':'
+}
 waited=0
 while [ ! -b "$dev" ]; do
+    why=
     if [ "$waited" -ge "$waitmax" ]; then
-        echo "NVMEIO NODEV $dev after ${waitmax}s"
+        why="after ${waitmax}s"
+    elif unbound; then
+        why="after ${waited}s: the nvme driver holds no device"
+    fi
+    if [ -n "$why" ]; then
+        echo "NVMEIO NODEV $dev $why"
         echo "NVMEIO SUMMARY FAIL rounds=0 acks=0 werr=0 rerr=0 bad=0 no device"
         exit 0
     fi
@@ -227,11 +248,15 @@ measure() {
 # ---- the pattern rounds ---------------------------------------------------
 # Per block B: ack_B is the round of its last acknowledged write, pend_B the
 # round of a failed write after it (empty when none).
-acks=0; werr=0; rerr=0; bad=0; rounds=0
+acks=0; werr=0; rerr=0; bad=0; rounds=0; stalls=0
 last_ok=0; gap=0; gap_from=0
 gone=
-success() { # an operation succeeded at T (ms): the longest gap so far
+success() { # an operation succeeded at T (ms): the longest gap so far, stalls
     if [ $(( $1 - last_ok )) -gt "$gap" ]; then gap=$(( $1 - last_ok )); gap_from=$last_ok; fi
+    if [ $(( $1 - last_ok )) -ge "$stall_ms" ]; then
+        stalls=$((stalls + 1))
+        echo "NVMEIO STALL ms=$(( $1 - last_ok )) t=$1"
+    fi
     last_ok=$1
 }
 check_gone() { # T: sets gone when the device left or failed for too long
@@ -260,6 +285,7 @@ workload() {
     while [ "$(rel)" -lt $((seconds * 1000)) ] && [ -z "$gone" ]; do
         rounds=$((rounds + 1))
         errors=0
+        stalls_before=$stalls
         b=0
         while [ "$b" -lt "$blocks" ]; do
             mark write "$b" "$rounds" "$op_timeout"
@@ -294,13 +320,13 @@ workload() {
             fi
             b=$((b + 1))
         done
-        echo "NVMEIO ROUND n=$rounds werr=$werr rerr=$rerr bad=$bad t=$(rel)"
-        if [ "$errors" -gt 0 ]; then
+        echo "NVMEIO ROUND n=$rounds werr=$werr rerr=$rerr bad=$bad stalls=$stalls t=$(rel)"
+        if [ "$errors" -gt 0 ] || [ "$stalls" != "$stalls_before" ]; then
             outage=1; clean=0
         else
             clean=$((clean + 1))
             if [ "$settle" -gt 0 ] && [ "$outage" = 1 ] && [ "$clean" -ge "$settle" ]; then
-                echo "NVMEIO SETTLED $clean error-free rounds after the errors"
+                echo "NVMEIO SETTLED $clean clean rounds after the outage"
                 break
             fi
         fi
@@ -337,7 +363,7 @@ verify() {
 worker() {
     workload
     echo "NVMEIO GAP longest_ms=$gap from_ms=$gap_from"
-    counts="rounds=$rounds acks=$acks werr=$werr rerr=$rerr bad=$bad"
+    counts="rounds=$rounds acks=$acks werr=$werr rerr=$rerr bad=$bad stalls=$stalls"
     if [ -n "$gone" ]; then
         echo "NVMEIO SUMMARY GONE $counts $gone"
         return 0

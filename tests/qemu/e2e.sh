@@ -677,7 +677,7 @@ nvme_passthrough_guest() {
     # FAIL summary after nvmeio.wait) and the guest powers off.
     if ! wait_for "$log" '^NVMEIO (DEVICE|SUMMARY) ' 1 "$gpid" "$boot_timeout" ||
        [ "$(count "$log" '^NVMEIO DEVICE ')" = 0 ]; then
-        bad "$name the guest's nvme driver did not give a block device: $(console "$log" | grep -E '^NVMEIO (NODEV|SUMMARY)|nvme .*(failure|failed|timeout|Removing)' | tr '\n' ';')"
+        bad "$name the guest's nvme driver did not give a block device: $(console "$log" | grep -E '^NVMEIO (NODEV|SUMMARY)|^\[ *[0-9.]+\] nvme ' | tr '\n' ';')"
         finish_guest "$name"
         return
     fi
