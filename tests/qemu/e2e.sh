@@ -60,9 +60,10 @@
 # With type1v2 the guest sees no EEH (noeeh), so the nvme passthrough
 # scenarios run type1 as `--iommu type1v2-with-eeh`. They need the NVMe
 # controller model on the simulated host; until it lands the driver cannot
-# bind today's device, the scenarios fail within about a minute
-# (nvmeio.wait), and they are not in the default matrix: set
-# nvme_passthrough=1 below to add them to it.
+# bind today's device ("Device not ready; aborting initialisation"), the
+# workload reports NODEV as soon as the driver holds no device, each such
+# scenario fails in about 20 s, and they are not in the default matrix:
+# set nvme_passthrough=1 below to add them to it.
 #
 #   tests/qemu/e2e.sh [--iommu spapr-tce-v2|type1v2|type1v2-with-eeh]...
 #                     [--scenario recover|recover-report|limit|phb|noeeh|
@@ -795,6 +796,7 @@ for f in "$logs"/bench-passthrough-*.txt; do
     m=${f#"$logs"/bench-passthrough-}
     m=${m%.txt}
     echo "e2e: figures, guest-visible, QEMU -device nvme vs our NVMe controller ($m):"
+    printf 'e2e:   %-20s %10s %10s\n' figure qemu ours
     for k in seq_write_mbps seq_read_mbps qd1_read_4k_us lat_read_4k_p50_us lat_read_4k_p99_us; do
         q=$(bench_value "$logs/bench-qemu.txt" "$k")
         o=$(bench_value "$f" "$k")
