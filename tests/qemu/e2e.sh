@@ -206,14 +206,16 @@ fi
 # ---- one guest -----------------------------------------------------------------
 # boot DIR APPEND [RUN_GUEST_ARG...] -- QEMU_ARG...: boots the guest in the
 # background with APPEND on its command line and the guest's nvme modules
-# in its initramfs (loaded only for eehtest.modules=nvme); sets gpid, log
-# and t0.
+# in its initramfs (loaded only for eehtest.modules=nvme), for at most
+# guest_timeout seconds (a caller may make it local and longer); sets gpid,
+# log and t0.
+guest_timeout=$boot_timeout
 boot() {
     local dir=$1 append=$2
     shift 2
     log=$dir/console.log
     t0=$(now)
-    "$run" --quiet --log "$log" --timeout "$boot_timeout" --max-log 2M --append "$append" \
+    "$run" --quiet --log "$log" --timeout "$guest_timeout" --max-log 2M --append "$append" \
         --module nvme "$@" 2>"$dir/run-guest.stderr" &
     gpid=$!
 }
@@ -665,6 +667,8 @@ nvme_baseline_guest() {
 #                   guest stays responsive and powers off
 nvme_passthrough_guest() {
     local mode=$1 scenario=$2 dir=$logs/$1-$2 name="[$1 $2]" gpid log socket t0 append ops state from to
+    # Figures, rounds until two clean ones after the outage, verification.
+    local guest_timeout=$((boot_timeout * 2))
     append="$nvme_append nvmeio.seconds=100 nvmeio.op_timeout=20"
     case "$scenario" in
         nvme-recover) append="$append nvmeio.bench=16" ;;
@@ -687,7 +691,7 @@ nvme_passthrough_guest() {
     local before
     before=$(json_number "$dir/oplog-before.json" total)
     # Mid-I/O: after four acknowledged writes of round 2 (after the figures).
-    if wait_for "$log" '^NVMEIO ACK b=[0-9]+ gen=2 ' 4 "$gpid" 120 &&
+    if wait_for "$log" '^NVMEIO ACK b=[0-9]+ gen=2 ' 4 "$gpid" "$guest_timeout" &&
        "$eehctl" inject --socket "$socket" --pe "$pe" >"$dir/inject.txt"; then
         ok "$name freeze injected into PE $pe mid-I/O at $(elapsed "$t0")s"
     else
