@@ -125,7 +125,7 @@ while [ ! -b "$dev" ]; do
     fi
     if [ -n "$why" ]; then
         echo "NVMEIO NODEV $dev $why"
-        echo "NVMEIO SUMMARY FAIL rounds=0 acks=0 werr=0 rerr=0 bad=0 no device"
+        echo "NVMEIO SUMMARY FAIL rounds=0 acks=0 werr=0 rerr=0 bad=0 stalls=0 no device"
         exit 0
     fi
     sleep 1

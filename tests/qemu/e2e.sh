@@ -63,7 +63,7 @@
 # bind today's device ("Device not ready; aborting initialisation"), the
 # workload reports NODEV as soon as the driver holds no device, each such
 # scenario fails in about 20 s, and they are not in the default matrix:
-# set nvme_passthrough=1 below to add them to it.
+# nvme_passthrough=1 at the top of this script adds them to it.
 #
 #   tests/qemu/e2e.sh [--iommu spapr-tce-v2|type1v2|type1v2-with-eeh]...
 #                     [--scenario recover|recover-report|limit|phb|noeeh|
@@ -80,7 +80,8 @@
 # path; e.g.
 #   tests/qemu/e2e.sh --scenario nvme-baseline --scenario nvme-recover --scenario recover
 # Environment: E2E_LOG_DIR (keep logs there),
-# E2E_BOOT_TIMEOUT (seconds per guest, default 150), CARGO_TARGET_DIR.
+# E2E_BOOT_TIMEOUT (seconds per guest, default 150; twice that for the nvme
+# passthrough guests), CARGO_TARGET_DIR.
 # Ends with "N passed, N failed"; exits non-zero if anything failed,
 # including a failed download, build or boot.
 set -euo pipefail
