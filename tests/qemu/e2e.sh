@@ -748,6 +748,11 @@ nvme_passthrough_guest() {
             fi
             downtime_between "$name" "$log" "$logs/downtime-driver-$mode.txt"
             console "$log" | sed -n 's/^NVMEIO GAP longest_ms=\([0-9]*\).*/\1/p' >"$logs/io-gap-driver-$mode.txt"
+            if [ -s "$logs/io-gap-driver-$mode.txt" ]; then
+                ok "$name the workload's longest time between two successful operations: $(cat "$logs/io-gap-driver-$mode.txt") ms"
+            else
+                bad "$name no NVMEIO GAP line"
+            fi
             nvme_bench "$name" "$log" "$logs/bench-passthrough-$mode.txt"
             ;;
         nvme-permanent)
