@@ -163,9 +163,13 @@ eeh_ops() {
         awk '$1 == "r" { r = $2 } $1 == "o" { printf "%s%s=%s", sep, $2, r; sep = " " } END { print "" }'
 }
 # printk_time LOG REGEX: the guest timestamp (seconds) of the first console
-# line matching REGEX, from its "[   12.345678] " printk prefix.
+# line matching REGEX, from its "[   12.345678] " printk prefix. sed reads
+# the whole log: quitting at the match could kill tr with SIGPIPE, and
+# pipefail and errexit end the script silently (seen once in recover).
 printk_time() {
-    console "$1" | sed -n "/$2/{s/^\[ *\([0-9]*\.[0-9]*\)\].*/\1/p;q}"
+    local times
+    times=$(console "$1" | sed -n "/$2/s/^\[ *\([0-9]*\.[0-9]*\)\].*/\1/p")
+    printf '%s\n' "${times%%$'\n'*}"
 }
 # json_number JSON KEY: a top-level number of an eehctl JSON document.
 json_number() { sed -n "s/^  \"$2\": \([0-9]*\),\{0,1\}$/\1/p" "$1"; }
