@@ -49,8 +49,10 @@ fi
 # ---- real-guest end to end (tests/qemu/e2e.sh) ------------------------------
 # QEMU pseries with Debian's ppc64le kernel, the simulated device passed
 # through the preload library: a freeze recovered (sPAPR TCE v2 and type1v2)
-# and the permanent failure past eeh_max_freezes. Installs qemu-system-ppc,
-# fetches the kernel and busybox (cached); about 1.5 minutes on 2 cores.
+# and the permanent failure past eeh_max_freezes; and the guest's nvme driver
+# with the block I/O workload against QEMU's own -device nvme (nvme-baseline,
+# ~40 s). Installs qemu-system-ppc, fetches the kernel and busybox (cached);
+# about 3.5 minutes on 2 cores.
 echo "== real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh
 

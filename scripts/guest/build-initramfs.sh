@@ -4,6 +4,7 @@
 # --busybox is given) plus an /init script.
 #
 #   scripts/guest/build-initramfs.sh [--busybox PATH] [--add SRC:DEST]...
+#                                    [--module-tree DIR --module NAME...]
 #                                    OUTPUT [INIT_SCRIPT]
 #
 #   OUTPUT        the .cpio.gz to write
@@ -12,7 +13,16 @@
 #                 (`/bin/busybox --install -s`), as init-eeh.sh does
 #   --busybox     a busybox binary, or a directory holding bin/busybox
 #   --add SRC:DEST  also put file SRC at /DEST (mode kept), repeatable
+#   --module-tree DIR  a kernel's lib/modules/<release> (e.g. from Debian's
+#                 linux-image package), where --module names are looked up
+#   --module NAME a kernel module to ship, with the modules it depends on
+#                 (its .modinfo "depends=", recursively), repeatable: the
+#                 .ko files go to /lib/modules/, and /lib/modules/NAME.load
+#                 lists NAME's closure in load order (dependencies first),
+#                 which init-eeh.sh loads for eehtest.modules=NAME
 #
+# Every image also carries the guest I/O workload (scripts/guest/nvme-io.sh)
+# as /bin/nvme-io.
 # Needs cpio and gzip; installs cpio with apt-get when it is missing.
 set -euo pipefail
 
@@ -30,11 +40,15 @@ usage() {
 
 busybox=
 adds=()
+module_tree=
+modules=()
 pos=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --busybox) [ $# -ge 2 ] || die "--busybox needs a value"; busybox=$2; shift 2 ;;
         --add) [ $# -ge 2 ] || die "--add needs SRC:DEST"; adds+=("$2"); shift 2 ;;
+        --module-tree) [ $# -ge 2 ] || die "--module-tree needs a directory"; module_tree=$2; shift 2 ;;
+        --module) [ $# -ge 2 ] || die "--module needs a name"; modules+=("$2"); shift 2 ;;
         -h|--help) usage 0 ;;
         --) shift; pos+=("$@"); break ;;
         -*) die "unknown option '$1' (see --help)" ;;
@@ -76,6 +90,49 @@ mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,root,mnt}
 install -m 0755 "$busybox" "$stage/bin/busybox"
 ln -s busybox "$stage/bin/sh"
 install -m 0755 "$init" "$stage/init"
+install -m 0755 "$here/nvme-io.sh" "$stage/bin/nvme-io"
+
+# ---- kernel modules: NAME and what it depends on, dependencies first.
+# Module names use - and _ interchangeably; the index keys use _.
+declare -A module_file=() module_done=()
+# module_depends KO: the comma-separated "depends=" of its .modinfo.
+module_depends() {
+    local all
+    all=$(tr '\0' '\n' <"$1" | sed -n 's/^depends=//p')
+    printf '%s' "${all%%$'\n'*}"
+}
+# module_closure NAME: prints NAME's closure in load order, each module once
+# (module_done holds what this closure printed already).
+module_closure() {
+    local key dep
+    key=${1//-/_}
+    [ -n "${module_file[$key]:-}" ] || die "module '$1' is not in $module_tree"
+    [ -z "${module_done[$key]:-}" ] || return 0
+    module_done[$key]=1
+    local IFS=,
+    for dep in $(module_depends "${module_file[$key]}"); do
+        [ -n "$dep" ] && module_closure "$dep"
+    done
+    basename "${module_file[$key]}"
+}
+if [ ${#modules[@]} -gt 0 ]; then
+    [ -n "$module_tree" ] && [ -d "$module_tree" ] || die "--module needs --module-tree DIR (a lib/modules/<release>)"
+    while IFS= read -r ko; do
+        base=${ko##*/}
+        base=${base%.ko}
+        module_file[${base//-/_}]=$ko
+    done < <(find "$module_tree" -name '*.ko' -type f)
+    mkdir -p "$stage/lib/modules"
+    for m in "${modules[@]}"; do
+        module_done=()
+        module_closure "$m" >"$stage/lib/modules/$m.load"
+        while IFS= read -r ko; do
+            base=${ko%.ko}
+            install -m 0644 "${module_file[${base//-/_}]}" "$stage/lib/modules/$ko"
+        done <"$stage/lib/modules/$m.load"
+        echo "$prog: module $m: $(tr '\n' ' ' <"$stage/lib/modules/$m.load")" >&2
+    done
+fi
 for a in ${adds[@]+"${adds[@]}"}; do
     src=${a%%:*}
     dest=${a#*:}

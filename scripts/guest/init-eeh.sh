@@ -18,10 +18,19 @@
 #                          its EEH, read each in every loop iteration
 #   eehtest.bar=N|none     BAR to read with devmem (default 0)
 #   eehtest.require_eeh=0  run the read loop even if EEH never gets enabled
+#   eehtest.modules=A,B    load these kernel modules (shipped with
+#                          build-initramfs.sh --module), each after its
+#                          dependencies; MODULE.PARAM=VALUE words on the command
+#                          line ("nvme_core.io_timeout=5") become its insmod
+#                          parameters
+#   eehtest.workload=nvme-io  run the block I/O workload /bin/nvme-io
+#                          (scripts/guest/nvme-io.sh, its own nvmeio.*
+#                          parameters) instead of the read loop
 #
 # Console markers, one per line, all starting with "EEHTEST ":
 #   EEHTEST START <kernel release>
 #   EEHTEST MAX_FREEZES <old> -> <new>
+#   EEHTEST MODULE <file> ok|failed [params]   (one per module loaded)
 #   EEHTEST NODEV                  no candidate PCI device appeared
 #   EEHTEST NOEEH <bdf> <why>      EEH never became enabled on the device
 #   EEHTEST READY <bdf> vendor=.. device=.. pe_config_addr=.. mode=.. pe_state=..   (one per device)
@@ -92,6 +101,37 @@ if [ -n "$max_freezes" ]; then
         echo "EEHTEST WARN $dbg/eeh_max_freezes not available; max_freezes not set"
     fi
 fi
+
+# load_modules NAME...: insmod each module of NAME's load list that is not
+# loaded yet, with its parameters from the command line.
+load_modules() {
+    for name in "$@"; do
+        list=/lib/modules/$name.load
+        [ -r "$list" ] || { echo "EEHTEST FAIL module $name is not in the initramfs (build-initramfs.sh --module $name)"; exit 1; }
+        while read -r ko; do
+            mod=$(echo "${ko%.ko}" | tr - _)
+            [ ! -d "/sys/module/$mod" ] || continue
+            params=$(tr ' ' '\n' </proc/cmdline | sed -n "s/^$mod\.//p" | tr '\n' ' ')
+            params=${params% }
+            # shellcheck disable=SC2086  # the parameters are words
+            if insmod "/lib/modules/$ko" $params; then
+                echo "EEHTEST MODULE $ko ok${params:+ $params}"
+            else
+                echo "EEHTEST MODULE $ko failed${params:+ $params}"
+            fi
+        done <"$list"
+    done
+}
+modules=$(param modules '')
+# shellcheck disable=SC2046  # a comma-separated list
+[ -z "$modules" ] || load_modules $(echo "$modules" | tr , ' ')
+
+workload=$(param workload '')
+case "$workload" in
+    '') ;;
+    nvme-io) exec /bin/nvme-io ;;
+    *) echo "EEHTEST FAIL unknown eehtest.workload=$workload"; exit 1 ;;
+esac
 
 # The devices under test: the requested one, else the first $ndevs PCI
 # functions that are not bridges (class 0x06xxxx).  On a pseries guest with

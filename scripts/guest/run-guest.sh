@@ -13,6 +13,11 @@
 #   --initrd FILE        use this initramfs instead of building one
 #   --kernel FILE        use this vmlinux instead of Debian's
 #   --kernel-suite S     suite of Debian's linux-image-powerpc64le (default bookworm = 6.1)
+#   --module NAME        ship kernel module NAME and its dependencies in the
+#                        initramfs (loaded by /init for eehtest.modules=NAME);
+#                        repeatable
+#   --module-tree DIR    where --module looks (lib/modules/<release>; default
+#                        the Debian kernel package's, required with --kernel)
 #   --env NAME=VALUE     set in QEMU's environment only (e.g. LD_PRELOAD=...); repeatable
 #   --qemu BINARY        QEMU binary (default qemu-system-ppc64, installed from
 #                        Debian's qemu-system-ppc when missing)
@@ -55,6 +60,8 @@ init=$here/init-eeh.sh
 initrd=
 kernel=
 kernel_suite=bookworm
+modules=()
+module_tree=
 qemu="qemu-system-ppc64"
 quiet=0
 qenv=()
@@ -70,6 +77,8 @@ while [ $# -gt 0 ]; do
         --initrd) need "$1" $#; initrd=$2; shift 2 ;;
         --kernel) need "$1" $#; kernel=$2; shift 2 ;;
         --kernel-suite) need "$1" $#; kernel_suite=$2; shift 2 ;;
+        --module) need "$1" $#; modules+=("$2"); shift 2 ;;
+        --module-tree) need "$1" $#; module_tree=$2; shift 2 ;;
         --env) need "$1" $#
                case "$2" in [A-Za-z_]*=*) qenv+=("$2") ;; *) echo "$prog: error: --env wants NAME=VALUE, got '$2'" >&2; exit 2 ;; esac
                shift 2 ;;
@@ -103,6 +112,11 @@ if [ -z "$kernel" ]; then
         [ -f "$f" ] && kernel=$f
     done
     [ -n "$kernel" ] || die "no boot/vmlinux-* in $kdir"
+    if [ -z "$module_tree" ]; then
+        for d in "$kdir"/lib/modules/*/; do
+            [ -d "$d" ] && module_tree=${d%/}
+        done
+    fi
 fi
 [ -f "$kernel" ] || die "kernel '$kernel' not found"
 
@@ -125,7 +139,13 @@ trap 'exit 143' TERM
 
 if [ -z "$initrd" ]; then
     initrd=$work/initrd.cpio.gz
-    "$here/build-initramfs.sh" "$initrd" "$init" || die "building the initramfs failed"
+    margs=()
+    if [ ${#modules[@]} -gt 0 ]; then
+        [ -n "$module_tree" ] || die "--module needs --module-tree DIR with --kernel"
+        margs=(--module-tree "$module_tree")
+        for m in "${modules[@]}"; do margs+=(--module "$m"); done
+    fi
+    "$here/build-initramfs.sh" ${margs[@]+"${margs[@]}"} "$initrd" "$init" || die "building the initramfs failed"
 fi
 [ -f "$initrd" ] || die "initramfs '$initrd' not found"
 setup_s=$(elapsed "$t_setup")
