@@ -55,6 +55,7 @@ pub mod diag;
 pub mod event;
 pub mod guest;
 mod host;
+pub mod nvme;
 pub mod opseq;
 pub mod phb;
 pub mod spec;
