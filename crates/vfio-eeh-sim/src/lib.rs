@@ -61,5 +61,5 @@ pub mod phb;
 pub mod spec;
 pub mod vmm;
 
-pub use access::{AccessError, DmaDir, DmaRefusal};
+pub use access::{AccessError, DeviceBus, DmaDir, DmaRefusal};
 pub use host::SimHost;

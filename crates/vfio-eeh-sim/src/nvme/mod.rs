@@ -220,19 +220,21 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller at power-on with its namespace.
-    pub fn new(spec: &NvmeSpec) -> Result<Self, MediaError> {
+    /// A controller at power-on with its namespace. A namespace file that
+    /// cannot be opened (the topology check opened it once) makes every
+    /// I/O fail with Internal Error.
+    pub fn new(spec: &NvmeSpec) -> Self {
         let media = match &spec.namespace_file {
-            Some(path) => Media::file(path, spec.namespace_bytes)?,
+            Some(path) => Media::file_or_unusable(path, spec.namespace_bytes),
             None => Media::memory(spec.namespace_bytes),
         };
-        Ok(Controller {
+        Controller {
             io_queues: spec.io_queues,
             queue_entries: spec.queue_entries,
             media,
             regs: Registers::default(),
             live: Live::new(spec.io_queues),
-        })
+        }
     }
 
     /// A PCI reset (hot, fundamental, FLR): back to power-on, every queue

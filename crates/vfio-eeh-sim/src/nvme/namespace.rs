@@ -27,7 +27,14 @@ pub struct MediaError {
 #[derive(Debug)]
 enum Backing {
     Memory(HashMap<u64, Box<[u8; PAGE_BYTES]>>),
-    File { file: File, path: PathBuf },
+    File {
+        file: File,
+        path: PathBuf,
+    },
+    /// The file could not be opened: every access fails.
+    Unusable {
+        path: PathBuf,
+    },
 }
 
 /// A namespace of `bytes` bytes.
@@ -54,6 +61,13 @@ impl Media {
         Ok(Media { bytes, backing: Backing::File { file, path: path.to_owned() } })
     }
 
+    /// Media in `path` if it can be opened, else media whose every access
+    /// fails (the controller answers Internal Error).
+    pub fn file_or_unusable(path: &Path, bytes: u64) -> Self {
+        Self::file(path, bytes)
+            .unwrap_or_else(|_| Media { bytes, backing: Backing::Unusable { path: path.to_owned() } })
+    }
+
     /// Size in bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -73,6 +87,7 @@ impl Media {
             Backing::File { file, path } => {
                 file.read_exact_at(buf, offset).map_err(|source| MediaError { path: path.clone(), source })
             }
+            Backing::Unusable { path } => Err(unusable(path)),
         }
     }
 
@@ -89,6 +104,7 @@ impl Media {
             Backing::File { file, path } => {
                 file.write_all_at(bytes, offset).map_err(|source| MediaError { path: path.clone(), source })
             }
+            Backing::Unusable { path } => Err(unusable(path)),
         }
     }
 
@@ -99,8 +115,13 @@ impl Media {
             Backing::File { file, path } => {
                 file.sync_data().map_err(|source| MediaError { path: path.clone(), source })
             }
+            Backing::Unusable { path } => Err(unusable(path)),
         }
     }
+}
+
+fn unusable(path: &Path) -> MediaError {
+    MediaError { path: path.to_owned(), source: std::io::Error::other("the file could not be opened") }
 }
 
 /// Calls `each(page, offset in page, range in the buffer)` for the pages

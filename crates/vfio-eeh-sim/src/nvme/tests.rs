@@ -141,7 +141,7 @@ impl Driver {
     fn new(spec: &NvmeSpec) -> Self {
         let pair = |qid, sq, cq, entries| Pair { qid, sq, cq, entries, tail: 0, head: 0, phase: true };
         Driver {
-            ctrl: Controller::new(spec).unwrap(),
+            ctrl: Controller::new(spec),
             mem: Memory { bytes: vec![0; SIZE], stopped: false, writes: 0 },
             irqs: Irqs { msix: true, ..Irqs::default() },
             admin: pair(0, ASQ, ACQ, ADMIN_ENTRIES),
