@@ -6,7 +6,12 @@
 //! and its last close are vfio-pci's `open_device`/`close_device`, which
 //! call `eeh_dev_open`/`eeh_dev_release` ([`SimHost::dev_open`],
 //! [`SimHost::dev_release`]): while a device is open its PE is passed
-//! through, and the host does not count its freezes.
+//! through, and the host does not count its freezes. While it is open the
+//! device's model (an NVMe controller, [`vfio_eeh_sim::nvme`]) gets a
+//! [`VmmBus`]: DMA through the container's IOMMU into this process's
+//! memory, interrupts through the `SET_IRQS` eventfds. The BARs are never
+//! mmap-able (no `VFIO_REGION_INFO_FLAG_MMAP`), so every access is a
+//! `pread`/`pwrite` the model sees.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,10 +19,12 @@ use std::sync::{Arc, Mutex};
 use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
 use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOENT, ENOTTY};
 use vfio_eeh::uapi::{self, VfioIoctl};
-use vfio_eeh_sim::spec::{BarInfo, BarKind};
-use vfio_eeh_sim::SimHost;
+use vfio_eeh_sim::nvme::{DmaError, InterruptSink};
+use vfio_eeh_sim::spec::{BarInfo, BarKind, DeviceModel};
+use vfio_eeh_sim::{DeviceBus, SimHost};
 use zerocopy::IntoBytes;
 
+use super::container::Container;
 use super::group::GroupFile;
 use super::iommu::size_u32;
 use super::irqs::Irqs;
@@ -49,7 +56,7 @@ pub(crate) struct Device {
     /// vfio-pci's virtualised Memory Space bit: BAR accesses are `EIO`
     /// while it is off.
     memory: AtomicBool,
-    irqs: Irqs,
+    irqs: Arc<Irqs>,
     mapping: Mutex<Option<uapi::VfioAddrMapping>>,
     /// Open device files (vfio-pci's `open_count`).
     open_files: Mutex<usize>,
@@ -74,6 +81,11 @@ impl DeviceFile {
             if let Err(e) = host.dev_open(device.addr) {
                 tracing::warn!(device = %device.addr, error = %e, "eeh_dev_open failed");
             }
+            if let Some(container) = group.group().container() {
+                let bus = VmmBus { container, irqs: Arc::clone(&device.irqs) };
+                // The device exists: it is one of the host's.
+                let _ = host.attach_bus(device.addr, Some(Arc::new(bus)));
+            }
         }
         *open_files += 1;
         drop(open_files);
@@ -93,12 +105,45 @@ impl Drop for DeviceFile {
         let mut open_files = lock(&self.device.open_files);
         *open_files -= 1;
         if *open_files == 0 {
+            let _ = self.host.attach_bus(self.device.addr, None);
             if let Err(e) = self.host.dev_release(self.device.addr) {
                 tracing::warn!(device = %self.device.addr, error = %e, "eeh_dev_release failed");
             }
         }
         drop(open_files);
         self.group.group().device_closed();
+    }
+}
+
+/// What the VMM lends an open device's model: the container's IOMMU
+/// mappings into this process's memory, and the device's interrupts.
+#[derive(Debug)]
+struct VmmBus {
+    container: Arc<Container>,
+    irqs: Arc<Irqs>,
+}
+
+impl InterruptSink for VmmBus {
+    fn msix_enabled(&self) -> bool {
+        self.irqs.msix_enabled()
+    }
+
+    fn raise_msix(&self, vector: u16) {
+        self.irqs.raise_msix(vector);
+    }
+
+    fn set_intx(&self, asserted: bool) {
+        self.irqs.set_intx(asserted);
+    }
+}
+
+impl DeviceBus for VmmBus {
+    fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.container.dma_read(iova, buf)
+    }
+
+    fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        self.container.dma_write(iova, bytes)
     }
 }
 
@@ -149,12 +194,16 @@ impl Device {
         }
         let command = host.config_read(addr, 4, 1).unwrap_or(0);
         let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).unwrap_or(0);
+        let msix_vectors = match host.device(addr).map(|d| &d.model) {
+            Ok(DeviceModel::Nvme(spec)) => spec.vectors(),
+            _ => 0,
+        };
         Device {
             addr,
             name: addr.to_string(),
             bars,
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
-            irqs: Irqs::new(pin != 0),
+            irqs: Arc::new(Irqs::new(pin != 0, msix_vectors)),
             mapping: Mutex::default(),
             open_files: Mutex::default(),
         }

@@ -66,6 +66,11 @@ impl Group {
         Ok(GroupFile { group: Arc::clone(self) })
     }
 
+    /// The container the group is attached to.
+    pub(super) fn container(&self) -> Option<Arc<Container>> {
+        lock(&self.state).container.clone()
+    }
+
     /// A device fd of this group is closed.
     pub(super) fn device_closed(&self) {
         lock(&self.state).device_fds -= 1;
