@@ -149,7 +149,9 @@ impl IrqState {
         if self.intx && self.intx_asserted && !self.intx_masked {
             self.intx_masked = true;
             // A full eventfd counter is the only failure; the VMM is behind.
-            let _ = fire(&self.triggers[VFIO_PCI_INTX_IRQ_INDEX as usize]);
+            if let Some(trigger) = self.triggers.get(VFIO_PCI_INTX_IRQ_INDEX as usize) {
+                let _ = fire(trigger);
+            }
         }
     }
 
@@ -306,7 +308,7 @@ impl Irqs {
                 0 => VectorData::None,
                 1 => VectorData::Bools(elements.iter().map(|&b| b != 0).collect()),
                 _ => VectorData::Eventfds(
-                    elements.chunks_exact(4).map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                    elements.chunks_exact(4).filter_map(|c| c.try_into().ok().map(i32::from_ne_bytes)).collect(),
                 ),
             };
             return lock(&self.state).msix_trigger(hdr.start, hdr.count, data);
