@@ -353,6 +353,26 @@ mod tests {
     }
 
     #[test]
+    fn the_nvme_model_adds_an_msix_capability_after_the_pcie_one() {
+        let info = TopologySpec::builtin().phbs()[0].pes[0].devices[0].clone();
+        let mut dev = DeviceState::new(&info);
+        let pcie = dev.config_read(0x34, 1, NOW);
+        assert_eq!(dev.config_read(u16::try_from(pcie).unwrap() + 1, 1, NOW), u32::from(MSIX_CAP));
+        assert_eq!(dev.config_read(MSIX_CAP, 1, NOW), 0x11);
+        assert_eq!(dev.config_read(MSIX_CAP + 1, 1, NOW), 0, "the last capability");
+        assert_eq!(dev.config_read(MSIX_CAP + 2, 2, NOW), 8, "nine vectors, disabled");
+        assert_eq!(dev.config_read(MSIX_CAP + 4, 4, NOW), 0x2000, "table at BAR0 0x2000");
+        assert_eq!(dev.config_read(MSIX_CAP + 8, 4, NOW), 0x3000, "PBA at BAR0 0x3000");
+        dev.config_write(MSIX_CAP + 2, 2, 0xffff, NOW);
+        assert_eq!(dev.config_read(MSIX_CAP + 2, 2, NOW), 0xc008, "only enable and mask are writable");
+        assert_eq!(dev.mem_read(0, 0x08, 4), 0x0001_0400, "BAR0 is the controller: VS");
+        dev.mem_write(0, 0x40, 4, 7);
+        assert_eq!(dev.mem_read(0, 0x40, 4), 7, "unclaimed BAR0 stays memory");
+        let (_, gpu) = gpu();
+        assert_eq!(gpu.config_read(u16::try_from(pcie).unwrap() + 1, 1, NOW), 0, "no MSI-X without a model");
+    }
+
+    #[test]
     fn bars_answer_sizing_and_keep_flags() {
         let (info, mut dev) = gpu();
         // 32-bit BAR0, 16 MiB.

@@ -423,6 +423,82 @@ mod tests {
         sys::close(fd);
     }
 
+    /// A `struct vfio_irq_set` with three eventfds.
+    #[derive(Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
+    #[repr(C)]
+    struct IrqSetWithThree {
+        head: uapi::VfioIrqSet,
+        data: [i32; 3],
+    }
+
+    fn set_block(irqs: &Irqs, start: u32, fds: [i32; 3]) -> IoctlResult {
+        let flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+        let head = uapi::VfioIrqSet { argsz: 32, flags, index: VFIO_PCI_MSIX_IRQ_INDEX, start, count: 3 };
+        irqs.set(UserPtr::of(IrqSetWithThree { head, data: fds }.as_mut_bytes()))
+    }
+
+    #[test]
+    fn msix_vectors_take_eventfds_in_blocks_and_the_device_raises_them() {
+        let irqs = Irqs::new(true, 9);
+        let mut info = uapi::VfioIrqInfo { argsz: 16, index: VFIO_PCI_MSIX_IRQ_INDEX, ..Default::default() };
+        assert_eq!(irqs.get_info(UserPtr::of(info.as_mut_bytes())), Ok(0));
+        assert_eq!((info.count, info.flags), (9, uapi::VFIO_IRQ_INFO_EVENTFD | uapi::VFIO_IRQ_INFO_NORESIZE));
+        let fds = [eventfd(), eventfd(), eventfd()];
+        assert!(!irqs.msix_enabled());
+        assert_eq!(set_block(&irqs, 7, fds), Err(EINVAL), "beyond the table");
+        assert_eq!(set_block(&irqs, 0, [fds[0], -1, fds[2]]), Ok(0));
+        assert!(irqs.msix_enabled());
+        irqs.raise_msix(2);
+        irqs.raise_msix(1);
+        irqs.raise_msix(8);
+        assert!(fired(fds[2]) && !fired(fds[1]), "vector 1 has no eventfd, 8 is not enabled");
+        assert_eq!(set_block(&irqs, 1, fds), Err(EINVAL), "beyond the enabled vectors");
+        assert_eq!(set_block(&irqs, 0, fds), Ok(0));
+        assert_eq!(
+            set(&irqs, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 1, 0),
+            Ok(0)
+        );
+        assert!(fired(fds[0]), "loopback");
+        let intx = VFIO_PCI_INTX_IRQ_INDEX;
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fds[1]), Err(EINVAL));
+        assert_eq!(
+            set(&irqs, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0),
+            Ok(0)
+        );
+        assert!(!irqs.msix_enabled(), "disabled");
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fds[1]), Ok(0));
+        assert_eq!(set_block(&irqs, 0, fds), Err(EINVAL), "INTx is on");
+        fds.into_iter().for_each(sys::close);
+    }
+
+    #[test]
+    fn intx_is_level_triggered_with_automask() {
+        let irqs = Irqs::new(true, 0);
+        let intx = VFIO_PCI_INTX_IRQ_INDEX;
+        let fd = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fd), Ok(0));
+        irqs.set_intx(true);
+        assert!(fired(fd));
+        // eventfd counters are not cleared by /proc reads: use a fresh one.
+        let again = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, again), Ok(0));
+        irqs.set_intx(true);
+        assert!(!fired(again), "masked until unmasked");
+        let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+        assert_eq!(set(&irqs, intx, unmask, 1, 0), Ok(0));
+        assert!(fired(again), "still asserted: signalled again at the unmask");
+        let third = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, third), Ok(0));
+        irqs.set_intx(false);
+        assert_eq!(set(&irqs, intx, unmask, 1, 0), Ok(0));
+        assert!(!fired(third), "deasserted: nothing at the unmask");
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 1, 0), Ok(0));
+        irqs.set_intx(true);
+        assert!(!fired(third), "masked by the VMM");
+        assert!(!irqs.msix_enabled());
+        [fd, again, third].into_iter().for_each(sys::close);
+    }
+
     #[test]
     fn intx_masking_needs_intx_enabled() {
         let irqs = Irqs::new(true, 0);
