@@ -8,6 +8,9 @@
 //!   ([`SimHost::config_read`], [`SimHost::bar_read`], [`SimHost::dma`], …)
 //!   gated by EEH state;
 //! * [`spec`]: topology files (TOML) and the built-in topology;
+//! * [`nvme`]: an NVMe controller behind a device's BAR0 (`model =
+//!   "nvme"`), whose DMA and interrupts reach the VMM through the
+//!   [`DeviceBus`] it attaches with [`SimHost::attach_bus`];
 //! * [`clock`]: virtual and monotonic clocks;
 //! * [`config`]: policy knobs (freeze limit, reset timing, blocking or
 //!   reporting resets, injection mode);
