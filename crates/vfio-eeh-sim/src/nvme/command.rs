@@ -354,6 +354,9 @@ impl Controller {
                 put(&mut data, 0, &[0x02, 16, 0, 0]);
                 put(&mut data, 4, &self.nguid());
             }
+            // I/O command set specific controller data of the NVM set
+            // (CSI 0): no limits beyond MDTS.
+            0x06 if cmd.dw(11) >> 24 == 0 => {}
             0x00 | 0x02 | 0x03 => return Err(TransferError::Status(status::INVALID_NAMESPACE)),
             _ => return Err(TransferError::Status(status::INVALID_FIELD)),
         }
@@ -387,7 +390,8 @@ impl Controller {
         d[513] = 0x44; // CQES
         put(d, 516, &1u32.to_le_bytes()); // NN
         d[525] = 1; // VWC
-        text(d, 768, 256, "nqn.2026-12.invalid.vfio-eeh:nvme");
+                    // SUBNQN is NUL-terminated, not padded.
+        put(d, 768, b"nqn.2026-12.invalid.vfio-eeh:nvme");
         put(d, 2048, &2500u16.to_le_bytes()); // PSD0 MP: 25 W
     }
 

@@ -289,6 +289,10 @@ fn bring_up_identify_and_features_with_msix() {
     assert!(String::from_utf8_lossy(&id[24..64]).starts_with("vfio-eeh simulated NVMe"));
     assert_eq!((id[77], id[259], id[512], id[513], id[525]), (5, 3, 0x66, 0x44, 1), "MDTS AERL SQES CQES VWC");
     assert_eq!(u32::from_le_bytes(id[516..520].try_into().unwrap()), 1, "one namespace");
+    let nqn = &id[768..1024];
+    assert!(nqn.starts_with(b"nqn.") && nqn.contains(&0), "SUBNQN is NUL-terminated (Linux's strnlen < 223)");
+    assert_eq!(d.admin(Cmd::new(0x06).dw(10, 6).prp(DATA, 0)).0, 0, "NVM command set controller data");
+    assert_eq!(d.admin(Cmd::new(0x06).dw(10, 6).dw(11, 2 << 24).prp(DATA, 0)).0, ERR | status::INVALID_FIELD, "zoned");
     // Namespace: 2048 blocks of 512 bytes, into a buffer crossing a page.
     let (st, _) = d.admin(Cmd::new(0x06).ns(1).prp(DATA + 0x800, DATA + 0x1000));
     assert_eq!(st, 0);
