@@ -17,7 +17,7 @@ use super::group::Group;
 use super::iommu::Iommu;
 use super::{lock, Emulator, IoctlResult};
 use crate::config::{Firmware, IommuMode};
-use crate::user::{ProcessMemory, UserMemory, UserPtr};
+use crate::user::{UserMemory, UserPtr};
 
 /// A container: its groups and its IOMMU.
 #[derive(Debug, Default)]
@@ -46,22 +46,19 @@ impl Container {
         }
     }
 
-    /// The device reads `buf.len()` bytes at `iova` through the IOMMU.
-    pub(super) fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-        self.dma(iova, buf.len(), false, |vaddr, range| {
-            ProcessMemory.read(vaddr, buf.get_mut(range).ok_or(libc::EFAULT)?)
-        })
+    /// The device reads `buf.len()` bytes at `iova` through the IOMMU from
+    /// `memory` (the process's, [`ProcessMemory`](crate::user::ProcessMemory)).
+    pub(super) fn dma_read(&self, memory: &dyn UserMemory, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.dma(iova, buf.len(), false, |vaddr, range| memory.read(vaddr, buf.get_mut(range).ok_or(libc::EFAULT)?))
     }
 
-    /// The device writes `bytes` at `iova` through the IOMMU.
-    pub(super) fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
-        self.dma(iova, bytes.len(), true, |vaddr, range| {
-            ProcessMemory.write(vaddr, bytes.get(range).ok_or(libc::EFAULT)?)
-        })
+    /// The device writes `bytes` at `iova` through the IOMMU into `memory`.
+    pub(super) fn dma_write(&self, memory: &dyn UserMemory, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        self.dma(iova, bytes.len(), true, |vaddr, range| memory.write(vaddr, bytes.get(range).ok_or(libc::EFAULT)?))
     }
 
     /// A DMA of `len` bytes at `iova`: `copy(vaddr, range)` moves each
-    /// piece between this process's memory at `vaddr` and `range` of the
+    /// piece between the process's memory at `vaddr` and `range` of the
     /// device's buffer. The IOMMU stays locked while the bytes are copied,
     /// so an unmap never races a DMA; memory the process does not have is
     /// `Fault`, never a crash.

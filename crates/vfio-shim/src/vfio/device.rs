@@ -30,7 +30,7 @@ use super::iommu::size_u32;
 use super::irqs::Irqs;
 use super::{lock, Emulator, IoctlResult};
 use crate::config::Platform;
-use crate::user::UserPtr;
+use crate::user::{UserMemory, UserPtr};
 
 /// vfio-pci: the region index sits in offset bits 40..63.
 const REGION_SHIFT: u32 = 40;
@@ -75,14 +75,19 @@ impl DeviceFile {
     /// The device's first open is `vfio_pci_core_finish_enable` →
     /// `eeh_dev_open`: the PE becomes passed (if it can be thawed; the open
     /// succeeds either way, as the kernel ignores the result).
-    pub(super) fn open(device: Arc<Device>, group: Arc<GroupFile>, host: &Arc<SimHost>) -> Self {
+    pub(super) fn open(
+        device: Arc<Device>,
+        group: Arc<GroupFile>,
+        host: &Arc<SimHost>,
+        memory: &Arc<dyn UserMemory + Send + Sync>,
+    ) -> Self {
         let mut open_files = lock(&device.open_files);
         if *open_files == 0 {
             if let Err(e) = host.dev_open(device.addr) {
                 tracing::warn!(device = %device.addr, error = %e, "eeh_dev_open failed");
             }
             if let Some(container) = group.group().container() {
-                let bus = VmmBus { container, irqs: Arc::clone(&device.irqs) };
+                let bus = VmmBus { container, memory: Arc::clone(memory), irqs: Arc::clone(&device.irqs) };
                 // The device exists: it is one of the host's.
                 let _ = host.attach_bus(device.addr, Some(Arc::new(bus)));
             }
@@ -117,10 +122,27 @@ impl Drop for DeviceFile {
 
 /// What the VMM lends an open device's model: the container's IOMMU
 /// mappings into this process's memory, and the device's interrupts.
-#[derive(Debug)]
 struct VmmBus {
     container: Arc<Container>,
+    memory: Arc<dyn UserMemory + Send + Sync>,
     irqs: Arc<Irqs>,
+}
+
+impl std::fmt::Debug for VmmBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmmBus").field("container", &self.container).field("irqs", &self.irqs).finish()
+    }
+}
+
+impl VmmBus {
+    /// A DMA fault is the VMM's mistake (or a guest's): logged, as the
+    /// kernel logs an EEH freeze.
+    fn logged(result: Result<(), DmaError>) -> Result<(), DmaError> {
+        if let Err(e @ (DmaError::Unmapped { .. } | DmaError::Direction { .. } | DmaError::Fault { .. })) = result {
+            tracing::warn!(error = %e, "device DMA fault: the PE freezes");
+        }
+        result
+    }
 }
 
 impl InterruptSink for VmmBus {
@@ -139,11 +161,11 @@ impl InterruptSink for VmmBus {
 
 impl DeviceBus for VmmBus {
     fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
-        self.container.dma_read(iova, buf)
+        Self::logged(self.container.dma_read(&*self.memory, iova, buf))
     }
 
     fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
-        self.container.dma_write(iova, bytes)
+        Self::logged(self.container.dma_write(&*self.memory, iova, bytes))
     }
 }
 

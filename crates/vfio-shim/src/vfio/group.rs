@@ -165,7 +165,7 @@ impl Emulator {
             }
             state.device_fds += 1;
         }
-        let file = DeviceFile::open(Arc::clone(device), Arc::clone(file), &self.host);
+        let file = DeviceFile::open(Arc::clone(device), Arc::clone(file), &self.host, &self.dma_memory);
         self.install(OpenFile::Device(Arc::new(file)), true).map(i64::from)
     }
 }
