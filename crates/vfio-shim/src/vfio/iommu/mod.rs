@@ -135,7 +135,7 @@ impl<T: Shift> Ranges<T> {
 
 impl Ranges<Target> {
     /// The process memory behind `len` bytes of DMA at `iova`, piece by
-    /// piece: the first address no mapping covers is `Unmapped`, a mapping
+    /// piece (contiguous memory in one piece): the first address no mapping covers is `Unmapped`, a mapping
     /// without the direction `Direction`.
     fn translate(&self, iova: u64, len: u64, device_writes: bool) -> Result<Vec<(u64, u64)>, DmaError> {
         let mut pieces = Vec::new();
@@ -148,7 +148,13 @@ impl Ranges<Target> {
                 return Err(DmaError::Direction { iova: at });
             }
             let n = e.min(end) - at;
-            pieces.push((target.vaddr + (at - s), n));
+            let vaddr = target.vaddr + (at - s);
+            // Neighbouring mappings of neighbouring memory (one TCE per
+            // page) make one piece, one copy.
+            match pieces.last_mut() {
+                Some((v, len)) if *v + *len == vaddr => *len += n,
+                _ => pieces.push((vaddr, n)),
+            }
             at += n;
         }
         Ok(pieces)
@@ -287,6 +293,8 @@ mod tests {
         assert_eq!(ranges.translate(0x4800, 0x1000, true), Err(DmaError::Direction { iova: 0x5000 }));
         assert_eq!(ranges.translate(0x1800, 0x1000, false), Err(DmaError::Unmapped { iova: 0x2000 }));
         assert_eq!(ranges.translate(u64::MAX, 2, false), Err(DmaError::Unmapped { iova: u64::MAX }));
+        ranges.insert(0x6000, 0x7000, Target { vaddr: 0x9000_1000, ..rw });
+        assert_eq!(ranges.translate(0x5800, 0x1000, false), Ok(vec![(0x9000_0800, 0x1000)]), "one piece");
     }
 
     #[test]
