@@ -94,8 +94,9 @@ fi
 
 # ---------------------------------------------------------------------------
 # A short fuzz run of every cargo-fuzz target (fuzz/, scripts/fuzz.sh): the
-# RTAS firmware, topology files, address text, VFIO_EEH_PE_OP arguments and
-# the emulated /dev/vfio's ioctl surface, from the committed seeds.
+# RTAS firmware, topology files, address text, VFIO_EEH_PE_OP arguments,
+# the emulated /dev/vfio's ioctl surface and the simulated NVMe controller's
+# command path, from the committed seeds.
 # VFIO_EEH_FUZZ_SECONDS sets the time per target (default 15);
 # VFIO_EEH_SKIP_FUZZ=1 skips the stage.
 if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then

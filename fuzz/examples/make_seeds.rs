@@ -9,7 +9,7 @@ use std::sync::Arc;
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, ResetKind};
 use vfio_eeh::rtas::{RtasArgs, RtasCall, TokenTable, ERRINJCT_IOA_BUS_ERROR_64};
 use vfio_eeh::uapi::{self, VfioEehPeOp, VfioIoctl};
-use vfio_eeh_fuzz::{builtin_devices, flags, guest_addr_of};
+use vfio_eeh_fuzz::{builtin_devices, flags, guest_addr_of, nvme_record, NVME_IOVA};
 use vfio_eeh_shim::fuzzing::FD_MARKER;
 use vfio_eeh_sim::clock::VirtualClock;
 use vfio_eeh_sim::SimHost;
@@ -108,8 +108,68 @@ fn vfio_ioctls_seeds() {
     }
 }
 
+/// An NVMe submission queue entry.
+fn nvme_command(opcode: u8, cid: u16, nsid: u32, prp1: u64, cdw10: u32, cdw11: u32, cdw12: u32) -> [u8; 64] {
+    let mut e = [0u8; 64];
+    e[0] = opcode;
+    e[2..4].copy_from_slice(&cid.to_le_bytes());
+    e[4..8].copy_from_slice(&nsid.to_le_bytes());
+    e[24..32].copy_from_slice(&prp1.to_le_bytes());
+    e[40..44].copy_from_slice(&cdw10.to_le_bytes());
+    e[44..48].copy_from_slice(&cdw11.to_le_bytes());
+    e[48..52].copy_from_slice(&cdw12.to_le_bytes());
+    e
+}
+
+/// Seeds of `nvme`: Linux's bring-up (admin queues, Identify, one I/O
+/// queue pair), a write and a read, with MSI-X and with INTx, and a reset.
+fn nvme_seeds() {
+    let write32 = |out: &mut Vec<u8>, off: u16, value: u32| {
+        out.push(nvme_record::WRITE32);
+        out.extend(off.to_le_bytes());
+        out.extend(value.to_le_bytes());
+    };
+    let write64 = |out: &mut Vec<u8>, off: u16, value: u64| {
+        out.push(nvme_record::WRITE64);
+        out.extend(off.to_le_bytes());
+        out.extend(value.to_le_bytes());
+    };
+    let memory = |out: &mut Vec<u8>, offset: usize, bytes: &[u8]| {
+        out.push(nvme_record::MEMORY | u8::try_from(offset / 512).expect("in the first 32 KiB"));
+        out.push(u8::try_from(bytes.len()).expect("a record is under 256 bytes"));
+        out.extend_from_slice(bytes);
+    };
+    let mut io = Vec::new();
+    write32(&mut io, 0x24, 0x000f_000f);
+    write64(&mut io, 0x28, NVME_IOVA);
+    write64(&mut io, 0x30, NVME_IOVA + 0x1000);
+    write32(&mut io, 0x14, 0x0046_0001);
+    let admin: Vec<u8> = [
+        nvme_command(0x06, 1, 0, NVME_IOVA + 0x4000, 1, 0, 0),
+        nvme_command(0x05, 2, 0, NVME_IOVA + 0x3000, 0x000f_0001, 1 << 16 | 3, 0),
+        nvme_command(0x01, 3, 0, NVME_IOVA + 0x2000, 0x000f_0001, 1 << 16 | 1, 0),
+    ]
+    .concat();
+    memory(&mut io, 0, &admin);
+    write32(&mut io, 0x1000, 3);
+    write32(&mut io, 0x1004, 3);
+    let rw: Vec<u8> =
+        [nvme_command(0x01, 4, 1, NVME_IOVA + 0x4000, 0, 0, 7), nvme_command(0x02, 5, 1, NVME_IOVA + 0x5000, 0, 0, 7)]
+            .concat();
+    memory(&mut io, 0x2000, &rw);
+    write32(&mut io, 0x1008, 2);
+    write32(&mut io, 0x100c, 2);
+    write("nvme", "bring_up_io_msix", &[[1].as_slice(), &io].concat());
+    write("nvme", "bring_up_io_intx", &[[0].as_slice(), &io].concat());
+    let mut reset = io;
+    reset.push(nvme_record::RESET);
+    write32(&mut reset, 0x1000, 1);
+    write("nvme", "reset_then_doorbell", &[[1].as_slice(), &reset].concat());
+}
+
 fn main() {
     vfio_ioctls_seeds();
+    nvme_seeds();
     let host = SimHost::builtin(Arc::new(VirtualClock::new()));
     let devices = builtin_devices(&host);
     let tokens = TokenTable::default();

@@ -18,6 +18,12 @@
 //!   PE, 5..7 naming none; bits 4..7: the [`rtas`] flags of the host), then
 //!   records as for [`rtas`] whose buffers are `VFIO_EEH_PE_OP` arguments as
 //!   the caller's pointer reaches them.
+//! * [`nvme`]: flags (bit 0: MSI-X enabled, else INTx), then records on one
+//!   NVMe controller: `0x00..=0x3f` a 4-byte register or doorbell write
+//!   (2-byte BAR0 offset, 4-byte value); `0x40..=0x7f` a length and that
+//!   many bytes written into memory at `(byte & 0x3f) × 512`; `0x80..=0xbf`
+//!   a PCI reset; `0xc0..=0xff` an 8-byte register write (2-byte offset,
+//!   8-byte value).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -31,6 +37,7 @@ use vfio_eeh::rtas::{EehRtas, FlatMemory, GuestMemory, RtasArgs, RtasContext, Rt
 use vfio_eeh::uapi::VfioEehPeOp;
 use vfio_eeh_sim::clock::VirtualClock;
 use vfio_eeh_sim::config::{DeactivatePolicy, InjectionMode, SimConfig};
+use vfio_eeh_sim::nvme::{Controller, DmaError, DmaMemory, InterruptSink, NvmeSpec};
 use vfio_eeh_sim::spec::TopologySpec;
 use vfio_eeh_sim::SimHost;
 use zerocopy::FromBytes;
@@ -39,6 +46,27 @@ use zerocopy::FromBytes;
 pub const VM: VmId = VmId(1);
 /// Guest memory of the RTAS target: 64 KiB at guest address 0.
 pub const GUEST_MEMORY: usize = 64 << 10;
+/// The IOVA of the [`nvme`] target's memory; below and above it nothing is
+/// mapped.
+pub const NVME_IOVA: u64 = 0x10_0000;
+/// Bytes of the [`nvme`] target's memory: the first half the device may
+/// read and write, the second it may only read.
+pub const NVME_MEMORY: usize = 64 << 10;
+/// The [`nvme`] target's controller: small queues and namespace, so that
+/// one doorbell's work stays bounded.
+pub const NVME_SPEC: NvmeSpec = NvmeSpec { namespace_bytes: 1 << 20, namespace_file: None, io_queues: 2, queue_entries: 64 };
+/// [`nvme`] record kinds (the top two bits of a record's first byte).
+pub mod nvme_record {
+    /// A 4-byte register or doorbell write.
+    pub const WRITE32: u8 = 0x00;
+    /// Bytes into memory.
+    pub const MEMORY: u8 = 0x40;
+    /// A PCI reset.
+    pub const RESET: u8 = 0x80;
+    /// An 8-byte register write.
+    pub const WRITE64: u8 = 0xc0;
+}
+
 /// Flags bits of [`rtas`] and [`pe_op`].
 pub mod flags {
     /// `rtas`: resets return at once (else they block on the clock).
@@ -278,5 +306,107 @@ pub fn pe_op(data: &[u8]) {
             Ok(value) => assert_eq!(value, 0, "only GET_STATE returns a value"),
             Err(errno) => assert!(errno > 0, "errno {errno}"),
         }
+    }
+}
+
+/// The [`nvme`] target's memory: a read-write half and a half the device
+/// may only read, both in bounds of what it was given.
+struct NvmeMemory {
+    bytes: Vec<u8>,
+    device_writes: usize,
+}
+
+impl NvmeMemory {
+    fn range(&self, iova: u64, len: usize) -> Result<std::ops::Range<usize>, DmaError> {
+        let start = iova.checked_sub(NVME_IOVA).and_then(|o| usize::try_from(o).ok());
+        match start.and_then(|s| Some(s..s.checked_add(len)?)) {
+            Some(r) if r.end <= self.bytes.len() => Ok(r),
+            _ => Err(DmaError::Unmapped { iova }),
+        }
+    }
+}
+
+impl DmaMemory for NvmeMemory {
+    fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        let r = self.range(iova, buf.len())?;
+        buf.copy_from_slice(&self.bytes[r]);
+        Ok(())
+    }
+
+    fn write(&mut self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        let r = self.range(iova, bytes.len())?;
+        if r.end > NVME_MEMORY / 2 {
+            return Err(DmaError::Direction { iova });
+        }
+        self.bytes[r].copy_from_slice(bytes);
+        self.device_writes += 1;
+        Ok(())
+    }
+}
+
+/// Interrupts of the [`nvme`] target: MSI-X vectors are checked against
+/// the controller's.
+struct NvmeInterrupts {
+    msix: bool,
+}
+
+impl InterruptSink for NvmeInterrupts {
+    fn msix_enabled(&self) -> bool {
+        self.msix
+    }
+
+    fn raise_msix(&self, vector: u16) {
+        assert!(self.msix, "an MSI-X vector while MSI-X is off");
+        assert!(vector < NVME_SPEC.vectors(), "vector {vector} beyond the table");
+    }
+
+    fn set_intx(&self, _asserted: bool) {
+        assert!(!self.msix, "INTx while MSI-X is on");
+    }
+}
+
+/// The NVMe controller's command path: register and doorbell writes,
+/// memory the driver fills, PCI resets. The controller never panics, never
+/// writes outside the read-write half of its memory (the read-only half
+/// stays what the driver put there), and answers every register read.
+pub fn nvme(data: &[u8]) {
+    let Some((&bits, mut rest)) = data.split_first() else { return };
+    let mut controller = Controller::new(&NVME_SPEC);
+    let mut memory = NvmeMemory { bytes: vec![0; NVME_MEMORY], device_writes: 0 };
+    let irqs = NvmeInterrupts { msix: bits & 1 != 0 };
+    let take = |rest: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head.to_vec())
+    };
+    while let Some((&op, tail)) = rest.split_first() {
+        rest = tail;
+        let read_only = memory.bytes[NVME_MEMORY / 2..].to_vec();
+        match op & 0xc0 {
+            nvme_record::MEMORY => {
+                let Some(len) = take(&mut rest, 1) else { return };
+                let at = usize::from(op & 0x3f) * 512;
+                let n = usize::from(len[0]).min(rest.len());
+                let bytes = take(&mut rest, n).unwrap_or_default();
+                let end = (at + bytes.len()).min(NVME_MEMORY);
+                memory.bytes[at..end].copy_from_slice(&bytes[..end - at]);
+                continue;
+            }
+            nvme_record::RESET => controller.reset(),
+            kind => {
+                let width = if kind == nvme_record::WRITE64 { 8 } else { 4 };
+                let (Some(off), Some(value)) = (take(&mut rest, 2), take(&mut rest, width)) else { return };
+                let off = u64::from(u16::from_le_bytes([off[0], off[1]]) & 0x1fff) & !(width as u64 - 1);
+                if !Controller::claims(off) {
+                    continue;
+                }
+                let mut v = [0u8; 8];
+                v[..width].copy_from_slice(&value);
+                let width = u8::try_from(width).expect("4 or 8");
+                controller.write(off, width, u64::from_le_bytes(v), &mut memory, &irqs);
+                let _ = controller.read(off, width);
+            }
+        }
+        assert_eq!(memory.bytes[NVME_MEMORY / 2..], read_only[..], "the device wrote read-only memory");
     }
 }

@@ -7,15 +7,23 @@
 //! Configuration Request Retry and MMIO with all-ones. A memory (or I/O)
 //! access while the function's decoding is off is an Unsupported Request,
 //! which freezes the PE, as on PowerNV.
+//!
+//! A device model's DMA ([`crate::nvme`]) goes through the same gate, then
+//! through the [`DeviceBus`] the VMM that opened the device attached: an
+//! address the IOMMU does not map is an IOMMU fault, which freezes the PE
+//! (cause [`FreezeCause::DmaFault`]), and never reaches memory.
 
 use vfio_eeh::addr::{ConfigAddr, PciAddr};
 use vfio_eeh::backend::errno;
 use vfio_eeh::ops::AccessKind;
 use vfio_eeh::pe::FreezeScope;
 
+use std::sync::Arc;
+
 use crate::device::{ones, CMD_IO, CMD_MASTER, CMD_MEM, CONFIG_SIZE};
 use crate::event::FreezeCause;
 use crate::host::{Locked, SimHost};
+use crate::nvme::{DmaError, DmaMemory, InterruptSink};
 use crate::spec::{BarInfo, BarKind, DeviceInfo};
 
 /// Which way a DMA goes.
@@ -88,6 +96,92 @@ impl AccessError {
             _ => errno::EINVAL,
         }
     }
+}
+
+/// What a VMM lends a device model while it has the device open: its
+/// memory as the device sees it through the container's IOMMU, and its
+/// interrupt eventfds. Called with the device's PE locked: an
+/// implementation must not call back into the host.
+pub trait DeviceBus: InterruptSink + Send + Sync + std::fmt::Debug {
+    /// Copies `buf.len()` bytes at I/O virtual address `iova` into `buf`.
+    fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError>;
+    /// Copies `bytes` to I/O virtual address `iova`.
+    fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError>;
+}
+
+/// A device with no VMM attached: nothing is mapped, no interrupt goes
+/// anywhere.
+#[derive(Debug)]
+struct Unattached;
+
+impl InterruptSink for Unattached {
+    fn msix_enabled(&self) -> bool {
+        false
+    }
+    fn raise_msix(&self, _vector: u16) {}
+    fn set_intx(&self, _asserted: bool) {}
+}
+
+impl DeviceBus for Unattached {
+    fn dma_read(&self, iova: u64, _buf: &mut [u8]) -> Result<(), DmaError> {
+        Err(DmaError::Unmapped { iova })
+    }
+    fn dma_write(&self, iova: u64, _bytes: &[u8]) -> Result<(), DmaError> {
+        Err(DmaError::Unmapped { iova })
+    }
+}
+
+/// A device model's DMA with its PE locked: gated like [`SimHost::dma`],
+/// then carried out by the bus; an IOMMU fault freezes the PE.
+struct GatedDma<'a, 'l> {
+    locked: &'a mut Locked<'l>,
+    dev: usize,
+    bus: &'a dyn DeviceBus,
+}
+
+impl GatedDma<'_, '_> {
+    fn transfer(
+        &mut self,
+        dir: DmaDir,
+        iova: u64,
+        run: impl FnOnce(&dyn DeviceBus) -> Result<(), DmaError>,
+    ) -> Result<(), DmaError> {
+        if dma_refusal(self.locked, self.dev, dir, iova).is_some() {
+            return Err(DmaError::Stopped);
+        }
+        let result = run(self.bus);
+        if let Err(DmaError::Unmapped { iova } | DmaError::Direction { iova } | DmaError::Fault { iova }) = result {
+            self.locked.freeze(FreezeScope::All, FreezeCause::DmaFault, Some(self.dev), iova);
+        }
+        result
+    }
+}
+
+impl DmaMemory for GatedDma<'_, '_> {
+    fn read(&mut self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.transfer(DmaDir::Read, iova, |bus| bus.dma_read(iova, buf))
+    }
+
+    fn write(&mut self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        self.transfer(DmaDir::Write, iova, |bus| bus.dma_write(iova, bytes))
+    }
+}
+
+/// Why function `i` of a locked PE cannot DMA at `iova` now, if it cannot
+/// (a matching armed injection fires).
+fn dma_refusal(locked: &mut Locked<'_>, i: usize, dir: DmaDir, iova: u64) -> Option<DmaRefusal> {
+    let device = &locked.inner.devices[i];
+    if !device.ready(locked.now) {
+        return Some(DmaRefusal::NotReady);
+    }
+    if device.command() & CMD_MASTER == 0 {
+        return Some(DmaRefusal::BusMasterOff);
+    }
+    let kind = match dir {
+        DmaDir::Read => AccessKind::DmaRead,
+        DmaDir::Write => AccessKind::DmaWrite,
+    };
+    (!locked.gate(i, kind, iova)).then_some(DmaRefusal::Stopped)
 }
 
 fn check_range(offset: u64, width: u8, size: u64, widths: &[u8]) -> Result<(), AccessError> {
@@ -172,12 +266,32 @@ impl SimHost {
     }
 
     /// Writes 1, 2, 4 or 8 bytes of a BAR; dropped while the PE is stopped
-    /// or the function is not ready.
+    /// or the function is not ready. A write to a device model's register
+    /// or doorbell runs the model, with the attached [`DeviceBus`].
     pub fn bar_write(&self, dev: PciAddr, bar: u8, offset: u64, width: u8, value: u64) -> Result<(), AccessError> {
         let (mut locked, i, info) = self.bar_access(dev, bar, offset, width)?;
-        if mmio_gate(&mut locked, i, &info, offset, false) {
-            locked.inner.devices[i].mem_write(bar, offset, width, value);
+        if !mmio_gate(&mut locked, i, &info, offset, false) {
+            return Ok(());
         }
+        let device = &mut locked.inner.devices[i];
+        if !device.controller_claims(bar, offset) {
+            device.mem_write(bar, offset, width, value);
+            return Ok(());
+        }
+        let bus: Arc<dyn DeviceBus> = device.bus.clone().unwrap_or_else(|| Arc::new(Unattached));
+        if let Some(mut controller) = device.take_controller() {
+            let mut dma = GatedDma { locked: &mut locked, dev: i, bus: &*bus };
+            controller.write(offset, width, value, &mut dma, &*bus);
+            locked.inner.devices[i].put_controller(controller);
+        }
+        Ok(())
+    }
+
+    /// Lends a device model the VMM's memory and interrupts while the VMM
+    /// has the device open (`None` when it closes it).
+    pub fn attach_bus(&self, dev: PciAddr, bus: Option<Arc<dyn DeviceBus>>) -> Result<(), AccessError> {
+        let (mut locked, i) = self.lock_device(dev)?;
+        locked.inner.devices[i].bus = bus;
         Ok(())
     }
 
@@ -198,22 +312,10 @@ impl SimHost {
     /// the PE's DMA is stopped (and a matching armed injection fires).
     pub fn dma(&self, dev: PciAddr, dir: DmaDir, iova: u64) -> Result<(), AccessError> {
         let (mut locked, i) = self.lock_device(dev)?;
-        let device = &locked.inner.devices[i];
-        let refused = |why| Err(AccessError::DmaRefused { dev, why });
-        if !device.ready(locked.now) {
-            return refused(DmaRefusal::NotReady);
+        match dma_refusal(&mut locked, i, dir, iova) {
+            Some(why) => Err(AccessError::DmaRefused { dev, why }),
+            None => Ok(()),
         }
-        if device.command() & CMD_MASTER == 0 {
-            return refused(DmaRefusal::BusMasterOff);
-        }
-        let kind = match dir {
-            DmaDir::Read => AccessKind::DmaRead,
-            DmaDir::Write => AccessKind::DmaWrite,
-        };
-        if !locked.gate(i, kind, iova) {
-            return refused(DmaRefusal::Stopped);
-        }
-        Ok(())
     }
 }
 

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::spec::{BarInfo, BarKind, DeviceInfo};
+use crate::access::DeviceBus;
+use crate::nvme::{Controller, MSIX_PBA, MSIX_TABLE};
+use crate::spec::{BarInfo, BarKind, DeviceInfo, DeviceModel};
 
 /// Bytes of config space (PCIe extended).
 pub const CONFIG_SIZE: u16 = 4096;
@@ -38,6 +40,10 @@ const PCIE_CAP_PTR: u8 = 0x40;
 /// Offset of the PCIe capability.
 pub const PCIE_CAP: u16 = PCIE_CAP_PTR as u16;
 const CAP_ID_PCIE: u8 = 0x10;
+/// Offset of the MSI-X capability of a function with a device model that
+/// has one (after the PCIe capability's 0x3c bytes).
+pub const MSIX_CAP: u16 = 0x80;
+const CAP_ID_MSIX: u8 = 0x11;
 
 /// Config value a not-yet-ready device answers for its vendor/device dword
 /// (Configuration Request Retry Status with software visibility).
@@ -68,13 +74,20 @@ pub struct DeviceState {
     bar_masks: [u32; 6],
     pages: HashMap<(u8, u64), Box<[u8; PAGE_BYTES]>>,
     ready_at: Duration,
+    /// The NVMe controller in BAR0, if the device has that model; `None`
+    /// also while a BAR0 write runs it ([`Self::take_controller`]).
+    controller: Option<Box<Controller>>,
+    /// What the VMM that opened the device lends it (memory, interrupts).
+    pub(crate) bus: Option<std::sync::Arc<dyn DeviceBus>>,
 }
 
-/// Writable bits of a header or capability byte outside the BARs.
-const fn writable(off: usize) -> u8 {
+/// Writable bits of a header or capability byte outside the BARs; `msix`
+/// if the function has the MSI-X capability.
+const fn writable(off: usize, msix: bool) -> u8 {
     match off {
-        0x04 => 0x47, // I/O, memory, master, parity
-        0x05 => 0x05, // SERR#, INTx disable
+        0x83 if msix => 0xc0, // MSI-X enable, function mask
+        0x04 => 0x47,         // I/O, memory, master, parity
+        0x05 => 0x05,         // SERR#, INTx disable
         0x0c | 0x0d | 0x3c => 0xff,
         0x48 | 0x50 | 0x51 => 0xff, // PCIe device control (low), link control
         0x49 => 0x7f,               // device control (high), FLR bit excluded
@@ -113,6 +126,14 @@ fn image(info: &DeviceInfo, assigned: bool) -> Config {
     c[INTERRUPT_PIN] = 1; // INTA#
     let cap = usize::from(PCIE_CAP);
     c[cap] = CAP_ID_PCIE;
+    if let DeviceModel::Nvme(nvme) = &info.model {
+        c[cap + 1] = MSIX_CAP.to_le_bytes()[0];
+        let msix = usize::from(MSIX_CAP);
+        c[msix] = CAP_ID_MSIX;
+        put(&mut c, msix + 2, &(nvme.vectors() - 1).to_le_bytes()); // table size, disabled
+        put(&mut c, msix + 4, &lo32(MSIX_TABLE).to_le_bytes()); // BIR 0
+        put(&mut c, msix + 8, &lo32(MSIX_PBA).to_le_bytes()); // BIR 0
+    }
     put(&mut c, cap + 0x02, &0x0002u16.to_le_bytes()); // version 2, endpoint
     put(&mut c, cap + 0x04, &0x1000_8001u32.to_le_bytes()); // FLR, role-based errors, MPS 256
     put(&mut c, cap + 0x08, &0x2810u16.to_le_bytes()); // MRRS 512, extended tags
@@ -151,6 +172,34 @@ impl DeviceState {
             bar_masks: bar_masks(&info.bars),
             pages: HashMap::new(),
             ready_at: Duration::ZERO,
+            controller: match &info.model {
+                DeviceModel::Memory => None,
+                DeviceModel::Nvme(spec) => Some(Box::new(Controller::new(spec))),
+            },
+            bus: None,
+        }
+    }
+
+    /// Whether a BAR access at `offset` is the controller's (registers,
+    /// doorbells) rather than plain memory.
+    pub fn controller_claims(&self, bar: u8, offset: u64) -> bool {
+        bar == 0 && self.controller.is_some() && Controller::claims(offset)
+    }
+
+    /// Takes the controller out to run a BAR0 write with the PE locked;
+    /// [`Self::put_controller`] puts it back.
+    pub fn take_controller(&mut self) -> Option<Box<Controller>> {
+        self.controller.take()
+    }
+
+    /// Puts back what [`Self::take_controller`] took.
+    pub fn put_controller(&mut self, controller: Box<Controller>) {
+        self.controller = Some(controller);
+    }
+
+    fn reset_controller(&mut self) {
+        if let Some(c) = self.controller.as_mut() {
+            c.reset();
         }
     }
 
@@ -196,7 +245,13 @@ impl DeviceState {
         let writable_bits = if (BAR0..BAR_END).contains(&base) {
             self.bar_masks[(base - BAR0) / 4]
         } else {
-            u32::from_le_bytes([writable(base), writable(base + 1), writable(base + 2), writable(base + 3)])
+            let msix = self.controller.is_some();
+            u32::from_le_bytes([
+                writable(base, msix),
+                writable(base + 1, msix),
+                writable(base + 2, msix),
+                writable(base + 3, msix),
+            ])
         };
         let new = old & !writable_bits | merged & writable_bits;
         self.config[base..base + 4].copy_from_slice(&new.to_le_bytes());
@@ -217,8 +272,12 @@ impl DeviceState {
     }
 
     /// Reads `width` bytes of BAR memory (aligned, in range); unwritten
-    /// memory reads as zero.
+    /// memory reads as zero; the controller's registers answer for
+    /// themselves.
     pub fn mem_read(&self, bar: u8, offset: u64, width: u8) -> u64 {
+        if let Some(c) = self.controller.as_ref().filter(|_| self.controller_claims(bar, offset)) {
+            return c.read(offset, width);
+        }
         let Some(page) = self.pages.get(&(bar, offset / PAGE)) else { return 0 };
         let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
         let mut bytes = [0; 8];
@@ -234,18 +293,22 @@ impl DeviceState {
     }
 
     /// Reset asserted: power-on config (BARs cleared, decoding off), device
-    /// memory lost, not ready until told.
+    /// memory and controller state lost (not its namespace), not ready
+    /// until told.
     pub fn power_on_reset(&mut self) {
         self.config.copy_from_slice(&self.power_on[..]);
         self.pages.clear();
+        self.reset_controller();
         self.ready_at = Duration::MAX;
     }
 
     /// A function-level reset as VFIO's `DEVICE_RESET` does it: the
-    /// device's internal state (its memory) is lost, while the kernel saves
+    /// device's internal state (its memory, its controller's queues) is
+    /// lost, while the kernel saves
     /// and restores the config space around the reset.
     pub fn function_reset(&mut self) {
         self.pages.clear();
+        self.reset_controller();
     }
 
     /// Reset deasserted: the function is ready `delay` after `now`.
@@ -287,6 +350,26 @@ mod tests {
         assert_eq!(dev.config_read(0x100, 4, NOW), 0);
         assert_eq!(u32::from(dev.command()), dev.config_read(COMMAND, 2, NOW));
         assert_eq!(dev.command() & (CMD_MEM | CMD_MASTER), CMD_MEM | CMD_MASTER);
+    }
+
+    #[test]
+    fn the_nvme_model_adds_an_msix_capability_after_the_pcie_one() {
+        let info = TopologySpec::builtin().phbs()[0].pes[0].devices[0].clone();
+        let mut dev = DeviceState::new(&info);
+        let pcie = dev.config_read(0x34, 1, NOW);
+        assert_eq!(dev.config_read(u16::try_from(pcie).unwrap() + 1, 1, NOW), u32::from(MSIX_CAP));
+        assert_eq!(dev.config_read(MSIX_CAP, 1, NOW), 0x11);
+        assert_eq!(dev.config_read(MSIX_CAP + 1, 1, NOW), 0, "the last capability");
+        assert_eq!(dev.config_read(MSIX_CAP + 2, 2, NOW), 8, "nine vectors, disabled");
+        assert_eq!(dev.config_read(MSIX_CAP + 4, 4, NOW), 0x2000, "table at BAR0 0x2000");
+        assert_eq!(dev.config_read(MSIX_CAP + 8, 4, NOW), 0x3000, "PBA at BAR0 0x3000");
+        dev.config_write(MSIX_CAP + 2, 2, 0xffff, NOW);
+        assert_eq!(dev.config_read(MSIX_CAP + 2, 2, NOW), 0xc008, "only enable and mask are writable");
+        assert_eq!(dev.mem_read(0, 0x08, 4), 0x0001_0400, "BAR0 is the controller: VS");
+        dev.mem_write(0, 0x40, 4, 7);
+        assert_eq!(dev.mem_read(0, 0x40, 4), 7, "unclaimed BAR0 stays memory");
+        let (_, gpu) = gpu();
+        assert_eq!(gpu.config_read(u16::try_from(pcie).unwrap() + 1, 1, NOW), 0, "no MSI-X without a model");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `PHBD` |
 //! | 4 | 2 | version, 1 |
-//! | 6 | 2 | cause: 0..=19 injected function, 0x100 unsupported request, 0x200 manual |
+//! | 6 | 2 | cause: 0..=19 injected function, 0x100 unsupported request, 0x200 manual, 0x300 DMA fault (IOMMU) |
 //! | 8 | 4 | PE (IOMMU group) |
 //! | 12 | 4 | domain |
 //! | 16 | 1 | 1 if a function is named, else 0 |
@@ -30,6 +30,7 @@ const VERSION: u16 = 1;
 pub const DIAG_LEN: usize = 36;
 const CAUSE_UR: u16 = 0x100;
 const CAUSE_MANUAL: u16 = 0x200;
+const CAUSE_DMA_FAULT: u16 = 0x300;
 
 /// A decoded PHB diag blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +68,7 @@ impl PhbDiag {
             FreezeCause::Injected(f) => u16::try_from(f.raw()).expect("Function codes are below 20"),
             FreezeCause::UnsupportedRequest => CAUSE_UR,
             FreezeCause::Manual => CAUSE_MANUAL,
+            FreezeCause::DmaFault => CAUSE_DMA_FAULT,
         };
         let mut out = Vec::with_capacity(DIAG_LEN);
         out.extend_from_slice(MAGIC);
@@ -97,6 +99,7 @@ impl PhbDiag {
         let cause = match code {
             CAUSE_UR => FreezeCause::UnsupportedRequest,
             CAUSE_MANUAL => FreezeCause::Manual,
+            CAUSE_DMA_FAULT => FreezeCause::DmaFault,
             _ => FreezeCause::Injected(ErrFunc::from_raw(u32::from(code)).ok_or(DiagError::Cause(code))?),
         };
         let devfn = Devfn::from_raw(b[18]);
@@ -116,6 +119,7 @@ mod tests {
             (FreezeCause::Injected(ErrFunc::DmaWriteTarget), Some("0001:02:1f.7".parse().unwrap())),
             (FreezeCause::UnsupportedRequest, None),
             (FreezeCause::Manual, None),
+            (FreezeCause::DmaFault, Some("0000:01:00.0".parse().unwrap())),
         ] {
             let diag = PhbDiag { pe: PeId(9), cause, device, addr: 0x6_0000_0000_1000, at_ns: 42 };
             let bytes = diag.to_bytes();

@@ -22,6 +22,9 @@ pub enum FreezeCause {
     UnsupportedRequest,
     /// Frozen on request ([`SimHost::freeze`](crate::SimHost::freeze)).
     Manual,
+    /// A device model's DMA to an address the IOMMU does not map (or maps
+    /// the other way): an IOMMU fault, which freezes the PE on PowerNV.
+    DmaFault,
 }
 
 /// One thing that happened to a PE.

@@ -8,6 +8,9 @@
 //!   ([`SimHost::config_read`], [`SimHost::bar_read`], [`SimHost::dma`], …)
 //!   gated by EEH state;
 //! * [`spec`]: topology files (TOML) and the built-in topology;
+//! * [`nvme`]: an NVMe controller behind a device's BAR0 (`model =
+//!   "nvme"`), whose DMA and interrupts reach the VMM through the
+//!   [`DeviceBus`] it attaches with [`SimHost::attach_bus`];
 //! * [`clock`]: virtual and monotonic clocks;
 //! * [`config`]: policy knobs (freeze limit, reset timing, blocking or
 //!   reporting resets, injection mode);
@@ -55,10 +58,11 @@ pub mod diag;
 pub mod event;
 pub mod guest;
 mod host;
+pub mod nvme;
 pub mod opseq;
 pub mod phb;
 pub mod spec;
 pub mod vmm;
 
-pub use access::{AccessError, DmaDir, DmaRefusal};
+pub use access::{AccessError, DeviceBus, DmaDir, DmaRefusal};
 pub use host::SimHost;

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use vfio_eeh::addr::{PciAddr, PeId};
 
+use crate::nvme::{NvmeSpec, BAR0_BYTES, BLOCK_BYTES, MAX_IO_QUEUES};
+
 /// The built-in topology file.
 pub const BUILTIN_TOML: &str = include_str!("builtin.toml");
 
@@ -79,6 +81,20 @@ pub struct DeviceInfo {
     /// How long after a reset is deasserted the device answers config
     /// reads (before that it answers Configuration Request Retry).
     pub ready_delay: Duration,
+    /// What answers behind its BARs.
+    pub model: DeviceModel,
+}
+
+/// What answers behind a device's BARs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceModel {
+    /// Plain memory (`model = "memory"`; what kinds other than `nvme`
+    /// get).
+    Memory,
+    /// An NVMe controller in BAR0 ([`crate::nvme`]) with an MSI-X
+    /// capability (`model = "nvme"`; what kind `nvme` gets).
+    Nvme(NvmeSpec),
 }
 
 impl DeviceInfo {
@@ -227,6 +243,11 @@ struct RawDevice {
     revision: Option<u8>,
     ready_ms: Option<Spanned<u64>>,
     bars: Option<Vec<Spanned<RawBar>>>,
+    model: Option<Spanned<String>>,
+    namespace_size: Option<Spanned<u64>>,
+    namespace_file: Option<Spanned<String>>,
+    io_queues: Option<Spanned<u16>>,
+    queue_entries: Option<Spanned<u16>>,
 }
 
 #[derive(Deserialize)]
@@ -474,6 +495,7 @@ fn device_info(
         }),
     };
     let bars = assign_bars(src, addr, &wanted, windows)?;
+    let model = device_model(src, dev, addr, preset.map(|p| p.name), &bars)?;
     Ok(DeviceInfo {
         addr,
         vendor,
@@ -483,7 +505,99 @@ fn device_info(
         multifunction: false,
         bars,
         ready_delay: Duration::from_millis(ready_ms),
+        model,
     })
+}
+
+/// Largest namespace a file may ask for (1 TiB).
+const MAX_NAMESPACE_BYTES: u64 = 1 << 40;
+/// Largest I/O queue a file may ask for, in entries.
+const MAX_QUEUE_ENTRIES: u16 = 4096;
+
+/// The model behind a device's BARs: `model`, or what its kind implies,
+/// with the NVMe fields checked.
+fn device_model(
+    src: &Source<'_>,
+    dev: &Spanned<RawDevice>,
+    addr: PciAddr,
+    kind: Option<&str>,
+    bars: &[BarInfo],
+) -> Result<DeviceModel, TopologyError> {
+    let raw = dev.get_ref();
+    let name = match &raw.model {
+        Some(m) => m.get_ref().as_str(),
+        None if kind == Some("nvme") => "nvme",
+        None => "memory",
+    };
+    let at_model = |what: String| match &raw.model {
+        Some(m) => src.at(m, what),
+        None => src.at(dev, what),
+    };
+    let nvme_only = [
+        raw.namespace_size.as_ref().map(Spanned::span),
+        raw.namespace_file.as_ref().map(Spanned::span),
+        raw.io_queues.as_ref().map(Spanned::span),
+        raw.queue_entries.as_ref().map(Spanned::span),
+    ];
+    match name {
+        "memory" => match nvme_only.into_iter().flatten().next() {
+            Some(span) => Err(src.error(span.start, format!("Device {addr}: NVMe fields need model = \"nvme\""))),
+            None => Ok(DeviceModel::Memory),
+        },
+        "nvme" => {
+            let bar0_ok = bars.iter().any(|b| b.index == 0 && b.kind != BarKind::Io && b.size >= BAR0_BYTES);
+            if !bar0_ok {
+                return Err(at_model(format!(
+                    "Device {addr}: the NVMe model needs a memory BAR0 of at least {BAR0_BYTES:#x} bytes"
+                )));
+            }
+            let d = NvmeSpec::DEFAULT;
+            let namespace_bytes = match &raw.namespace_size {
+                Some(n)
+                    if *n.get_ref() == 0 || *n.get_ref() % BLOCK_BYTES != 0 || *n.get_ref() > MAX_NAMESPACE_BYTES =>
+                {
+                    return Err(src.at(
+                        n,
+                        format!(
+                            "Namespace size {:#x} is not a multiple of {BLOCK_BYTES} in 1..={MAX_NAMESPACE_BYTES:#x}",
+                            n.get_ref()
+                        ),
+                    ));
+                }
+                Some(n) => *n.get_ref(),
+                None => d.namespace_bytes,
+            };
+            let io_queues = match &raw.io_queues {
+                Some(q) if *q.get_ref() == 0 || *q.get_ref() > MAX_IO_QUEUES => {
+                    return Err(
+                        src.at(q, format!("{} I/O queues (io_queues) is not in 1..={MAX_IO_QUEUES}", q.get_ref()))
+                    );
+                }
+                Some(q) => *q.get_ref(),
+                None => d.io_queues,
+            };
+            let queue_entries = match &raw.queue_entries {
+                Some(q) if *q.get_ref() < 2 || *q.get_ref() > MAX_QUEUE_ENTRIES => {
+                    return Err(src.at(q, format!("Queue entries {} is not in 2..={MAX_QUEUE_ENTRIES}", q.get_ref())));
+                }
+                Some(q) => *q.get_ref(),
+                None => d.queue_entries,
+            };
+            let namespace_file = match &raw.namespace_file {
+                Some(f) => {
+                    let path = std::path::PathBuf::from(f.get_ref());
+                    crate::nvme::Media::file(&path, namespace_bytes).map_err(|e| {
+                        let why = std::error::Error::source(&e).map_or_else(String::new, |s| format!(": {s}"));
+                        src.at(f, format!("Cannot use {}{why}", e.path.display()))
+                    })?;
+                    Some(path)
+                }
+                None => None,
+            };
+            Ok(DeviceModel::Nvme(NvmeSpec { namespace_bytes, namespace_file, io_queues, queue_entries }))
+        }
+        other => Err(at_model(format!("Unknown device model {other:?} (known: memory, nvme)"))),
+    }
 }
 
 fn assign_bars(

@@ -71,6 +71,21 @@ impl UserMemory for Sandbox {
     }
 }
 
+/// Device DMA under the fuzzer: its inputs name process addresses in
+/// `MAP_DMA`, so no DMA may reach this process's memory. Each one that the
+/// IOMMU translates is `EFAULT` (the PE freezes, as for memory a VMM lost).
+struct NoDmaMemory;
+
+impl UserMemory for NoDmaMemory {
+    fn read(&self, _addr: usize, _buf: &mut [u8]) -> Result<(), i32> {
+        Err(libc::EFAULT)
+    }
+
+    fn write(&self, _addr: usize, _bytes: &[u8]) -> Result<(), i32> {
+        Err(libc::EFAULT)
+    }
+}
+
 fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
     let (head, tail) = rest.split_at_checked(n)?;
     *rest = tail;
@@ -129,7 +144,7 @@ pub fn ioctl_surface(data: &[u8]) {
     let sim = SimConfig { injection, ..SimConfig::default() };
     let host = SimHost::new(SPEC.get_or_init(TopologySpec::builtin), sim, Arc::new(VirtualClock::new()));
     let groups: Vec<u32> = host.pe_ids().map(|pe| pe.0).collect();
-    let emu = Emulator::new(Arc::new(host), config);
+    let emu = Emulator::new(Arc::new(host), config).with_dma_memory(Arc::new(NoDmaMemory));
     let mut open: Vec<i32> = Vec::new();
     run(&emu, &groups, &mut open, rest);
     for fd in open {

@@ -11,6 +11,9 @@
 //!   `pread*`, `pwrite*`, `mmap*`) and claims `/dev/vfio/vfio` and
 //!   `/dev/vfio/<group>` for the simulated host's groups; everything else
 //!   passes through.
+//! * Devices with a model behind their BARs (the simulated NVMe controller,
+//!   `docs/nvme.md`) do DMA through the container's IOMMU mappings into the
+//!   VMM's memory and raise interrupts through its `SET_IRQS` eventfds.
 //! * [`config`]: the environment variables that configure it.
 //! * [`global`]: the process-wide emulator and the simulated host a
 //!   configuration describes.

@@ -84,6 +84,13 @@ fn errors_name_the_line_and_the_problem() {
         (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\", bars = [\n {{ index = 0, kind = \"mem32\", size = 3000 }} ] }}]\n"), 6, "power of two"),
         (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\", bars = [\n {{ index = 0, kind = \"io\", size = 16, prefetchable = true }} ] }}]\n"), 6, "cannot be prefetchable"),
         (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\", bars = [\n {{ index = 0, kind = \"mem32\", size = 0x80000000 }},\n {{ index = 1, kind = \"mem32\", size = 0x80000000 }} ] }}]\n"), 7, "32-bit MMIO window is full"),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\",\n model = \"disk\" }}]\n"), 6, "Unknown device model \"disk\""),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nic\",\n namespace_size = 4096 }}]\n"), 6, "need model = \"nvme\""),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\",\n namespace_size = 1000 }}]\n"), 6, "multiple of 512"),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\",\n io_queues = 0 }}]\n"), 6, "io_queues"),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\",\n queue_entries = 1 }}]\n"), 6, "Queue entries 1"),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\",\n namespace_file = \"/nonexistent/ns.img\" }}]\n"), 6, "Cannot use /nonexistent/ns.img"),
+        (&format!("{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nic\", bars = [{{ index = 0, kind = \"mem64\", size = 0x1000 }}],\n model = \"nvme\" }}]\n"), 6, "BAR0 of at least 0x4000"),
         ("[[phb]\n", 1, ""),
     ];
     for &(text, line, needle) in cases {
@@ -104,6 +111,34 @@ fn a_custom_device_with_bars_is_placed() {
     assert_eq!((dev.vendor, dev.ready_delay), (0x1af4, Duration::from_millis(DEFAULT_READY_MS)));
     assert_eq!(dev.bars.len(), 1);
     assert_eq!(dev.bar(2).unwrap().addr, PhbWindows::M64_BASE);
+}
+
+#[test]
+fn kind_nvme_gets_the_nvme_model_and_its_fields_are_read() {
+    let spec = TopologySpec::builtin();
+    let nvme = &spec.phbs()[0].pes[0].devices[0];
+    assert_eq!(nvme.model, DeviceModel::Nvme(NvmeSpec::DEFAULT), "the built-in NVMe PE");
+    assert_eq!(nvme.bar(0).unwrap().size, 16 << 10, "BAR0 unchanged");
+    assert!(spec
+        .phbs()
+        .iter()
+        .flat_map(|p| &p.pes)
+        .skip(1)
+        .flat_map(|pe| &pe.devices)
+        .all(|d| d.model == DeviceModel::Memory));
+    let file = std::env::temp_dir().join(format!("vfio-eeh-spec-{}.img", std::process::id()));
+    let text = format!(
+        "{HEAD}device = [{{ addr = \"0000:01:00.0\", kind = \"nvme\", namespace_size = 0x100000, io_queues = 2, queue_entries = 64, namespace_file = {:?} }},\n  {{ addr = \"0000:02:00.0\", kind = \"nvme\", model = \"memory\" }}]\n",
+        file.display().to_string()
+    );
+    let spec = TopologySpec::from_toml_str(&text, "t.toml").unwrap();
+    let devices = &spec.phbs()[0].pes[0].devices;
+    let want =
+        NvmeSpec { namespace_bytes: 1 << 20, namespace_file: Some(file.clone()), io_queues: 2, queue_entries: 64 };
+    assert_eq!(devices[0].model, DeviceModel::Nvme(want));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 1 << 20, "the file was created at its size");
+    assert_eq!(devices[1].model, DeviceModel::Memory, "model overrides the kind's");
+    std::fs::remove_file(file).unwrap();
 }
 
 #[test]

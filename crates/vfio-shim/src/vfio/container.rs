@@ -10,13 +10,14 @@ use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply, PeStatus};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, VfioIoctl};
+use vfio_eeh_sim::nvme::DmaError;
 use vfio_eeh_sim::SimHost;
 
 use super::group::Group;
 use super::iommu::Iommu;
 use super::{lock, Emulator, IoctlResult};
 use crate::config::{Firmware, IommuMode};
-use crate::user::UserPtr;
+use crate::user::{UserMemory, UserPtr};
 
 /// A container: its groups and its IOMMU.
 #[derive(Debug, Default)]
@@ -43,6 +44,42 @@ impl Container {
         if state.groups.is_empty() {
             state.iommu = None;
         }
+    }
+
+    /// The device reads `buf.len()` bytes at `iova` through the IOMMU from
+    /// `memory` (the process's, [`ProcessMemory`](crate::user::ProcessMemory)).
+    pub(super) fn dma_read(&self, memory: &dyn UserMemory, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        self.dma(iova, buf.len(), false, |vaddr, range| memory.read(vaddr, buf.get_mut(range).ok_or(libc::EFAULT)?))
+    }
+
+    /// The device writes `bytes` at `iova` through the IOMMU into `memory`.
+    pub(super) fn dma_write(&self, memory: &dyn UserMemory, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        self.dma(iova, bytes.len(), true, |vaddr, range| memory.write(vaddr, bytes.get(range).ok_or(libc::EFAULT)?))
+    }
+
+    /// A DMA of `len` bytes at `iova`: `copy(vaddr, range)` moves each
+    /// piece between the process's memory at `vaddr` and `range` of the
+    /// device's buffer. The IOMMU stays locked while the bytes are copied,
+    /// so an unmap never races a DMA; memory the process does not have is
+    /// `Fault`, never a crash.
+    fn dma(
+        &self,
+        iova: u64,
+        len: usize,
+        device_writes: bool,
+        mut copy: impl FnMut(usize, std::ops::Range<usize>) -> Result<(), i32>,
+    ) -> Result<(), DmaError> {
+        let state = lock(&self.state);
+        let iommu = state.iommu.as_ref().ok_or(DmaError::Unmapped { iova })?;
+        let mut done = 0;
+        for (vaddr, n) in iommu.translate(iova, len as u64, device_writes)? {
+            let fault = DmaError::Fault { iova: iova + done as u64 };
+            let n = usize::try_from(n).map_err(|_| fault)?;
+            let vaddr = usize::try_from(vaddr).map_err(|_| fault)?;
+            copy(vaddr, done..done + n).map_err(|_| fault)?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Whether `VFIO_SET_IOMMU` chose an IOMMU (device fds need one).

@@ -6,7 +6,12 @@
 //! and its last close are vfio-pci's `open_device`/`close_device`, which
 //! call `eeh_dev_open`/`eeh_dev_release` ([`SimHost::dev_open`],
 //! [`SimHost::dev_release`]): while a device is open its PE is passed
-//! through, and the host does not count its freezes.
+//! through, and the host does not count its freezes. While it is open the
+//! device's model (an NVMe controller, [`vfio_eeh_sim::nvme`]) gets a
+//! [`VmmBus`]: DMA through the container's IOMMU into this process's
+//! memory, interrupts through the `SET_IRQS` eventfds. The BARs are never
+//! mmap-able (no `VFIO_REGION_INFO_FLAG_MMAP`), so every access is a
+//! `pread`/`pwrite` the model sees.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,16 +20,18 @@ use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
 use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOTTY};
 use vfio_eeh::backend::EehBackend;
 use vfio_eeh::uapi::{self, VfioIoctl};
-use vfio_eeh_sim::spec::{BarInfo, BarKind};
-use vfio_eeh_sim::SimHost;
+use vfio_eeh_sim::nvme::{DmaError, InterruptSink};
+use vfio_eeh_sim::spec::{BarInfo, BarKind, DeviceModel};
+use vfio_eeh_sim::{DeviceBus, SimHost};
 use zerocopy::IntoBytes;
 
+use super::container::Container;
 use super::group::GroupFile;
 use super::iommu::size_u32;
 use super::irqs::Irqs;
 use super::{lock, Emulator, IoctlResult};
 use crate::config::Platform;
-use crate::user::UserPtr;
+use crate::user::{UserMemory, UserPtr};
 use crate::vm::ThisVm;
 
 /// vfio-pci: the region index sits in offset bits 40..63.
@@ -51,7 +58,7 @@ pub(crate) struct Device {
     /// vfio-pci's virtualised Memory Space bit: BAR accesses are `EIO`
     /// while it is off.
     memory: AtomicBool,
-    irqs: Irqs,
+    irqs: Arc<Irqs>,
     /// Open device files (vfio-pci's `open_count`).
     open_files: Mutex<usize>,
 }
@@ -69,11 +76,21 @@ impl DeviceFile {
     /// The device's first open is `vfio_pci_core_finish_enable` →
     /// `eeh_dev_open`: the PE becomes passed (if it can be thawed; the open
     /// succeeds either way, as the kernel ignores the result).
-    pub(super) fn open(device: Arc<Device>, group: Arc<GroupFile>, host: &Arc<SimHost>) -> Self {
+    pub(super) fn open(
+        device: Arc<Device>,
+        group: Arc<GroupFile>,
+        host: &Arc<SimHost>,
+        memory: &Arc<dyn UserMemory + Send + Sync>,
+    ) -> Self {
         let mut open_files = lock(&device.open_files);
         if *open_files == 0 {
             if let Err(e) = host.dev_open(device.addr) {
                 tracing::warn!(device = %device.addr, error = %e, "eeh_dev_open failed");
+            }
+            if let Some(container) = group.group().container() {
+                let bus = VmmBus { container, memory: Arc::clone(memory), irqs: Arc::clone(&device.irqs) };
+                // The device exists: it is one of the host's.
+                let _ = host.attach_bus(device.addr, Some(Arc::new(bus)));
             }
         }
         *open_files += 1;
@@ -94,12 +111,62 @@ impl Drop for DeviceFile {
         let mut open_files = lock(&self.device.open_files);
         *open_files -= 1;
         if *open_files == 0 {
+            let _ = self.host.attach_bus(self.device.addr, None);
             if let Err(e) = self.host.dev_release(self.device.addr) {
                 tracing::warn!(device = %self.device.addr, error = %e, "eeh_dev_release failed");
             }
         }
         drop(open_files);
         self.group.group().device_closed();
+    }
+}
+
+/// What the VMM lends an open device's model: the container's IOMMU
+/// mappings into this process's memory, and the device's interrupts.
+struct VmmBus {
+    container: Arc<Container>,
+    memory: Arc<dyn UserMemory + Send + Sync>,
+    irqs: Arc<Irqs>,
+}
+
+impl std::fmt::Debug for VmmBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmmBus").field("container", &self.container).field("irqs", &self.irqs).finish()
+    }
+}
+
+impl VmmBus {
+    /// A DMA fault is the VMM's mistake (or a guest's): logged, as the
+    /// kernel logs an EEH freeze.
+    fn logged(result: Result<(), DmaError>) -> Result<(), DmaError> {
+        if let Err(e @ (DmaError::Unmapped { .. } | DmaError::Direction { .. } | DmaError::Fault { .. })) = result {
+            tracing::warn!(error = %e, "device DMA fault: the PE freezes");
+        }
+        result
+    }
+}
+
+impl InterruptSink for VmmBus {
+    fn msix_enabled(&self) -> bool {
+        self.irqs.msix_enabled()
+    }
+
+    fn raise_msix(&self, vector: u16) {
+        self.irqs.raise_msix(vector);
+    }
+
+    fn set_intx(&self, asserted: bool) {
+        self.irqs.set_intx(asserted);
+    }
+}
+
+impl DeviceBus for VmmBus {
+    fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        Self::logged(self.container.dma_read(&*self.memory, iova, buf))
+    }
+
+    fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
+        Self::logged(self.container.dma_write(&*self.memory, iova, bytes))
     }
 }
 
@@ -150,12 +217,16 @@ impl Device {
         }
         let command = host.config_read(addr, 4, 1).unwrap_or(0);
         let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).unwrap_or(0);
+        let msix_vectors = match host.device(addr).map(|d| &d.model) {
+            Ok(DeviceModel::Nvme(spec)) => spec.vectors(),
+            _ => 0,
+        };
         Device {
             addr,
             name: addr.to_string(),
             bars,
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
-            irqs: Irqs::new(pin != 0),
+            irqs: Arc::new(Irqs::new(pin != 0, msix_vectors)),
             open_files: Mutex::default(),
         }
     }

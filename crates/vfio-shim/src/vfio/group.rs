@@ -68,6 +68,11 @@ impl Group {
         Ok(GroupFile { group: Arc::clone(self), vm: Arc::clone(vm) })
     }
 
+    /// The container the group is attached to.
+    pub(super) fn container(&self) -> Option<Arc<Container>> {
+        lock(&self.state).container.clone()
+    }
+
     /// A device fd of this group is closed.
     pub(super) fn device_closed(&self) {
         lock(&self.state).device_fds -= 1;
@@ -165,7 +170,7 @@ impl Emulator {
             }
             state.device_fds += 1;
         }
-        let file = DeviceFile::open(Arc::clone(device), Arc::clone(file), &self.host);
+        let file = DeviceFile::open(Arc::clone(device), Arc::clone(file), &self.host, &self.dma_memory);
         self.install(OpenFile::Device(Arc::new(file)), true).map(i64::from)
     }
 }

@@ -2,9 +2,16 @@
 //! `VFIO_DEVICE_SET_IRQS` with the VFIO core's argument checks
 //! (`vfio_set_irqs_validate_and_prepare`) and vfio-pci's handlers.
 //!
-//! Every index has at most one vector here (INTx if the function has a pin,
-//! ERR, REQ; no MSI or MSI-X), so each keeps at most one trigger eventfd. A
-//! `NONE`/`BOOL` trigger signals that eventfd (loopback).
+//! INTx (if the function has a pin), ERR and REQ have one vector each; MSI-X
+//! has as many as the function's device model has (none for plain-memory
+//! devices); there is no MSI. A `NONE`/`BOOL` trigger signals the eventfd
+//! (loopback).
+//!
+//! The device model raises interrupts through [`InterruptSink`]: an MSI-X
+//! vector signals its eventfd (QEMU emulates the MSI-X table and its
+//! masking itself); INTx is level-triggered with vfio-pci's automask: an
+//! asserted line signals the trigger and masks INTx until the VMM unmasks
+//! it, and an unmask while the line is still asserted signals again.
 
 use std::sync::Mutex;
 
@@ -13,9 +20,10 @@ use vfio_eeh::backend::errno::{EBADF, EINVAL, EIO, ENOTTY};
 use vfio_eeh::uapi::{
     self, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_TYPE_MASK,
     VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
-    VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
-    VFIO_PCI_REQ_IRQ_INDEX,
+    VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+    VFIO_PCI_NUM_IRQS, VFIO_PCI_REQ_IRQ_INDEX,
 };
+use vfio_eeh_sim::nvme::InterruptSink;
 use zerocopy::IntoBytes;
 
 use super::{lock, IoctlResult};
@@ -48,12 +56,21 @@ fn fire(trigger: &Option<KeptFd>) -> Result<(), i32> {
     trigger.as_ref().map_or(Ok(()), |kept| sys::signal(kept.0).map_err(|_| EIO))
 }
 
-/// The data of a `SET_IRQS` (its first element; `count` says if there is one).
-#[derive(Debug, Clone, Copy)]
+/// The data of a `SET_IRQS`: its first element (`count` says if there is
+/// one), and for MSI-X every element.
+#[derive(Debug, Clone)]
 enum IrqData {
     None,
     Bool(bool),
     Eventfd(i32),
+}
+
+/// The MSI-X data elements of a `SET_IRQS`.
+#[derive(Debug, Clone)]
+enum VectorData {
+    None,
+    Bools(Vec<bool>),
+    Eventfds(Vec<i32>),
 }
 
 /// vfio-pci's interrupt state of one device.
@@ -64,23 +81,35 @@ struct IrqState {
     intx: bool,
     /// The trigger eventfd per index.
     triggers: [Option<KeptFd>; VFIO_PCI_NUM_IRQS as usize],
+    /// vfio-pci's `irq_type == MSIX`: the enabled vectors (`num_ctx`), each
+    /// with its trigger eventfd if it has one; empty while MSI-X is off.
+    msix: Vec<Option<KeptFd>>,
+    /// INTx is masked (vfio-pci's automask, or the VMM's `MASK`).
+    intx_masked: bool,
+    /// The device asserts its INTx line.
+    intx_asserted: bool,
 }
 
 impl IrqState {
     /// INTx `TRIGGER` (`vfio_pci_set_intx_trigger`).
     fn intx_trigger(&mut self, count: u32, data: IrqData) -> IoctlResult {
+        let msix_on = !self.msix.is_empty();
         let Some(trigger) = self.triggers.get_mut(VFIO_PCI_INTX_IRQ_INDEX as usize) else { return Err(EINVAL) };
         if self.intx && count == 0 && matches!(data, IrqData::None) {
             self.intx = false;
+            self.intx_masked = false;
             *trigger = None;
             return Ok(0);
         }
-        if count != 1 {
+        if count != 1 || (msix_on && !self.intx) {
             return Err(EINVAL);
         }
         match data {
             IrqData::Eventfd(fd) => {
                 *trigger = if fd >= 0 { Some(keep_eventfd(fd)?) } else { None };
+                if !self.intx {
+                    self.intx_masked = false;
+                }
                 self.intx = true;
                 Ok(0)
             }
@@ -90,9 +119,10 @@ impl IrqState {
         }
     }
 
-    /// INTx `MASK`/`UNMASK`: the simulator raises no INTx, so there is
-    /// nothing to gate; the answers are vfio-pci's.
-    fn intx_mask(&self, count: u32, data: IrqData, action: u32) -> IoctlResult {
+    /// INTx `MASK`/`UNMASK` (`vfio_pci_set_intx_mask`/`_unmask`): an
+    /// unmask while the device still asserts the line signals the trigger
+    /// and masks again.
+    fn intx_mask(&mut self, count: u32, data: IrqData, action: u32) -> IoctlResult {
         if !self.intx || count != 1 {
             return Err(EINVAL);
         }
@@ -101,7 +131,69 @@ impl IrqState {
             (IrqData::Eventfd(_), VFIO_IRQ_SET_ACTION_MASK) => Err(ETIMEDOUT),
             // An unmask eventfd would be armed (fd >= 0) or disarmed (-1).
             (IrqData::Eventfd(fd), _) if fd >= 0 => keep_eventfd(fd).map(|_| 0),
-            _ => Ok(0),
+            (IrqData::Eventfd(_) | IrqData::Bool(false), _) => Ok(0),
+            (_, VFIO_IRQ_SET_ACTION_MASK) => {
+                self.intx_masked = true;
+                Ok(0)
+            }
+            _ => {
+                self.intx_masked = false;
+                self.deliver_intx();
+                Ok(0)
+            }
+        }
+    }
+
+    /// Signals INTx if the line is asserted and not masked, and masks it.
+    fn deliver_intx(&mut self) {
+        if self.intx && self.intx_asserted && !self.intx_masked {
+            self.intx_masked = true;
+            // A full eventfd counter is the only failure; the VMM is behind.
+            if let Some(trigger) = self.triggers.get(VFIO_PCI_INTX_IRQ_INDEX as usize) {
+                let _ = fire(trigger);
+            }
+        }
+    }
+
+    /// MSI-X `TRIGGER` (`vfio_pci_set_msi_trigger`): count 0 with no data
+    /// disables; eventfds enable `start + count` vectors (or set a block of
+    /// enabled ones; fd -1 clears a vector); `NONE`/`BOOL` signal.
+    fn msix_trigger(&mut self, start: u32, count: u32, data: VectorData) -> IoctlResult {
+        let on = !self.msix.is_empty();
+        if on && count == 0 && matches!(data, VectorData::None) {
+            self.msix.clear();
+            return Ok(0);
+        }
+        if self.intx {
+            return Err(EINVAL);
+        }
+        let first = usize::try_from(start).map_err(|_| EINVAL)?;
+        match data {
+            VectorData::Eventfds(fds) => {
+                let end = first + fds.len();
+                if !on {
+                    self.msix.resize_with(end, || None);
+                } else if end > self.msix.len() {
+                    return Err(EINVAL);
+                }
+                let mut kept = Vec::with_capacity(fds.len());
+                for fd in fds {
+                    kept.push(if fd >= 0 { Some(keep_eventfd(fd)?) } else { None });
+                }
+                for (slot, fd) in self.msix.iter_mut().skip(first).zip(kept) {
+                    *slot = fd;
+                }
+                Ok(0)
+            }
+            _ if !on => Err(EINVAL),
+            VectorData::None => {
+                let n = usize::try_from(count).map_err(|_| EINVAL)?;
+                self.msix.iter().skip(first).take(n).try_for_each(fire).map(|()| 0)
+            }
+            VectorData::Bools(bools) => {
+                let fired = self.msix.iter().skip(first).zip(bools).filter(|(_, on)| *on);
+                fired.map(|(slot, _)| slot).try_for_each(fire).map(|()| 0)
+            }
         }
     }
 
@@ -143,20 +235,24 @@ impl IrqState {
 pub(super) struct Irqs {
     /// The function has an interrupt pin, so INTx has a vector.
     has_pin: bool,
+    /// Vectors of the function's MSI-X capability (0: none).
+    msix_vectors: u16,
     state: Mutex<IrqState>,
 }
 
 impl Irqs {
-    /// The interrupts of a function with (`has_pin`) or without an INTx pin.
-    pub(super) fn new(has_pin: bool) -> Self {
-        Irqs { has_pin, state: Mutex::default() }
+    /// The interrupts of a function with (`has_pin`) or without an INTx
+    /// pin, and with `msix_vectors` MSI-X vectors.
+    pub(super) fn new(has_pin: bool, msix_vectors: u16) -> Self {
+        Irqs { has_pin, msix_vectors, state: Mutex::default() }
     }
 
-    /// Vectors per IRQ index: INTx if the function has a pin; no MSI or
-    /// MSI-X capability; ERR (PCIe) and REQ.
+    /// Vectors per IRQ index: INTx if the function has a pin; no MSI; the
+    /// MSI-X capability's; ERR (PCIe) and REQ.
     fn count(&self, index: u32) -> u32 {
         match index {
             VFIO_PCI_INTX_IRQ_INDEX => u32::from(self.has_pin),
+            VFIO_PCI_MSIX_IRQ_INDEX => u32::from(self.msix_vectors),
             VFIO_PCI_ERR_IRQ_INDEX | VFIO_PCI_REQ_IRQ_INDEX => 1,
             _ => 0,
         }
@@ -199,10 +295,23 @@ impl Irqs {
             VFIO_IRQ_SET_DATA_EVENTFD => 4,
             _ => return Err(EINVAL),
         };
-        // count <= max <= 1 from here on.
+        // count <= max <= the MSI-X vectors from here on.
         let data_len = usize::try_from(hdr.count).map_err(|_| EINVAL)? * elem;
         if usize::try_from(hdr.argsz - 20).map_err(|_| EINVAL)? < data_len {
             return Err(EINVAL);
+        }
+        if hdr.index == VFIO_PCI_MSIX_IRQ_INDEX {
+            let mut raw = vec![0u8; 20 + data_len];
+            arg.read(&mut raw)?;
+            let elements = raw.get(20..).unwrap_or_default();
+            let data = match elem {
+                0 => VectorData::None,
+                1 => VectorData::Bools(elements.iter().map(|&b| b != 0).collect()),
+                _ => VectorData::Eventfds(
+                    elements.chunks_exact(4).filter_map(|c| c.try_into().ok().map(i32::from_ne_bytes)).collect(),
+                ),
+            };
+            return lock(&self.state).msix_trigger(hdr.start, hdr.count, data);
         }
         let action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
         let handled = match hdr.index {
@@ -227,6 +336,26 @@ impl Irqs {
             (VFIO_PCI_INTX_IRQ_INDEX, _) => state.intx_mask(hdr.count, data, action),
             (index, _) => state.single_trigger(index, hdr.count, data),
         }
+    }
+}
+
+impl InterruptSink for Irqs {
+    fn msix_enabled(&self) -> bool {
+        !lock(&self.state).msix.is_empty()
+    }
+
+    fn raise_msix(&self, vector: u16) {
+        let state = lock(&self.state);
+        if let Some(slot) = state.msix.get(usize::from(vector)) {
+            // A full eventfd counter is the only failure; the VMM is behind.
+            let _ = fire(slot);
+        }
+    }
+
+    fn set_intx(&self, asserted: bool) {
+        let mut state = lock(&self.state);
+        state.intx_asserted = asserted;
+        state.deliver_intx();
     }
 }
 
@@ -263,13 +392,13 @@ mod tests {
     #[test]
     fn counts_and_info_follow_the_pin() {
         for (has_pin, intx_count) in [(true, 1), (false, 0)] {
-            let irqs = Irqs::new(has_pin);
+            let irqs = Irqs::new(has_pin, 0);
             let mut info = uapi::VfioIrqInfo { argsz: 16, index: VFIO_PCI_INTX_IRQ_INDEX, ..Default::default() };
             assert_eq!(irqs.get_info(UserPtr::of(info.as_mut_bytes())), Ok(0));
             assert_eq!(info.count, intx_count);
             assert_eq!(info.flags & uapi::VFIO_IRQ_INFO_AUTOMASKED, uapi::VFIO_IRQ_INFO_AUTOMASKED);
         }
-        let irqs = Irqs::new(false);
+        let irqs = Irqs::new(false, 0);
         let mut info = uapi::VfioIrqInfo { argsz: 16, index: VFIO_PCI_ERR_IRQ_INDEX, ..Default::default() };
         assert_eq!(irqs.get_info(UserPtr::of(info.as_mut_bytes())), Ok(0));
         assert_eq!((info.count, info.flags), (1, uapi::VFIO_IRQ_INFO_EVENTFD | uapi::VFIO_IRQ_INFO_NORESIZE));
@@ -279,7 +408,7 @@ mod tests {
 
     #[test]
     fn err_trigger_keeps_an_eventfd_and_loops_back() {
-        let irqs = Irqs::new(true);
+        let irqs = Irqs::new(true, 0);
         let trigger = VFIO_IRQ_SET_ACTION_TRIGGER;
         let err = VFIO_PCI_ERR_IRQ_INDEX;
         assert_eq!(set(&irqs, err, VFIO_IRQ_SET_DATA_NONE | trigger, 1, 0), Err(EINVAL), "no trigger yet");
@@ -294,9 +423,85 @@ mod tests {
         sys::close(fd);
     }
 
+    /// A `struct vfio_irq_set` with three eventfds.
+    #[derive(Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable)]
+    #[repr(C)]
+    struct IrqSetWithThree {
+        head: uapi::VfioIrqSet,
+        data: [i32; 3],
+    }
+
+    fn set_block(irqs: &Irqs, start: u32, fds: [i32; 3]) -> IoctlResult {
+        let flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+        let head = uapi::VfioIrqSet { argsz: 32, flags, index: VFIO_PCI_MSIX_IRQ_INDEX, start, count: 3 };
+        irqs.set(UserPtr::of(IrqSetWithThree { head, data: fds }.as_mut_bytes()))
+    }
+
+    #[test]
+    fn msix_vectors_take_eventfds_in_blocks_and_the_device_raises_them() {
+        let irqs = Irqs::new(true, 9);
+        let mut info = uapi::VfioIrqInfo { argsz: 16, index: VFIO_PCI_MSIX_IRQ_INDEX, ..Default::default() };
+        assert_eq!(irqs.get_info(UserPtr::of(info.as_mut_bytes())), Ok(0));
+        assert_eq!((info.count, info.flags), (9, uapi::VFIO_IRQ_INFO_EVENTFD | uapi::VFIO_IRQ_INFO_NORESIZE));
+        let fds = [eventfd(), eventfd(), eventfd()];
+        assert!(!irqs.msix_enabled());
+        assert_eq!(set_block(&irqs, 7, fds), Err(EINVAL), "beyond the table");
+        assert_eq!(set_block(&irqs, 0, [fds[0], -1, fds[2]]), Ok(0));
+        assert!(irqs.msix_enabled());
+        irqs.raise_msix(2);
+        irqs.raise_msix(1);
+        irqs.raise_msix(8);
+        assert!(fired(fds[2]) && !fired(fds[1]), "vector 1 has no eventfd, 8 is not enabled");
+        assert_eq!(set_block(&irqs, 1, fds), Err(EINVAL), "beyond the enabled vectors");
+        assert_eq!(set_block(&irqs, 0, fds), Ok(0));
+        assert_eq!(
+            set(&irqs, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 1, 0),
+            Ok(0)
+        );
+        assert!(fired(fds[0]), "loopback");
+        let intx = VFIO_PCI_INTX_IRQ_INDEX;
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fds[1]), Err(EINVAL));
+        assert_eq!(
+            set(&irqs, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0),
+            Ok(0)
+        );
+        assert!(!irqs.msix_enabled(), "disabled");
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fds[1]), Ok(0));
+        assert_eq!(set_block(&irqs, 0, fds), Err(EINVAL), "INTx is on");
+        fds.into_iter().for_each(sys::close);
+    }
+
+    #[test]
+    fn intx_is_level_triggered_with_automask() {
+        let irqs = Irqs::new(true, 0);
+        let intx = VFIO_PCI_INTX_IRQ_INDEX;
+        let fd = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, fd), Ok(0));
+        irqs.set_intx(true);
+        assert!(fired(fd));
+        // eventfd counters are not cleared by /proc reads: use a fresh one.
+        let again = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, again), Ok(0));
+        irqs.set_intx(true);
+        assert!(!fired(again), "masked until unmasked");
+        let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+        assert_eq!(set(&irqs, intx, unmask, 1, 0), Ok(0));
+        assert!(fired(again), "still asserted: signalled again at the unmask");
+        let third = eventfd();
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, third), Ok(0));
+        irqs.set_intx(false);
+        assert_eq!(set(&irqs, intx, unmask, 1, 0), Ok(0));
+        assert!(!fired(third), "deasserted: nothing at the unmask");
+        assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, 1, 0), Ok(0));
+        irqs.set_intx(true);
+        assert!(!fired(third), "masked by the VMM");
+        assert!(!irqs.msix_enabled());
+        [fd, again, third].into_iter().for_each(sys::close);
+    }
+
     #[test]
     fn intx_masking_needs_intx_enabled() {
-        let irqs = Irqs::new(true);
+        let irqs = Irqs::new(true, 0);
         let intx = VFIO_PCI_INTX_IRQ_INDEX;
         let unmask = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
         assert_eq!(set(&irqs, intx, unmask, 1, 0), Err(EINVAL));
@@ -306,7 +511,7 @@ mod tests {
         assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_MASK, 1, fd), Err(ETIMEDOUT));
         assert_eq!(set(&irqs, intx, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 0), Ok(0), "disabled");
         assert_eq!(set(&irqs, intx, unmask, 1, 0), Err(EINVAL));
-        assert_eq!(set(&Irqs::new(false), intx, unmask, 1, 0), Err(EINVAL), "no pin, no vector");
+        assert_eq!(set(&Irqs::new(false, 0), intx, unmask, 1, 0), Err(EINVAL), "no pin, no vector");
         sys::close(fd);
     }
 }

@@ -117,6 +117,9 @@ pub(crate) struct Emulator {
     log: OpLog,
     unknown: Mutex<HashSet<(FdKind, u64)>>,
     fd_changes: Mutex<()>,
+    /// The memory device models reach by DMA once the IOMMU translated an
+    /// address: this process's ([`ProcessMemory`]).
+    dma_memory: Arc<dyn UserMemory + Send + Sync>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -148,7 +151,15 @@ impl Emulator {
             log: OpLog::new(),
             unknown: Mutex::default(),
             fd_changes: Mutex::default(),
+            dma_memory: Arc::new(ProcessMemory),
         }
+    }
+
+    /// The emulator with device models' DMA into `memory` instead of this
+    /// process's (the fuzzing entry point, whose inputs name addresses).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn with_dma_memory(self, memory: Arc<dyn UserMemory + Send + Sync>) -> Self {
+        Emulator { dma_memory: memory, ..self }
     }
 
     /// The simulated host.

@@ -10,7 +10,7 @@ use vfio_eeh::uapi::{
 };
 use zerocopy::IntoBytes;
 
-use super::{end_of, size_u32, Ranges, PAGE};
+use super::{end_of, size_u32, Ranges, Target, PAGE};
 use crate::user::UserPtr;
 use crate::vfio::IoctlResult;
 
@@ -53,7 +53,7 @@ pub(in crate::vfio) struct Spapr {
     enabled: bool,
     windows: [Option<Window>; SPAPR_MAX_WINDOWS],
     registered: Ranges,
-    mapped: Ranges,
+    mapped: Ranges<Target>,
 }
 
 impl Spapr {
@@ -67,6 +67,11 @@ impl Spapr {
             registered: Ranges::default(),
             mapped: Ranges::default(),
         }
+    }
+
+    /// The TCEs set, as ranges.
+    pub(super) fn mapped(&self) -> &Ranges<Target> {
+        &self.mapped
     }
 
     /// Number of mapped ranges.
@@ -170,7 +175,7 @@ impl Spapr {
             }
         }
         self.mapped.punch(map.iova, end);
-        self.mapped.insert(map.iova, end);
+        self.mapped.insert(map.iova, end, Target::of(map));
         Ok(0)
     }
 
@@ -214,12 +219,12 @@ impl Spapr {
             return Err(EINVAL);
         }
         let end = end_of(reg.vaddr, reg.size)?;
-        let exact = self.registered.map.get(&reg.vaddr) == Some(&end);
+        let exact = self.registered.end_of(reg.vaddr) == Some(end);
         match (add, exact) {
             (true, true) => Err(EBUSY),
             (true, false) if self.registered.overlaps(reg.vaddr, end) => Err(EINVAL),
             (true, false) => {
-                self.registered.insert(reg.vaddr, end);
+                self.registered.insert(reg.vaddr, end, ());
                 Ok(())
             }
             (false, true) => {

@@ -6,7 +6,7 @@ use vfio_eeh::backend::errno::{EEXIST, EINVAL};
 use vfio_eeh::uapi::{self, VfioIommuType1DmaMap, VfioIommuType1DmaUnmap, VfioIommuType1Info};
 use zerocopy::IntoBytes;
 
-use super::{end_of, Ranges, PAGE};
+use super::{end_of, Ranges, Target, PAGE};
 use crate::user::UserPtr;
 use crate::vfio::IoctlResult;
 
@@ -21,7 +21,7 @@ const MAP_FLAGS: u32 = uapi::VFIO_DMA_MAP_FLAG_READ | uapi::VFIO_DMA_MAP_FLAG_WR
 #[derive(Debug, Default)]
 pub(in crate::vfio) struct Type1 {
     v2: bool,
-    mapped: Ranges,
+    mapped: Ranges<Target>,
     count: usize,
 }
 
@@ -29,6 +29,11 @@ impl Type1 {
     /// A type1 IOMMU with nothing mapped; `v2` for `VFIO_TYPE1v2_IOMMU`.
     pub(super) fn new(v2: bool) -> Self {
         Type1 { v2, ..Type1::default() }
+    }
+
+    /// The mappings.
+    pub(super) fn mapped(&self) -> &Ranges<Target> {
+        &self.mapped
     }
 
     /// Number of mapped ranges.
@@ -62,8 +67,11 @@ impl Type1 {
         end_of(map.vaddr, map.size)?;
         if map.flags & uapi::VFIO_DMA_MAP_FLAG_VADDR != 0 {
             // Updating the process address of an existing mapping.
-            return match self.mapped.map.get(&map.iova) {
-                Some(&e) if e == end => Ok(()),
+            return match self.mapped.map.get_mut(&map.iova) {
+                Some((e, target)) if *e == end => {
+                    target.vaddr = map.vaddr;
+                    Ok(())
+                }
                 _ => Err(EINVAL),
             };
         }
@@ -73,7 +81,7 @@ impl Type1 {
         if self.count >= TYPE1_MAX_MAPPINGS {
             return Err(ENOSPC);
         }
-        self.mapped.insert(map.iova, end);
+        self.mapped.insert(map.iova, end, Target::of(map));
         self.count += 1;
         Ok(())
     }
