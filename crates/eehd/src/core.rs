@@ -9,6 +9,7 @@
 //! that does not exist.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -24,9 +25,10 @@ use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
 use crate::metrics::Metrics;
 use crate::policy::{Peer, Policy};
 use crate::protocol::{
-    wire_errno, Answer, ErrorKind, GuestWindow, InjectTarget, MappingView, PeEvent, PeEventKind, PeView, Request,
-    ServerFrame, VmView, WireError, MAX_GUEST_WINDOW, PROTOCOL_VERSION,
+    wire_errno, Answer, AttachedDevice, ErrorKind, GuestWindow, InjectTarget, MappingView, PeEvent, PeEventKind,
+    PeView, Request, ServerFrame, VmView, WireError, MAX_GUEST_WINDOW, PROTOCOL_VERSION,
 };
+use crate::shared::SharedMemory;
 use crate::store::{Saved, SavedVm, Store, StoreError};
 
 /// The longest VM name.
@@ -98,7 +100,7 @@ impl Session {
 }
 
 /// What one request produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// The request's op (`invalid` for a frame that is none), for metrics.
     pub op: &'static str,
@@ -108,6 +110,8 @@ pub struct Outcome {
     pub close: bool,
     /// Events to push to subscribed sessions.
     pub deliveries: Vec<Delivery>,
+    /// Descriptors to send with the answer ([`Answer::Attached`]'s).
+    pub fds: Vec<Arc<File>>,
 }
 
 /// An event for the sessions of one VM.
@@ -181,6 +185,8 @@ pub struct Core<H> {
     metrics: std::sync::Arc<Metrics>,
     /// The simulated host's clock when it is virtual: operators drive it.
     virtual_clock: Option<Arc<VirtualClock>>,
+    /// The memory shared with VMMs, if the host's is.
+    shared: Option<Arc<SharedMemory>>,
 }
 
 type Answered = Result<Answer, WireError>;
@@ -211,8 +217,16 @@ impl<H: DaemonHost> Core<H> {
         if let Some(saved) = store.load()? {
             restore(&host, &mut registry, &saved, &store.path().display().to_string())?;
         }
-        let core =
-            Core { host, topology, policy, store, registry: RwLock::new(registry), metrics, virtual_clock: None };
+        let core = Core {
+            host,
+            topology,
+            policy,
+            store,
+            registry: RwLock::new(registry),
+            metrics,
+            virtual_clock: None,
+            shared: None,
+        };
         // The restore's own events only rebuild the records.
         let mut registry = core.write();
         core.follow_events(&mut registry);
@@ -225,6 +239,15 @@ impl<H: DaemonHost> Core<H> {
     #[must_use]
     pub fn with_virtual_clock(self, clock: Arc<VirtualClock>) -> Self {
         Core { virtual_clock: Some(clock), ..self }
+    }
+
+    /// Shares the host's device memory with VMMs through `shared` (the
+    /// memory the host was built on): attaching VMMs get its descriptors,
+    /// and each PE's word follows the requests (docs/shared-host.md).
+    #[must_use]
+    pub fn with_shared_memory(self, shared: Arc<SharedMemory>) -> Self {
+        shared.end(&[], |pe| self.host.plain_memory_access(pe));
+        Core { shared: Some(shared), ..self }
     }
 
     /// The host.
@@ -250,12 +273,45 @@ impl<H: DaemonHost> Core<H> {
                 frame: ServerFrame::Error(WireError::bad_request(format!("Not a request: {error}"))),
                 close: false,
                 deliveries: Vec::new(),
+                fds: Vec::new(),
             },
         }
     }
 
-    /// Answers one request.
+    /// Answers one request. With shared memory, the words of the PEs the
+    /// request may stop are closed while it is served.
     pub fn handle(&self, session: &mut Session, request: &Request) -> Outcome {
+        let Some(shared) = &self.shared else { return self.handle_unshared(session, request) };
+        let stoppable = self.stoppable_by(request);
+        shared.begin(&stoppable);
+        let mut outcome = self.handle_unshared(session, request);
+        shared.end(&stoppable, |pe| self.host.plain_memory_access(pe));
+        if let ServerFrame::Ok(Answer::Attached { devices, state_slot, .. }) = &outcome.frame {
+            let state = state_slot.map(|_| Arc::clone(shared.state_file()));
+            let bars = devices.iter().flat_map(|d| {
+                d.bars.iter().filter(|b| b.shared).filter_map(|b| shared.bar_file(d.host, b.index).cloned())
+            });
+            outcome.fds = state.into_iter().chain(bars).collect();
+        }
+        outcome
+    }
+
+    /// The PEs a request may stop: those an injection, an RTAS call or an
+    /// op may freeze or reset, and the PE of an accessed device (an armed
+    /// injection fires on an access).
+    fn stoppable_by(&self, request: &Request) -> Vec<PeId> {
+        let all = || self.topology.phbs.iter().flat_map(|phb| &phb.groups).map(|g| g.pe).collect();
+        match request {
+            Request::Inject { .. } | Request::Rtas { .. } => all(),
+            Request::PeOp { group, action } if *action != crate::protocol::PeAction::GetState => vec![*group],
+            Request::DeviceRead { host, .. } | Request::DeviceWrite { host, .. } | Request::DeviceReset { host } => {
+                self.host.pe_of(*host).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn handle_unshared(&self, session: &mut Session, request: &Request) -> Outcome {
         let mut deliveries = Vec::new();
         let mut close = false;
         let result = match (&session.open, request) {
@@ -275,7 +331,7 @@ impl<H: DaemonHost> Core<H> {
             Ok(answer) => ServerFrame::Ok(answer),
             Err(error) => ServerFrame::Error(error),
         };
-        Outcome { op: request.name(), frame, close, deliveries }
+        Outcome { op: request.name(), frame, close, deliveries, fds: Vec::new() }
     }
 
     fn hello(&self, session: &mut Session, version: u32, vm: Option<&str>) -> Answered {
@@ -317,6 +373,7 @@ impl<H: DaemonHost> Core<H> {
         match request {
             Request::Hello { .. } => unreachable!("hello is answered before"),
             Request::Claim { group } => self.claim(vm()?, *group, out),
+            Request::Attach { group } => self.attach(vm()?, *group, out),
             Request::Release { group } => {
                 let vm = vm()?;
                 self.mutate(out, |r| {
@@ -399,6 +456,10 @@ impl<H: DaemonHost> Core<H> {
                 let written = self.host.device_write(*host, *space, *offset, *width, *value);
                 written.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
             }
+            Request::DeviceReset { host } => {
+                self.owned_device(vm()?, *host)?;
+                self.host.function_reset(*host).map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+            }
             Request::Clock { advance_ns } => {
                 operator()?;
                 let clock = self.virtual_clock.as_ref().ok_or_else(|| {
@@ -442,6 +503,36 @@ impl<H: DaemonHost> Core<H> {
             }
             Ok(Answer::Done)
         })
+    }
+
+    /// A VFIO group open: `ENOENT` for a group the host lacks, `EBUSY` for
+    /// one another VM holds, else a claim and the group's functions.
+    fn attach(&self, vm: VmId, pe: PeId, out: &mut Vec<Delivery>) -> Answered {
+        use vfio_eeh::backend::errno::{EBUSY, ENOENT};
+        let functions = self
+            .host
+            .devices_of(pe)
+            .map_err(|_| WireError::new(ErrorKind::Host, ENOENT, format!("The host has no group {pe}")))?;
+        self.claim(vm, pe, out).map_err(|error| {
+            // The group exists, so "no such group" means another VM's.
+            if error == no_pe(pe) {
+                WireError::new(ErrorKind::Host, EBUSY, format!("Group {pe} is in use by another VM"))
+            } else {
+                error
+            }
+        })?;
+        let shared = self.shared.as_deref();
+        let devices = functions
+            .into_iter()
+            .map(|host| {
+                let mut bars = self.host.bars(host).map_err(|e| WireError::from(&e))?;
+                for bar in &mut bars {
+                    bar.shared = shared.is_some_and(|s| s.bar_file(host, bar.index).is_some());
+                }
+                Ok(AttachedDevice { host, bars })
+            })
+            .collect::<Result<_, WireError>>()?;
+        Ok(Answer::Attached { group: pe, devices, state_slot: shared.and_then(|s| s.slot(pe)) })
     }
 
     fn pe_op(&self, vm: VmId, pe: PeId, op: EehOp, out: &mut Vec<Delivery>) -> Answered {
@@ -554,6 +645,10 @@ impl<H: DaemonHost> Core<H> {
         let seq = self.registry.read().unwrap_or_else(PoisonError::into_inner).event_seq;
         if self.host.events_after(seq).is_empty() {
             return Vec::new();
+        }
+        if let Some(shared) = &self.shared {
+            // A settle or a PHB recovery may have made a PE plain again.
+            shared.end(&[], |pe| self.host.plain_memory_access(pe));
         }
         let mut out = Vec::new();
         // Host changes seen here (a settle completing) are persisted too.

@@ -1,6 +1,7 @@
 //! One simulated PCI function: a 4 KiB config space with a type-0 header and
 //! a PCIe capability, BAR registers with sizing semantics (write all-ones,
-//! read back the size mask), BAR memory kept in sparse 4 KiB pages, and the
+//! read back the size mask), BAR memory ([`BarMemory`]: sparse 4 KiB pages
+//! by default, or memory shared with other processes), and the
 //! three config images a reset moves between: power-on (BARs cleared,
 //! decoding off), firmware-assigned (saved; what a deactivated reset
 //! restores) and current.
@@ -59,6 +60,44 @@ const fn lo32(v: u64) -> u32 {
     v as u32
 }
 
+/// Where a function's BAR memory lives. Offsets and widths (1, 2, 4 or 8
+/// bytes, naturally aligned, inside the BAR) are checked by the caller.
+pub trait BarMemory: Send + std::fmt::Debug {
+    /// Reads `width` bytes at `offset` of BAR `bar`, little-endian;
+    /// unwritten memory reads as zero.
+    fn read(&self, bar: u8, offset: u64, width: u8) -> u64;
+    /// Writes the low `width` bytes of `value` at `offset` of BAR `bar`.
+    fn write(&mut self, bar: u8, offset: u64, width: u8, value: u64);
+    /// Forgets every byte of every BAR (a reset): all read as zero again.
+    fn clear(&mut self);
+}
+
+/// BAR memory in sparse 4 KiB pages allocated on first write (the default).
+#[derive(Debug, Default)]
+pub struct SparsePages {
+    pages: HashMap<(u8, u64), Box<[u8; PAGE_BYTES]>>,
+}
+
+impl BarMemory for SparsePages {
+    fn read(&self, bar: u8, offset: u64, width: u8) -> u64 {
+        let Some(page) = self.pages.get(&(bar, offset / PAGE)) else { return 0 };
+        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
+        let mut bytes = [0; 8];
+        bytes[..usize::from(width)].copy_from_slice(&page[at..at + usize::from(width)]);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn write(&mut self, bar: u8, offset: u64, width: u8, value: u64) {
+        let page = self.pages.entry((bar, offset / PAGE)).or_insert_with(|| Box::new([0; PAGE_BYTES]));
+        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
+        page[at..at + usize::from(width)].copy_from_slice(&value.to_le_bytes()[..usize::from(width)]);
+    }
+
+    fn clear(&mut self) {
+        self.pages.clear();
+    }
+}
+
 /// The mutable state of one function.
 #[derive(Debug)]
 pub struct DeviceState {
@@ -66,7 +105,7 @@ pub struct DeviceState {
     saved: Config,
     power_on: Config,
     bar_masks: [u32; 6],
-    pages: HashMap<(u8, u64), Box<[u8; PAGE_BYTES]>>,
+    memory: Box<dyn BarMemory>,
     ready_at: Duration,
 }
 
@@ -141,15 +180,15 @@ fn bar_masks(bars: &[BarInfo]) -> [u32; 6] {
 
 impl DeviceState {
     /// The function as firmware left it: BARs assigned, decoding and bus
-    /// mastering on, ready.
-    pub fn new(info: &DeviceInfo) -> Self {
+    /// mastering on, ready; its BAR memory in `memory`.
+    pub fn new(info: &DeviceInfo, memory: Box<dyn BarMemory>) -> Self {
         let saved = image(info, true);
         DeviceState {
             config: saved.clone(),
             saved,
             power_on: image(info, false),
             bar_masks: bar_masks(&info.bars),
-            pages: HashMap::new(),
+            memory,
             ready_at: Duration::ZERO,
         }
     }
@@ -219,25 +258,19 @@ impl DeviceState {
     /// Reads `width` bytes of BAR memory (aligned, in range); unwritten
     /// memory reads as zero.
     pub fn mem_read(&self, bar: u8, offset: u64, width: u8) -> u64 {
-        let Some(page) = self.pages.get(&(bar, offset / PAGE)) else { return 0 };
-        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
-        let mut bytes = [0; 8];
-        bytes[..usize::from(width)].copy_from_slice(&page[at..at + usize::from(width)]);
-        u64::from_le_bytes(bytes)
+        self.memory.read(bar, offset, width)
     }
 
     /// Writes `width` bytes of BAR memory (aligned, in range).
     pub fn mem_write(&mut self, bar: u8, offset: u64, width: u8, value: u64) {
-        let page = self.pages.entry((bar, offset / PAGE)).or_insert_with(|| Box::new([0; PAGE_BYTES]));
-        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
-        page[at..at + usize::from(width)].copy_from_slice(&value.to_le_bytes()[..usize::from(width)]);
+        self.memory.write(bar, offset, width, value);
     }
 
     /// Reset asserted: power-on config (BARs cleared, decoding off), device
     /// memory lost, not ready until told.
     pub fn power_on_reset(&mut self) {
         self.config.copy_from_slice(&self.power_on[..]);
-        self.pages.clear();
+        self.memory.clear();
         self.ready_at = Duration::MAX;
     }
 
@@ -245,7 +278,7 @@ impl DeviceState {
     /// device's internal state (its memory) is lost, while the kernel saves
     /// and restores the config space around the reset.
     pub fn function_reset(&mut self) {
-        self.pages.clear();
+        self.memory.clear();
     }
 
     /// Reset deasserted: the function is ready `delay` after `now`.
@@ -268,7 +301,7 @@ mod tests {
     fn gpu() -> (DeviceInfo, DeviceState) {
         let spec = TopologySpec::builtin();
         let info = spec.phbs()[0].pes[2].devices[0].clone();
-        let state = DeviceState::new(&info);
+        let state = DeviceState::new(&info, Box::<SparsePages>::default());
         (info, state)
     }
 

@@ -61,4 +61,5 @@ pub mod spec;
 pub mod vmm;
 
 pub use access::{AccessError, DmaDir, DmaRefusal};
+pub use device::{BarMemory, SparsePages};
 pub use host::SimHost;

@@ -1,5 +1,6 @@
 //! The process-wide emulator of the preload library, created on the first
-//! open below `/dev/vfio/` from the environment ([`crate::config`]).
+//! open below `/dev/vfio/` from the environment ([`crate::config`]): on a
+//! simulated host in this process, or on eehd's (`VFIO_EEH_SHIM_CONNECT`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -96,8 +97,13 @@ fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     // Another subscriber may already be installed (a Rust host program).
     let _ = subscriber.try_init();
     crate::fork::register();
-    let host = Arc::new(simulated_host(&config)?);
-    let emu = Arc::new(Emulator::new(host, config.clone()));
+    let emu = match &config.connect {
+        Some(socket) => {
+            let host = crate::daemon::EehdHost::new(socket.clone(), config.vm_name());
+            Arc::new(Emulator::on(Arc::new(host), config.clone()))
+        }
+        None => Arc::new(Emulator::new(Arc::new(simulated_host(&config)?), config.clone())),
+    };
     if let Some(path) = &config.socket {
         crate::control::serve(path, Arc::clone(&emu)).map_err(InitError::Control)?;
     }

@@ -4,19 +4,17 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::group::Group;
+use super::iommu::Iommu;
+use super::{lock, Emulator, IoctlResult};
+use crate::config::{Firmware, IommuMode};
+use crate::user::UserPtr;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::errno::{EINVAL, EIO, ENODEV, ENOTTY};
 use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, VfioIoctl};
-use vfio_eeh_sim::SimHost;
-
-use super::group::Group;
-use super::iommu::Iommu;
-use super::{lock, Emulator, IoctlResult};
-use crate::config::{Firmware, IommuMode};
-use crate::user::UserPtr;
 
 /// A container: its groups and its IOMMU.
 #[derive(Debug, Default)]
@@ -61,10 +59,10 @@ pub(super) struct PeOpDone {
     pub(super) groups: Vec<u32>,
 }
 
-/// The host behind `VFIO_EEH_PE_OP`: the simulator, with the firmware's
-/// refusal of injection functions it does not implement.
+/// The host behind `VFIO_EEH_PE_OP`, with the firmware's refusal of
+/// injection functions it does not implement.
 struct Firmwared<'a> {
-    host: &'a SimHost,
+    host: &'a dyn EehBackend,
     firmware: Firmware,
 }
 
@@ -171,7 +169,7 @@ impl Emulator {
             Ok(pes) => pes,
             Err(errno) => return PeOpDone { result: Err(errno), groups: Vec::new() },
         };
-        let backend = Firmwared { host: &self.host, firmware: self.config.firmware };
+        let backend = Firmwared { host: &*self.host, firmware: self.config.firmware };
         let mut done = PeOpDone { result: Ok(0), groups: Vec::with_capacity(pes.len()) };
         for (group, pe) in pes {
             done.groups.push(group);
@@ -190,7 +188,7 @@ mod tests {
     use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
     use vfio_eeh::uapi::VfioEehPeOp;
 
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::{IommuMode, ShimConfig};
 

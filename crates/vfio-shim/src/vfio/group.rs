@@ -1,10 +1,9 @@
-//! IOMMU groups (`/dev/vfio/<group>`, one per PE of the simulated host): the
-//! VFIO core's group ioctls, attaching to a container and opening device
-//! fds.
+//! IOMMU groups (`/dev/vfio/<group>`, one per PE of the host): the VFIO
+//! core's group ioctls, attaching to a container and opening device fds.
 //!
 //! A group file holds the container it is attached to, so a closed
 //! container fd leaves the container alive; closing the last group file
-//! detaches it.
+//! detaches it and gives the group back to the host ([`Host::detach`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +15,7 @@ use zerocopy::IntoBytes;
 
 use super::container::Container;
 use super::device::{Device, DeviceFile};
+use super::host::Host;
 use super::{lock, Emulator, IoctlResult, OpenFile};
 use crate::sys;
 use crate::user::UserPtr;
@@ -23,7 +23,7 @@ use crate::user::UserPtr;
 /// `strndup_user(arg, PAGE_SIZE)` in `GET_DEVICE_FD`.
 const DEVICE_NAME_MAX: usize = 4096;
 
-/// One IOMMU group of the simulated host (one PE).
+/// One IOMMU group of the host (one PE), as lent to this process.
 #[derive(Debug)]
 pub(crate) struct Group {
     number: u32,
@@ -55,15 +55,20 @@ impl Group {
         self.pe
     }
 
+    /// Whether a file of the group is open.
+    pub(super) fn is_open(&self) -> bool {
+        lock(&self.state).open
+    }
+
     /// Opens the group's file: `EBUSY` while it is open (VFIO groups have
-    /// one opener).
-    pub(super) fn open(self: &Arc<Self>) -> Result<GroupFile, i32> {
+    /// one opener). Its last close gives the group back to `host`.
+    pub(super) fn open(self: &Arc<Self>, host: Arc<dyn Host>) -> Result<GroupFile, i32> {
         let mut state = lock(&self.state);
         if state.open {
             return Err(EBUSY);
         }
         state.open = true;
-        Ok(GroupFile { group: Arc::clone(self) })
+        Ok(GroupFile { group: Arc::clone(self), host })
     }
 
     /// A device fd of this group is closed.
@@ -76,15 +81,17 @@ impl Group {
 #[derive(Debug)]
 pub(crate) struct GroupFile {
     group: Arc<Group>,
+    host: Arc<dyn Host>,
 }
 
 impl Drop for GroupFile {
     fn drop(&mut self) {
         let mut state = lock(&self.group.state);
-        state.open = false;
         if let Some(container) = state.container.take() {
             container.detach(&self.group);
         }
+        self.host.detach(self.group.pe);
+        state.open = false;
     }
 }
 
@@ -167,7 +174,7 @@ impl Emulator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::ShimConfig;
 

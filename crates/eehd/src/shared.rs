@@ -1,0 +1,265 @@
+//! The memory eehd shares with its VMMs (docs/shared-host.md): each memory
+//! BAR of the simulated host in a sparse file, and one [`PeWord`] per PE in
+//! a state file, all below `<state dir>/shared/` so they outlive a restart
+//! of eehd (a VMM's mappings stay valid, and device memory is kept).
+//!
+//! A VMM reads and writes a BAR directly while its PE's word allows it
+//! ([`PeWord::DIRECT`]) and otherwise asks eehd. eehd closes a PE's word
+//! ([`SharedMemory::begin`]) before it serves a request that may stop the
+//! PE, and opens it again ([`SharedMemory::end`]) only when no such
+//! request is in progress and the host says a BAR access would be plain
+//! memory ([`vfio_eeh_sim::SimHost::plain_memory_access`]).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use eehd_protocol::shm::{Mapping, PeWord};
+use rustix::fs::{fallocate, FallocateFlags};
+use vfio_eeh::addr::{PciAddr, PeId};
+use vfio_eeh_sim::spec::{BarKind, DeviceInfo, TopologySpec};
+use vfio_eeh_sim::{BarMemory, SparsePages};
+
+/// Why the shared memory could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot set up shared memory file {path}")]
+pub struct SharedError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: io::Error,
+}
+
+/// One shared BAR: its file and eehd's mapping of it.
+#[derive(Debug)]
+struct SharedBar {
+    file: Arc<File>,
+    map: Mapping,
+}
+
+impl SharedBar {
+    /// Forgets the BAR's bytes (they read as zero), keeping its size.
+    fn clear(&self) {
+        let punched = fallocate(&*self.file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, 0, self.map.len());
+        if let Err(error) = punched {
+            // Without hole punching, zero the BAR by hand.
+            tracing::debug!("cannot punch a hole ({error}); zeroing the BAR");
+            for at in (0..self.map.len()).step_by(8) {
+                // Every 8-aligned word below the length is inside.
+                let _ = self.map.store(at, 8, 0);
+            }
+        }
+    }
+}
+
+/// The PE words and the requests in progress per PE.
+#[derive(Debug)]
+struct States {
+    file: Arc<File>,
+    map: Mapping,
+    /// Requests in progress that may stop each PE, by slot.
+    pending: Mutex<Vec<u32>>,
+}
+
+/// The shared memory of one simulated host.
+#[derive(Debug)]
+pub struct SharedMemory {
+    states: States,
+    slots: HashMap<PeId, u32>,
+    bars: HashMap<(PciAddr, u8), Arc<SharedBar>>,
+}
+
+fn open_sized(path: &Path, len: u64) -> Result<(Arc<File>, Mapping), SharedError> {
+    let fail = |source| SharedError { path: path.to_owned(), source };
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(fail)?;
+    file.set_len(len).map_err(fail)?;
+    let map = Mapping::new(&file, len).map_err(fail)?;
+    Ok((Arc::new(file), map))
+}
+
+/// A BAR's file name: the function's address and the BAR index.
+fn bar_file_name(device: PciAddr, index: u8) -> String {
+    format!("{device}.bar{index}")
+}
+
+impl SharedMemory {
+    /// The shared memory of the host `spec` describes, in `dir` (created if
+    /// missing). Files left by an earlier run are kept (their bytes are
+    /// the device memory); every PE's word starts closed.
+    pub fn open(dir: &Path, spec: &TopologySpec) -> Result<Arc<Self>, SharedError> {
+        std::fs::create_dir_all(dir).map_err(|source| SharedError { path: dir.to_owned(), source })?;
+        let pes: Vec<PeId> = spec.phbs().iter().flat_map(|phb| &phb.pes).map(|pe| pe.pe).collect();
+        let slots: HashMap<PeId, u32> = pes.iter().zip(0u32..).map(|(&pe, slot)| (pe, slot)).collect();
+        let words = u64::try_from(pes.len().max(1)).unwrap_or(u64::MAX);
+        let (file, map) = open_sized(&dir.join("pe-states"), words * 8)?;
+        let mut bars = HashMap::new();
+        for device in spec.phbs().iter().flat_map(|phb| &phb.pes).flat_map(|pe| &pe.devices) {
+            for bar in device.bars.iter().filter(|b| b.kind != BarKind::Io) {
+                let (file, map) = open_sized(&dir.join(bar_file_name(device.addr, bar.index)), bar.size)?;
+                bars.insert((device.addr, bar.index), Arc::new(SharedBar { file, map }));
+            }
+        }
+        let shared =
+            SharedMemory { states: States { file, map, pending: Mutex::new(vec![0; pes.len()]) }, slots, bars };
+        for slot in 0..u32::try_from(pes.len()).unwrap_or(u32::MAX) {
+            shared.publish(slot, false);
+        }
+        Ok(Arc::new(shared))
+    }
+
+    /// The BAR memory of `device` for the simulated host: its memory BARs
+    /// shared, the rest (I/O BARs) private.
+    pub fn bar_memory(&self, device: &DeviceInfo) -> Box<dyn BarMemory> {
+        let mut shared: [Option<Arc<SharedBar>>; 6] = Default::default();
+        for (index, slot) in (0u8..).zip(shared.iter_mut()) {
+            *slot = self.bars.get(&(device.addr, index)).cloned();
+        }
+        Box::new(FunctionMemory { shared, private: SparsePages::default() })
+    }
+
+    /// The state file.
+    pub fn state_file(&self) -> &Arc<File> {
+        &self.states.file
+    }
+
+    /// A PE's slot in the state file.
+    pub fn slot(&self, pe: PeId) -> Option<u32> {
+        self.slots.get(&pe).copied()
+    }
+
+    /// A shared BAR's file.
+    pub fn bar_file(&self, device: PciAddr, index: u8) -> Option<&Arc<File>> {
+        self.bars.get(&(device, index)).map(|bar| &bar.file)
+    }
+
+    fn publish(&self, slot: u32, direct: bool) {
+        let Some(word) = self.states.map.word(slot) else { return };
+        let now = PeWord(word.load(Ordering::Acquire));
+        if now.direct() != direct {
+            word.store(now.next(direct).0, Ordering::Release);
+        }
+    }
+
+    /// A request that may stop `pes` begins: their words close now, before
+    /// anything changes.
+    pub fn begin(&self, pes: &[PeId]) {
+        let mut pending = self.states.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in pes.iter().filter_map(|pe| self.slot(*pe)) {
+            if let Some(count) = pending.get_mut(slot as usize) {
+                *count += 1;
+            }
+            self.publish(slot, false);
+        }
+    }
+
+    /// A request that began with `pes` ended (an empty list: none did, the
+    /// host may have changed by itself): every PE with no request in
+    /// progress gets the word `plain` says.
+    pub fn end(&self, pes: &[PeId], plain: impl Fn(PeId) -> bool) {
+        let mut pending = self.states.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for slot in pes.iter().filter_map(|pe| self.slot(*pe)) {
+            if let Some(count) = pending.get_mut(slot as usize) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        for (&pe, &slot) in &self.slots {
+            if pending.get(slot as usize) == Some(&0) {
+                self.publish(slot, plain(pe));
+            }
+        }
+    }
+
+    /// Whether a PE's word allows direct access now.
+    pub fn direct(&self, pe: PeId) -> bool {
+        let word = self.slot(pe).and_then(|slot| self.states.map.word(slot));
+        word.is_some_and(|w| PeWord(w.load(Ordering::Acquire)).direct())
+    }
+}
+
+/// One function's BAR memory: shared memory BARs, private I/O BARs.
+#[derive(Debug)]
+struct FunctionMemory {
+    shared: [Option<Arc<SharedBar>>; 6],
+    private: SparsePages,
+}
+
+impl FunctionMemory {
+    fn shared(&self, bar: u8) -> Option<&SharedBar> {
+        self.shared.get(usize::from(bar)).and_then(Option::as_deref)
+    }
+}
+
+impl BarMemory for FunctionMemory {
+    fn read(&self, bar: u8, offset: u64, width: u8) -> u64 {
+        match self.shared(bar) {
+            Some(shared) => shared.map.load(offset, width).unwrap_or(0),
+            None => self.private.read(bar, offset, width),
+        }
+    }
+
+    fn write(&mut self, bar: u8, offset: u64, width: u8, value: u64) {
+        match self.shared(bar) {
+            Some(shared) => {
+                // The host checked the access; there is nothing to refuse.
+                let _ = shared.map.store(offset, width, value);
+            }
+            None => self.private.write(bar, offset, width, value),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.shared.iter().flatten().for_each(|bar| bar.clear());
+        self.private.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use vfio_eeh_sim::clock::VirtualClock;
+    use vfio_eeh_sim::config::SimConfig;
+    use vfio_eeh_sim::SimHost;
+
+    use super::*;
+
+    #[test]
+    fn the_host_keeps_bar_memory_in_the_shared_files_and_words_follow_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = TopologySpec::builtin();
+        let shared = SharedMemory::open(dir.path(), &spec).unwrap();
+        let clock = Arc::new(VirtualClock::new());
+        let host = SimHost::with_bar_memory(&spec, SimConfig::default(), clock, |d| shared.bar_memory(d));
+        let device: PciAddr = "0000:01:00.0".parse().unwrap();
+        host.bar_write(device, 0, 8, 4, 0xfeed).unwrap();
+        let file = shared.bar_file(device, 0).unwrap();
+        let theirs = Mapping::new(&**file, 16 << 10).unwrap();
+        assert_eq!(theirs.load(8, 4), Some(0xfeed), "a VMM's mapping sees the host's write");
+        theirs.store(16, 2, 0xbeef).unwrap();
+        assert_eq!(host.bar_read(device, 0, 16, 2).unwrap(), 0xbeef, "and the host the VMM's");
+
+        let pe = PeId(0);
+        assert!(!shared.direct(pe), "closed at the start");
+        let plain = |pe| host.plain_memory_access(pe).unwrap();
+        shared.end(&[], plain);
+        assert!(shared.direct(pe));
+        shared.begin(&[pe]);
+        shared.begin(&[pe]);
+        assert!(!shared.direct(pe), "closed while a request is in progress");
+        host.freeze(pe, vfio_eeh::pe::FreezeScope::All).unwrap();
+        shared.end(&[pe], plain);
+        assert!(!shared.direct(pe), "one request still in progress");
+        shared.end(&[pe], plain);
+        assert!(!shared.direct(pe), "frozen");
+
+        host.function_reset(device).unwrap();
+        assert_eq!(theirs.load(8, 4), Some(0), "a reset clears the shared memory");
+        drop(host);
+        let again = SharedMemory::open(dir.path(), &spec).unwrap();
+        assert!(!again.direct(pe), "a restart closes every word");
+    }
+}
