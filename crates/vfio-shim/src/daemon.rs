@@ -269,14 +269,14 @@ mod tests {
     use eehd::shared::SharedMemory;
     use eehd::store::Store;
     use vfio_eeh::backend::errno::{EBUSY, ENOENT};
-    use vfio_eeh::ops::PeState;
+    use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
     use vfio_eeh::uapi::{self, VfioEehPeOp};
     use vfio_eeh_sim::clock::VirtualClock;
     use vfio_eeh_sim::config::SimConfig;
     use vfio_eeh_sim::spec::TopologySpec;
 
     use super::*;
-    use crate::config::ShimConfig;
+    use crate::config::{Firmware, ShimConfig};
     use crate::vfio::testing::Vmm;
     use crate::vfio::{Access, Emulator};
 
@@ -329,7 +329,8 @@ mod tests {
 
     fn vmm(dir: &Path, vm: &str) -> Process {
         let host = EehdHost::new(dir.join("eehd.sock"), vm.into());
-        Process(Emulator::on(Arc::new(host), ShimConfig::default()))
+        // Firmware that injects MMIO errors too.
+        Process(Emulator::on(Arc::new(host), ShimConfig { firmware: Firmware::Any, ..ShimConfig::default() }))
     }
 
     fn bar0_read(vmm: &Process, device: i32, offset: u64) -> Result<u32, i32> {
@@ -381,6 +382,14 @@ mod tests {
             assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut VfioEehPeOp::from(op)), Ok(0));
         }
         assert_eq!(bar0_read(&a, nvme, 8), Ok(0xfeed), "thawed; the dropped write left no trace");
+
+        // eehd's host arms injections until an access names them: the
+        // next BAR load is that access, and it reads all-ones.
+        let injection = ErrInjection { kind: ErrType::Bus32, func: ErrFunc::LoadMemAddr, addr: 0, mask: 0 };
+        assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut VfioEehPeOp::from(EehOp::InjectErr(injection))), Ok(0));
+        assert_eq!(bar0_write(&a, nvme, 8, 2), Ok(4), "a store does not match a load injection");
+        assert_eq!(bar0_read(&a, nvme, 8), Ok(u32::MAX), "the load the injection names fires it");
+        assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut state), Ok(i64::from(PeState::Stopped.raw())));
     }
 
     #[test]
