@@ -282,7 +282,7 @@ impl<H: DaemonHost> Core<H> {
     /// request may stop are closed while it is served.
     pub fn handle(&self, session: &mut Session, request: &Request) -> Outcome {
         let Some(shared) = &self.shared else { return self.handle_unshared(session, request) };
-        let stoppable = self.stoppable_by(request);
+        let stoppable = self.stoppable_by(session, request);
         shared.begin(&stoppable);
         let mut outcome = self.handle_unshared(session, request);
         shared.end(&stoppable, |pe| self.host.plain_memory_access(pe));
@@ -296,13 +296,16 @@ impl<H: DaemonHost> Core<H> {
         outcome
     }
 
-    /// The PEs a request may stop: those an injection, an RTAS call or an
-    /// op may freeze or reset, and the PE of an accessed device (an armed
-    /// injection fires on an access).
-    fn stoppable_by(&self, request: &Request) -> Vec<PeId> {
-        let all = || self.topology.phbs.iter().flat_map(|phb| &phb.groups).map(|g| g.pe).collect();
+    /// The PEs a request may stop: those an injection (any), an RTAS call
+    /// (the VM's) or an op may freeze or reset, and the PE of an accessed
+    /// device (an armed injection fires on an access).
+    fn stoppable_by(&self, session: &Session, request: &Request) -> Vec<PeId> {
         match request {
-            Request::Inject { .. } | Request::Rtas { .. } => all(),
+            Request::Inject { .. } => self.topology.phbs.iter().flat_map(|phb| &phb.groups).map(|g| g.pe).collect(),
+            Request::Rtas { .. } => {
+                let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+                session.vm().and_then(|vm| registry.maps.vm(vm).ok()).map(|table| table.pes()).unwrap_or_default()
+            }
             Request::PeOp { group, action } if *action != crate::protocol::PeAction::GetState => vec![*group],
             Request::DeviceRead { host, .. } | Request::DeviceWrite { host, .. } | Request::DeviceReset { host } => {
                 self.host.pe_of(*host).into_iter().collect()

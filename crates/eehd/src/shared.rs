@@ -157,8 +157,10 @@ impl SharedMemory {
     }
 
     /// A request that began with `pes` ended (an empty list: none did, the
-    /// host may have changed by itself): every PE with no request in
-    /// progress gets the word `plain` says.
+    /// host may have changed by itself): each PE with no request in
+    /// progress that the request may have stopped, or whose word is
+    /// closed, gets the word `plain` says. An open word of another PE stays
+    /// open: only requests that begin with a PE can stop it.
     pub fn end(&self, pes: &[PeId], plain: impl Fn(PeId) -> bool) {
         let mut pending = self.states.pending.lock().unwrap_or_else(PoisonError::into_inner);
         for slot in pes.iter().filter_map(|pe| self.slot(*pe)) {
@@ -167,7 +169,8 @@ impl SharedMemory {
             }
         }
         for (&pe, &slot) in &self.slots {
-            if pending.get(slot as usize) == Some(&0) {
+            let idle = pending.get(slot as usize) == Some(&0);
+            if idle && (pes.contains(&pe) || !self.direct(pe)) {
                 self.publish(slot, plain(pe));
             }
         }
