@@ -49,7 +49,9 @@ pub(crate) struct EehdHost {
 /// The connection (if any) and what this process holds.
 #[derive(Debug, Default)]
 struct Session {
-    client: Option<Client>,
+    /// The connection, and the process that opened it (a forked child
+    /// opens its own rather than talk over its parent's).
+    client: Option<(Client, u32)>,
     /// The groups this process holds, with their functions.
     groups: BTreeMap<PeId, Vec<PciAddr>>,
 }
@@ -88,6 +90,11 @@ impl EehdHost {
     /// The session's client, connecting (and claiming the held groups
     /// again) if there is none.
     fn connected<'a>(&self, session: &'a mut Session) -> Result<&'a mut Client, Failure> {
+        let me = std::process::id();
+        if session.client.as_ref().is_some_and(|(_, opener)| *opener != me) {
+            // Closing this process's copy leaves the parent's session alone.
+            session.client = None;
+        }
         if session.client.is_none() {
             let mut client = Client::connect(&self.socket, Some(&self.vm)).map_err(|e| {
                 tracing::debug!(socket = %self.socket.display(), error = %vfio_eeh::error_chain(&e), "eehd unreachable");
@@ -100,9 +107,9 @@ impl EehdHost {
                 }
             }
             tracing::info!(socket = %self.socket.display(), vm = %self.vm, "Connected to eehd");
-            session.client = Some(client);
+            session.client = Some((client, me));
         }
-        session.client.as_mut().ok_or(Failure::Unreachable)
+        session.client.as_mut().map(|(client, _)| client).ok_or(Failure::Unreachable)
     }
 
     /// One request and its answer, with the descriptors that came with it.
