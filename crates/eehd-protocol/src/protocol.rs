@@ -334,15 +334,15 @@ pub enum Answer {
     /// Done; nothing to report.
     Done,
     /// An attached group. The frame carries descriptors, in this order:
-    /// the PE state file if `state_slot` is set, then one for each BAR
-    /// marked `shared`, in the order listed.
+    /// the PE's state file (read-only) if `state_slot` is set, then one for
+    /// each BAR marked `shared`, in the order listed.
     Attached {
         /// The group.
         group: PeId,
         /// Its functions.
         devices: Vec<AttachedDevice>,
-        /// The PE's word in the state file ([`crate::shm::PeWord`]), if
-        /// the host shares memory.
+        /// The index of the PE's word ([`crate::shm::PeWord`]) in its
+        /// state file, if the host shares memory.
         state_slot: Option<u32>,
     },
     /// A mapping.

@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
-/// A file mapped read-write and shared.
+/// A file mapped shared, read-write or read-only.
 #[derive(Debug)]
 pub struct Mapping {
     base: NonNull<u8>,
     len: usize,
+    writable: bool,
 }
 
 // SAFETY: the mapping is plain shared memory, only ever accessed through
@@ -24,26 +25,29 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps the first `len` bytes of `fd` (a file at least that long).
+    /// Maps the first `len` bytes of `fd` (a file at least that long,
+    /// open read-write).
     pub fn new(fd: impl AsFd, len: u64) -> io::Result<Self> {
+        Mapping::map(fd, len, true)
+    }
+
+    /// Maps the first `len` bytes of `fd` read-only: [`Mapping::store`]
+    /// refuses, loads and [`Mapping::word`] loads work.
+    pub fn read_only(fd: impl AsFd, len: u64) -> io::Result<Self> {
+        Mapping::map(fd, len, false)
+    }
+
+    fn map(fd: impl AsFd, len: u64, writable: bool) -> io::Result<Self> {
+        let prot = if writable { ProtFlags::READ | ProtFlags::WRITE } else { ProtFlags::READ };
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an empty mapping"));
         }
         // SAFETY: a fresh mapping chosen by the kernel overlaps nothing of
         // this process; `NORESERVE` because BARs are sparse.
-        let base = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED | MapFlags::NORESERVE,
-                fd,
-                0,
-            )?
-        };
+        let base = unsafe { mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED | MapFlags::NORESERVE, fd, 0)? };
         let base = NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping { base, len })
+        Ok(Mapping { base, len, writable })
     }
 
     /// Its length in bytes.
@@ -84,10 +88,11 @@ impl Mapping {
     }
 
     /// Stores the low `width` bytes of `value` at `offset`; `None` (and no
-    /// store) for an access that is not naturally aligned or not inside.
+    /// store) for an access that is not naturally aligned or not inside, or
+    /// a read-only mapping.
     #[allow(clippy::cast_possible_truncation)] // Keeping the low bytes is the point.
     pub fn store(&self, offset: u64, width: u8, value: u64) -> Option<()> {
-        let at = self.at(offset, width)?;
+        let at = self.at(offset, width).filter(|_| self.writable)?;
         // SAFETY: as in `load`.
         unsafe {
             match width {
@@ -100,7 +105,8 @@ impl Mapping {
         Some(())
     }
 
-    /// The `index`th 8-byte word, if inside.
+    /// The `index`th 8-byte word, if inside (only to load from, in a
+    /// read-only mapping).
     pub fn word(&self, index: u32) -> Option<&AtomicU64> {
         let at = self.at(u64::from(index) * 8, 8)?;
         // SAFETY: inside the mapping, 8-aligned, alive as long as `self`,
@@ -166,5 +172,10 @@ mod tests {
         assert!(word.direct());
         assert!(!word.next(false).direct());
         assert_ne!(word.next(true), word, "each publication is new");
+
+        let reader = Mapping::read_only(&file, 1 << 20).unwrap();
+        assert_eq!(reader.load(4096, 8), Some(0x0102_0304_0506_0708));
+        assert_eq!(reader.store(0, 8, 1), None, "read-only");
+        assert!(PeWord(reader.word(1).unwrap().load(Ordering::Acquire)).direct());
     }
 }

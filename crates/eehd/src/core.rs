@@ -286,8 +286,8 @@ impl<H: DaemonHost> Core<H> {
         shared.begin(&stoppable);
         let mut outcome = self.handle_unshared(session, request);
         shared.end(&stoppable, |pe| self.host.plain_memory_access(pe));
-        if let ServerFrame::Ok(Answer::Attached { devices, state_slot, .. }) = &outcome.frame {
-            let state = state_slot.map(|_| Arc::clone(shared.state_file()));
+        if let ServerFrame::Ok(Answer::Attached { group, devices, state_slot }) = &outcome.frame {
+            let state = state_slot.and_then(|_| shared.state_file(*group).cloned());
             let bars = devices.iter().flat_map(|d| {
                 d.bars.iter().filter(|b| b.shared).filter_map(|b| shared.bar_file(d.host, b.index).cloned())
             });
@@ -535,7 +535,9 @@ impl<H: DaemonHost> Core<H> {
                 Ok(AttachedDevice { host, bars })
             })
             .collect::<Result<_, WireError>>()?;
-        Ok(Answer::Attached { group: pe, devices, state_slot: shared.and_then(|s| s.slot(pe)) })
+        // The PE's word is the first of its state file.
+        let state_slot = shared.and_then(|s| s.state_file(pe)).map(|_| 0);
+        Ok(Answer::Attached { group: pe, devices, state_slot })
     }
 
     fn pe_op(&self, vm: VmId, pe: PeId, op: EehOp, out: &mut Vec<Delivery>) -> Answered {

@@ -1,7 +1,8 @@
 //! The memory eehd shares with its VMMs (docs/shared-host.md): each memory
-//! BAR of the simulated host in a sparse file, and one [`PeWord`] per PE in
-//! a state file, all below `<state dir>/shared/` so they outlive a restart
-//! of eehd (a VMM's mappings stay valid, and device memory is kept).
+//! BAR of the simulated host in a sparse file, and each PE's [`PeWord`] in
+//! a file of its own (a VMM gets its PEs' words, read-only), all below
+//! `<state dir>/shared/` so they outlive a restart of eehd (a VMM's
+//! mappings stay valid, and device memory is kept).
 //!
 //! A VMM reads and writes a BAR directly while its PE's word allows it
 //! ([`PeWord::DIRECT`]) and otherwise asks eehd. eehd closes a PE's word
@@ -56,20 +57,20 @@ impl SharedBar {
     }
 }
 
-/// The PE words and the requests in progress per PE.
+/// One PE's state word: its file, a read-only descriptor of it for VMMs,
+/// eehd's mapping, and the requests in progress that may stop the PE.
 #[derive(Debug)]
-struct States {
-    file: Arc<File>,
+struct PeState {
+    for_vmms: Arc<File>,
     map: Mapping,
-    /// Requests in progress that may stop each PE, by slot.
-    pending: Mutex<Vec<u32>>,
 }
 
 /// The shared memory of one simulated host.
 #[derive(Debug)]
 pub struct SharedMemory {
-    states: States,
-    slots: HashMap<PeId, u32>,
+    states: HashMap<PeId, PeState>,
+    /// Requests in progress that may stop each PE.
+    pending: Mutex<HashMap<PeId, u32>>,
     bars: HashMap<(PciAddr, u8), Arc<SharedBar>>,
 }
 
@@ -92,21 +93,25 @@ impl SharedMemory {
     /// the device memory); every PE's word starts closed.
     pub fn open(dir: &Path, spec: &TopologySpec) -> Result<Arc<Self>, SharedError> {
         std::fs::create_dir_all(dir).map_err(|source| SharedError { path: dir.to_owned(), source })?;
-        let pes: Vec<PeId> = spec.phbs().iter().flat_map(|phb| &phb.pes).map(|pe| pe.pe).collect();
-        let slots: HashMap<PeId, u32> = pes.iter().zip(0u32..).map(|(&pe, slot)| (pe, slot)).collect();
-        let words = u64::try_from(pes.len().max(1)).unwrap_or(u64::MAX);
-        let (file, map) = open_sized(&dir.join("pe-states"), words * 8)?;
+        let mut states = HashMap::new();
         let mut bars = HashMap::new();
-        for device in spec.phbs().iter().flat_map(|phb| &phb.pes).flat_map(|pe| &pe.devices) {
-            for bar in device.bars.iter().filter(|b| b.kind != BarKind::Io) {
-                let (file, map) = open_sized(&dir.join(bar_file_name(device.addr, bar.index)), bar.size)?;
-                bars.insert((device.addr, bar.index), Arc::new(SharedBar { file, map }));
+        for pe in spec.phbs().iter().flat_map(|phb| &phb.pes) {
+            // A file per PE: a VMM is handed its own PEs' words, read-only.
+            let path = dir.join(format!("pe-{}.state", pe.pe.0));
+            let (_, map) = open_sized(&path, 8)?;
+            let for_vmms = File::open(&path).map_err(|source| SharedError { path: path.clone(), source })?;
+            states.insert(pe.pe, PeState { for_vmms: Arc::new(for_vmms), map });
+            for device in &pe.devices {
+                for bar in device.bars.iter().filter(|b| b.kind != BarKind::Io) {
+                    let (file, map) = open_sized(&dir.join(bar_file_name(device.addr, bar.index)), bar.size)?;
+                    bars.insert((device.addr, bar.index), Arc::new(SharedBar { file, map }));
+                }
             }
         }
-        let shared =
-            SharedMemory { states: States { file, map, pending: Mutex::new(vec![0; pes.len()]) }, slots, bars };
-        for slot in 0..u32::try_from(pes.len()).unwrap_or(u32::MAX) {
-            shared.publish(slot, false);
+        let pending = Mutex::new(states.keys().map(|&pe| (pe, 0)).collect());
+        let shared = SharedMemory { states, pending, bars };
+        for &pe in shared.states.keys() {
+            shared.publish(pe, false);
         }
         Ok(Arc::new(shared))
     }
@@ -121,14 +126,9 @@ impl SharedMemory {
         Box::new(FunctionMemory { shared, private: SparsePages::default() })
     }
 
-    /// The state file.
-    pub fn state_file(&self) -> &Arc<File> {
-        &self.states.file
-    }
-
-    /// A PE's slot in the state file.
-    pub fn slot(&self, pe: PeId) -> Option<u32> {
-        self.slots.get(&pe).copied()
+    /// A read-only descriptor of a PE's state file (its word is word 0).
+    pub fn state_file(&self, pe: PeId) -> Option<&Arc<File>> {
+        self.states.get(&pe).map(|state| &state.for_vmms)
     }
 
     /// A shared BAR's file.
@@ -136,8 +136,8 @@ impl SharedMemory {
         self.bars.get(&(device, index)).map(|bar| &bar.file)
     }
 
-    fn publish(&self, slot: u32, direct: bool) {
-        let Some(word) = self.states.map.word(slot) else { return };
+    fn publish(&self, pe: PeId, direct: bool) {
+        let Some(word) = self.states.get(&pe).and_then(|state| state.map.word(0)) else { return };
         let now = PeWord(word.load(Ordering::Acquire));
         if now.direct() != direct {
             word.store(now.next(direct).0, Ordering::Release);
@@ -147,12 +147,12 @@ impl SharedMemory {
     /// A request that may stop `pes` begins: their words close now, before
     /// anything changes.
     pub fn begin(&self, pes: &[PeId]) {
-        let mut pending = self.states.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        for slot in pes.iter().filter_map(|pe| self.slot(*pe)) {
-            if let Some(count) = pending.get_mut(slot as usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for pe in pes {
+            if let Some(count) = pending.get_mut(pe) {
                 *count += 1;
+                self.publish(*pe, false);
             }
-            self.publish(slot, false);
         }
     }
 
@@ -162,23 +162,22 @@ impl SharedMemory {
     /// closed, gets the word `plain` says. An open word of another PE stays
     /// open: only requests that begin with a PE can stop it.
     pub fn end(&self, pes: &[PeId], plain: impl Fn(PeId) -> bool) {
-        let mut pending = self.states.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        for slot in pes.iter().filter_map(|pe| self.slot(*pe)) {
-            if let Some(count) = pending.get_mut(slot as usize) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        for pe in pes {
+            if let Some(count) = pending.get_mut(pe) {
                 *count = count.saturating_sub(1);
             }
         }
-        for (&pe, &slot) in &self.slots {
-            let idle = pending.get(slot as usize) == Some(&0);
-            if idle && (pes.contains(&pe) || !self.direct(pe)) {
-                self.publish(slot, plain(pe));
+        for (&pe, &count) in pending.iter() {
+            if count == 0 && (pes.contains(&pe) || !self.direct(pe)) {
+                self.publish(pe, plain(pe));
             }
         }
     }
 
     /// Whether a PE's word allows direct access now.
     pub fn direct(&self, pe: PeId) -> bool {
-        let word = self.slot(pe).and_then(|slot| self.states.map.word(slot));
+        let word = self.states.get(&pe).and_then(|state| state.map.word(0));
         word.is_some_and(|w| PeWord(w.load(Ordering::Acquire)).direct())
     }
 }
@@ -262,6 +261,8 @@ mod tests {
         host.function_reset(device).unwrap();
         assert_eq!(theirs.load(8, 4), Some(0), "a reset clears the shared memory");
         drop(host);
+        let handed = shared.state_file(pe).unwrap();
+        assert_eq!(Mapping::new(&**handed, 8).unwrap_err().kind(), io::ErrorKind::PermissionDenied, "read-only");
         let again = SharedMemory::open(dir.path(), &spec).unwrap();
         assert!(!again.direct(pe), "a restart closes every word");
     }

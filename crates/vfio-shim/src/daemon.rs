@@ -143,15 +143,15 @@ impl EehdHost {
     }
 }
 
-/// A whole file mapped.
+/// A whole file mapped read-only (a PE state file: eehd writes it).
 fn mapped_whole(fd: &OwnedFd) -> std::io::Result<Mapping> {
     let len = rustix::fs::fstat(fd)?.st_size;
-    Mapping::new(fd, u64::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?)
+    Mapping::read_only(fd, u64::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?)
 }
 
 /// The functions of an attached group, with the shared memory of their
-/// BARs: `fds` holds the state file (when there is a slot) and then one
-/// file per shared BAR, in the order listed.
+/// BARs: `fds` holds the PE's state file (when there is a slot) and then
+/// one file per shared BAR, in the order listed.
 fn functions(devices: Vec<AttachedDevice>, state_slot: Option<u32>, fds: Vec<OwnedFd>) -> Vec<FunctionInfo> {
     let mut fds = fds.into_iter();
     let states = state_slot.and_then(|_| fds.next()).and_then(|fd| match mapped_whole(&fd) {
