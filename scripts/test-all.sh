@@ -57,7 +57,7 @@ tests/qemu/e2e.sh
 # Two pseries guests booted at once under one eehd (the preload library as
 # its client, docs/shared-host.md): one guest's freeze leaves the other's
 # reads intact, a PHB fence reaches both, kill -9 of eehd and a restart
-# keep both running; events followed live per VM. About 1.5 minutes.
+# keep both running; events followed live per VM. About 2 minutes.
 echo "== two guests on one eehd (tests/qemu/shared-host.sh)"
 tests/qemu/shared-host.sh
 
