@@ -56,6 +56,14 @@ fi
 echo "== real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh
 
+# ---- two guests on one eehd (tests/qemu/shared-host.sh) -----------------------
+# Two pseries guests booted at once under one eehd (the preload library as
+# its client, docs/shared-host.md): one guest's freeze leaves the other's
+# reads intact, a PHB fence reaches both, kill -9 of eehd and a restart
+# keep both running; events followed live per VM. About 2 minutes.
+echo "== two guests on one eehd (tests/qemu/shared-host.sh)"
+tests/qemu/shared-host.sh
+
 # ---------------------------------------------------------------------------
 # ppc64le: the cross build with Debian's rustc-web and its ppc64el std
 # (fetched into ~/.cache/vfio-eeh, nothing installed), then the pure crates'

@@ -130,31 +130,9 @@ else
     done
 fi
 
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
-finish() { echo "e2e: logs kept in $logs"; echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; }
-# console LOG: the console without the CR of its CR LF line ends.
-console() { tr -d '\r' <"$1"; }
-# expect LOG REGEX WHAT: a console line must match.
-expect() {
-    # Not grep -q: an early exit would make tr die of SIGPIPE, and pipefail
-    # turn a match into a failure.
-    if console "$1" | grep -E -- "$2" >/dev/null; then ok "$3"; else bad "$3 (no line matching /$2/ in $1)"; fi
-}
-# count LOG REGEX: how many console lines match.
-count() { if [ -f "$1" ]; then console "$1" | grep -Ec -- "$2" || true; else echo 0; fi; }
-# wait_for LOG REGEX N PID SECONDS: until N console lines match, while PID
-# (the guest's run-guest.sh) lives, for at most SECONDS.
-wait_for() {
-    local deadline=$(( $(date +%s) + $5 ))
-    while [ "$(count "$1" "$2")" -lt "$3" ]; do
-        kill -0 "$4" 2>/dev/null || return 1
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.2
-    done
-}
+# shellcheck source=tests/qemu/lib.sh
+. "$here/lib.sh"
+
 # eeh_ops JSON: "name=result" of each VFIO_EEH_PE_OP record of an
 # `eehctl --json oplog` document, in order (pretty JSON: "result" comes
 # before "eeh_op" in each record).

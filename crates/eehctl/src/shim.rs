@@ -68,6 +68,14 @@ pub struct Args {
     /// When an injected error freezes its PE: immediate or on-access.
     #[arg(long, value_name = "WHEN")]
     injection: Option<Injection>,
+    /// Serve the devices of the eehd listening on this socket (its shared
+    /// host) instead of a simulated host inside the VMM; --topology must then
+    /// name eehd's topology (both default to the built-in host).
+    #[arg(long, value_name = "SOCKET")]
+    connect: Option<PathBuf>,
+    /// With --connect: the VM the VMM acts for [default: vmm-<pid>].
+    #[arg(long, value_name = "NAME", requires = "connect")]
+    vm: Option<String>,
     /// Control socket path [default: DIR/control.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
@@ -197,6 +205,8 @@ pub fn run(args: &Args, out: &Output) -> anyhow::Result<ExitCode> {
         firmware: args.firmware.unwrap_or_default(),
         injection: args.injection.unwrap_or_default(),
         reset: args.reset.unwrap_or_default(),
+        connect: absolute_opt(&args.connect)?,
+        vm: args.vm.clone(),
         socket: absolute_opt(&args.socket)?,
         oplog: absolute_opt(&args.oplog)?,
         log: args.shim_log.clone(),

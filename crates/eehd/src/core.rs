@@ -9,6 +9,7 @@
 //! that does not exist.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -25,9 +26,10 @@ use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
 use crate::metrics::Metrics;
 use crate::policy::{Peer, Policy};
 use crate::protocol::{
-    wire_errno, Answer, ErrorKind, GuestWindow, InjectTarget, MappingView, PeEvent, PeEventKind, PeView, Request,
-    ServerFrame, VmView, WireError, MAX_GUEST_WINDOW, PROTOCOL_VERSION,
+    wire_errno, Answer, AttachedDevice, ErrorKind, GuestWindow, InjectTarget, MappingView, PeEvent, PeEventKind,
+    PeView, Request, ServerFrame, VmView, WireError, MAX_GUEST_WINDOW, PROTOCOL_VERSION,
 };
+use crate::shared::SharedMemory;
 use crate::store::{Saved, SavedVm, Store, StoreError};
 
 /// The longest VM name.
@@ -99,7 +101,7 @@ impl Session {
 }
 
 /// What one request produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     /// The request's op (`invalid` for a frame that is none), for metrics.
     pub op: &'static str,
@@ -109,6 +111,8 @@ pub struct Outcome {
     pub close: bool,
     /// Events to push to subscribed sessions.
     pub deliveries: Vec<Delivery>,
+    /// Descriptors to send with the answer ([`Answer::Attached`]'s).
+    pub fds: Vec<Arc<File>>,
 }
 
 /// An event for the sessions of one VM.
@@ -180,6 +184,8 @@ pub struct Core<H> {
     metrics: std::sync::Arc<Metrics>,
     /// The simulated host's clock when it is virtual: operators drive it.
     virtual_clock: Option<Arc<VirtualClock>>,
+    /// The memory shared with VMMs, if the host's is.
+    shared: Option<Arc<SharedMemory>>,
 }
 
 type Answered = Result<Answer, WireError>;
@@ -213,8 +219,16 @@ impl<H: DaemonHost> Core<H> {
         if let Some(saved) = store.load()? {
             restore(&host, &mut registry, &saved, &store.path().display().to_string())?;
         }
-        let core =
-            Core { host, topology, policy, store, registry: RwLock::new(registry), metrics, virtual_clock: None };
+        let core = Core {
+            host,
+            topology,
+            policy,
+            store,
+            registry: RwLock::new(registry),
+            metrics,
+            virtual_clock: None,
+            shared: None,
+        };
         // The restore's own events only rebuild the records.
         let mut registry = core.write();
         core.follow_events(&mut registry);
@@ -227,6 +241,15 @@ impl<H: DaemonHost> Core<H> {
     #[must_use]
     pub fn with_virtual_clock(self, clock: Arc<VirtualClock>) -> Self {
         Core { virtual_clock: Some(clock), ..self }
+    }
+
+    /// Shares the host's device memory with VMMs through `shared` (the
+    /// memory the host was built on): attaching VMMs get its descriptors,
+    /// and each PE's word follows the requests (docs/shared-host.md).
+    #[must_use]
+    pub fn with_shared_memory(self, shared: Arc<SharedMemory>) -> Self {
+        shared.end(&[], |pe| self.host.plain_memory_access(pe));
+        Core { shared: Some(shared), ..self }
     }
 
     /// The host.
@@ -252,12 +275,48 @@ impl<H: DaemonHost> Core<H> {
                 frame: ServerFrame::Error(WireError::bad_request(format!("Not a request: {error}"))),
                 close: false,
                 deliveries: Vec::new(),
+                fds: Vec::new(),
             },
         }
     }
 
-    /// Answers one request.
+    /// Answers one request. With shared memory, the words of the PEs the
+    /// request may stop are closed while it is served.
     pub fn handle(&self, session: &mut Session, request: &Request) -> Outcome {
+        let Some(shared) = &self.shared else { return self.handle_unshared(session, request) };
+        let stoppable = self.stoppable_by(session, request);
+        shared.begin(&stoppable);
+        let mut outcome = self.handle_unshared(session, request);
+        shared.end(&stoppable, |pe| self.host.plain_memory_access(pe));
+        if let ServerFrame::Ok(Answer::Attached { group, devices, state_slot }) = &outcome.frame {
+            let state = state_slot.and_then(|_| shared.state_file(*group).cloned());
+            let bars = devices.iter().flat_map(|d| {
+                d.bars.iter().filter(|b| b.shared).filter_map(|b| shared.bar_file(d.host, b.index).cloned())
+            });
+            outcome.fds = state.into_iter().chain(bars).collect();
+        }
+        outcome
+    }
+
+    /// The PEs a request may stop: those an injection (any), an RTAS call
+    /// (the VM's) or an op may freeze or reset, and the PE of an accessed
+    /// device (an armed injection fires on an access).
+    fn stoppable_by(&self, session: &Session, request: &Request) -> Vec<PeId> {
+        match request {
+            Request::Inject { .. } => self.topology.phbs.iter().flat_map(|phb| &phb.groups).map(|g| g.pe).collect(),
+            Request::Rtas { .. } => {
+                let registry = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+                session.vm().and_then(|vm| registry.vms.maps().vm(vm).ok()).map(|table| table.pes()).unwrap_or_default()
+            }
+            Request::PeOp { group, action } if *action != crate::protocol::PeAction::GetState => vec![*group],
+            Request::DeviceRead { host, .. } | Request::DeviceWrite { host, .. } | Request::DeviceReset { host } => {
+                self.host.pe_of(*host).into_iter().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn handle_unshared(&self, session: &mut Session, request: &Request) -> Outcome {
         let mut deliveries = Vec::new();
         let mut close = false;
         let result = match (&session.open, request) {
@@ -277,7 +336,7 @@ impl<H: DaemonHost> Core<H> {
             Ok(answer) => ServerFrame::Ok(answer),
             Err(error) => ServerFrame::Error(error),
         };
-        Outcome { op: request.name(), frame, close, deliveries }
+        Outcome { op: request.name(), frame, close, deliveries, fds: Vec::new() }
     }
 
     fn hello(&self, session: &mut Session, version: u32, vm: Option<&str>) -> Answered {
@@ -319,6 +378,7 @@ impl<H: DaemonHost> Core<H> {
         match request {
             Request::Hello { .. } => unreachable!("hello is answered before"),
             Request::Claim { group } => self.claim(vm()?, *group, out),
+            Request::Attach { group } => self.attach(vm()?, *group, out),
             Request::Release { group } => {
                 let vm = vm()?;
                 self.mutate(out, |r| {
@@ -400,6 +460,10 @@ impl<H: DaemonHost> Core<H> {
                 let written = self.host.device_write(*host, *space, *offset, *width, *value);
                 written.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
             }
+            Request::DeviceReset { host } => {
+                self.owned_device(vm()?, *host)?;
+                self.host.function_reset(*host).map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+            }
             Request::Clock { advance_ns } => {
                 operator()?;
                 let clock = self.virtual_clock.as_ref().ok_or_else(|| {
@@ -438,6 +502,38 @@ impl<H: DaemonHost> Core<H> {
             }
             Ok(Answer::Done)
         })
+    }
+
+    /// A VFIO group open: `ENOENT` for a group the host lacks, `EBUSY` for
+    /// one another VM holds, else a claim and the group's functions.
+    fn attach(&self, vm: VmId, pe: PeId, out: &mut Vec<Delivery>) -> Answered {
+        use vfio_eeh::backend::errno::{EBUSY, ENOENT};
+        let functions = self
+            .host
+            .devices_of(pe)
+            .map_err(|_| WireError::new(ErrorKind::Host, ENOENT, format!("The host has no group {pe}")))?;
+        self.claim(vm, pe, out).map_err(|error| {
+            // The group exists, so "no such group" means another VM's.
+            if error == no_pe(pe) {
+                WireError::new(ErrorKind::Host, EBUSY, format!("Group {pe} is in use by another VM"))
+            } else {
+                error
+            }
+        })?;
+        let shared = self.shared.as_deref();
+        let devices = functions
+            .into_iter()
+            .map(|host| {
+                let mut bars = self.host.bars(host).map_err(|e| WireError::from(&e))?;
+                for bar in &mut bars {
+                    bar.shared = shared.is_some_and(|s| s.bar_file(host, bar.index).is_some());
+                }
+                Ok(AttachedDevice { host, bars })
+            })
+            .collect::<Result<_, WireError>>()?;
+        // The PE's word is the first of its state file.
+        let state_slot = shared.and_then(|s| s.state_file(pe)).map(|_| 0);
+        Ok(Answer::Attached { group: pe, devices, state_slot })
     }
 
     fn pe_op(&self, vm: VmId, pe: PeId, op: EehOp, out: &mut Vec<Delivery>) -> Answered {
@@ -548,6 +644,10 @@ impl<H: DaemonHost> Core<H> {
         let seq = self.registry.read().unwrap_or_else(PoisonError::into_inner).event_seq;
         if self.host.events_after(seq).is_empty() {
             return Vec::new();
+        }
+        if let Some(shared) = &self.shared {
+            // A settle or a PHB recovery may have made a PE plain again.
+            shared.end(&[], |pe| self.host.plain_memory_access(pe));
         }
         let mut out = Vec::new();
         // Host changes seen here (a settle completing) are persisted too.

@@ -11,10 +11,11 @@ use vfio_eeh::topology::Topology;
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_sim::event::SimEventKind;
 use vfio_eeh_sim::phb::PhbError;
+use vfio_eeh_sim::spec::BarKind;
 use vfio_eeh_sim::AccessError;
 use vfio_eeh_sim::SimHost;
 
-use crate::protocol::{DeviceSpace, PeEventKind, PhbView};
+use crate::protocol::{AttachedBar, DeviceSpace, PeEventKind, PhbView};
 
 /// Something that happened to a PE, as the daemon tracks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,17 @@ pub trait DaemonHost: EehBackend {
     /// Whether the host sees the PE passed through to a VFIO user, where it
     /// can tell.
     fn passed(&self, pe: PeId) -> Option<bool>;
+
+    /// A function's BARs, for a VMM that attaches its group (none marked
+    /// shared: the shared memory decides that).
+    fn bars(&self, device: PciAddr) -> Result<Vec<AttachedBar>, BackendError>;
+
+    /// A function-level reset (`VFIO_DEVICE_RESET`).
+    fn function_reset(&self, device: PciAddr) -> Result<(), BackendError>;
+
+    /// Whether a BAR access to the PE's functions would now be plain
+    /// memory, so that a VMM sharing the memory may access it directly.
+    fn plain_memory_access(&self, pe: PeId) -> bool;
 
     /// Reads `width` bytes at `offset` of a function's config space or BAR
     /// (all-ones while its PE is frozen).
@@ -228,6 +240,22 @@ impl DaemonHost for SimHost {
         Ok(())
     }
 
+    fn bars(&self, device: PciAddr) -> Result<Vec<AttachedBar>, BackendError> {
+        let bars = SimHost::bars(self, device).map_err(access_error)?;
+        Ok(bars
+            .iter()
+            .map(|b| AttachedBar { index: b.index, size: b.size, io: b.kind == BarKind::Io, shared: false })
+            .collect())
+    }
+
+    fn plain_memory_access(&self, pe: PeId) -> bool {
+        SimHost::plain_memory_access(self, pe).unwrap_or(false)
+    }
+
+    fn function_reset(&self, device: PciAddr) -> Result<(), BackendError> {
+        SimHost::function_reset(self, device).map_err(access_error)
+    }
+
     fn device_read(&self, device: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, BackendError> {
         match space {
             DeviceSpace::Config => self.config_read(device, config_offset(offset)?, width).map(u64::from),
@@ -297,6 +325,18 @@ impl DaemonHost for VfioHost {
     /// Not exposed by the kernel (`pass_dev_cnt` has no sysfs file).
     fn passed(&self, _pe: PeId) -> Option<bool> {
         None
+    }
+
+    fn bars(&self, device: PciAddr) -> Result<Vec<AttachedBar>, BackendError> {
+        Err(no_device_access(device))
+    }
+
+    fn plain_memory_access(&self, _pe: PeId) -> bool {
+        false
+    }
+
+    fn function_reset(&self, device: PciAddr) -> Result<(), BackendError> {
+        Err(no_device_access(device))
     }
 
     /// A VMM reaches its devices through their VFIO device fds, not eehd.

@@ -18,11 +18,14 @@ use eehd::metrics::Metrics;
 use eehd::policy::Policy;
 use eehd::seqpacket;
 use eehd::server::{Limits, Server};
+use eehd::shared::SharedMemory;
 use eehd::store::Store;
 use sd_notify::NotifyState;
 use vfio_eeh_linux::sysfs::Sysfs;
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_sim::clock::{Clock, MonotonicClock, VirtualClock};
+use vfio_eeh_sim::config::SimConfig;
+use vfio_eeh_sim::spec::TopologySpec;
 use vfio_eeh_sim::SimHost;
 
 /// Serve one EEH host to VMMs (one VM each) and operators.
@@ -126,38 +129,53 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if use_linux && args.topology.is_some() {
         bail!("--topology describes the simulated host; it does not apply to --host linux");
     }
+    let root = rustix::process::getuid().is_root();
+    let state_dir = match &args.state_dir {
+        Some(dir) => dir.clone(),
+        None => default_state_dir(root)?,
+    };
     if use_linux {
-        return serve(args, linux, policy, None);
+        return serve(args, linux, policy, &state_dir, Extras::default());
     }
     let virtual_clock = (args.sim_clock == ClockChoice::Virtual).then(|| Arc::new(VirtualClock::new()));
     let clock: Arc<dyn Clock> = match &virtual_clock {
         Some(clock) => clock.clone(),
         None => Arc::new(MonotonicClock::new()),
     };
-    let sim = match &args.topology {
-        Some(path) => SimHost::from_toml_file(path, clock)?,
-        None => SimHost::builtin(clock),
+    let spec = match &args.topology {
+        Some(path) => TopologySpec::from_toml_file(path)?,
+        None => TopologySpec::builtin(),
     };
-    serve(args, sim, policy, virtual_clock)
+    // Device memory lives in files VMMs map (docs/shared-host.md).
+    let shared = SharedMemory::open(&state_dir.join("shared"), &spec)?;
+    let sim = SimHost::with_bar_memory(&spec, SimConfig::default(), clock, |device| shared.bar_memory(device));
+    serve(args, sim, policy, &state_dir, Extras { virtual_clock, shared: Some(shared) })
+}
+
+/// What only the simulated host brings to the core.
+#[derive(Default)]
+struct Extras {
+    virtual_clock: Option<Arc<VirtualClock>>,
+    shared: Option<Arc<SharedMemory>>,
 }
 
 fn serve<H: DaemonHost + 'static>(
     args: &Args,
     host: H,
     policy: Policy,
-    virtual_clock: Option<Arc<VirtualClock>>,
+    state_dir: &Path,
+    extras: Extras,
 ) -> anyhow::Result<()> {
     raise_fd_limit();
     let root = rustix::process::getuid().is_root();
-    let state_dir = match &args.state_dir {
-        Some(dir) => dir.clone(),
-        None => default_state_dir(root)?,
-    };
-    let store = Store::open(&state_dir)?;
+    let store = Store::open(state_dir)?;
     let metrics = Arc::new(Metrics::default());
     let mut core = Core::start(host, policy, store, Arc::clone(&metrics))?;
-    if let Some(clock) = virtual_clock {
+    if let Some(clock) = extras.virtual_clock {
         core = core.with_virtual_clock(clock);
+    }
+    if let Some(shared) = extras.shared {
+        core = core.with_shared_memory(shared);
     }
     let core = Arc::new(core);
     tracing::info!("host: {}; state in {}", core.host().kind(), state_dir.display());

@@ -32,6 +32,14 @@ pub struct Peer {
     pub gid: u32,
 }
 
+impl Peer {
+    /// The credentials of the peer of a connected socket.
+    pub fn of(fd: impl std::os::fd::AsFd) -> std::io::Result<Self> {
+        let cred = crate::seqpacket::peer_credentials(fd)?;
+        Ok(Peer { pid: cred.pid.as_raw_nonzero().get(), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
+    }
+}
+
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {

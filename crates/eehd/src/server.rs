@@ -126,7 +126,7 @@ impl<H: DaemonHost + 'static> Server<H> {
             let _ = seqpacket::try_send(&fd, &frame_bytes(&ServerFrame::Error(busy)));
             return;
         }
-        let peer = match seqpacket::peer(&fd) {
+        let peer = match crate::policy::Peer::of(&fd) {
             Ok(peer) => peer,
             Err(error) => return tracing::warn!("no peer credentials: {error}"),
         };
@@ -199,7 +199,8 @@ impl<H: DaemonHost + 'static> Server<H> {
                         let subscriber = Subscriber { id, vm, fd: Arc::clone(fd) };
                         self.subscribers.lock().unwrap_or_else(PoisonError::into_inner).push(subscriber);
                     }
-                    let sent = seqpacket::send(&**fd, &frame_bytes(&outcome.frame));
+                    let fds: Vec<_> = outcome.fds.iter().map(|f| std::os::fd::AsFd::as_fd(&**f)).collect();
+                    let sent = seqpacket::send_with_fds(&**fd, &frame_bytes(&outcome.frame), &fds);
                     self.deliver(&outcome.deliveries);
                     self.core.metrics().request(outcome.op, started.elapsed());
                     if sent.is_err() || outcome.close {

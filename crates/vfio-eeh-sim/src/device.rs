@@ -1,6 +1,7 @@
 //! One simulated PCI function: a 4 KiB config space with a type-0 header and
 //! a PCIe capability, BAR registers with sizing semantics (write all-ones,
-//! read back the size mask), BAR memory kept in sparse 4 KiB pages, and the
+//! read back the size mask), BAR memory ([`BarMemory`]: sparse 4 KiB pages
+//! by default, or memory shared with other processes), and the
 //! three config images a reset moves between: power-on (BARs cleared,
 //! decoding off), firmware-assigned (saved; what a deactivated reset
 //! restores) and current.
@@ -65,6 +66,44 @@ const fn lo32(v: u64) -> u32 {
     v as u32
 }
 
+/// Where a function's BAR memory lives. Offsets and widths (1, 2, 4 or 8
+/// bytes, naturally aligned, inside the BAR) are checked by the caller.
+pub trait BarMemory: Send + std::fmt::Debug {
+    /// Reads `width` bytes at `offset` of BAR `bar`, little-endian;
+    /// unwritten memory reads as zero.
+    fn read(&self, bar: u8, offset: u64, width: u8) -> u64;
+    /// Writes the low `width` bytes of `value` at `offset` of BAR `bar`.
+    fn write(&mut self, bar: u8, offset: u64, width: u8, value: u64);
+    /// Forgets every byte of every BAR (a reset): all read as zero again.
+    fn clear(&mut self);
+}
+
+/// BAR memory in sparse 4 KiB pages allocated on first write (the default).
+#[derive(Debug, Default)]
+pub struct SparsePages {
+    pages: HashMap<(u8, u64), Box<[u8; PAGE_BYTES]>>,
+}
+
+impl BarMemory for SparsePages {
+    fn read(&self, bar: u8, offset: u64, width: u8) -> u64 {
+        let Some(page) = self.pages.get(&(bar, offset / PAGE)) else { return 0 };
+        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
+        let mut bytes = [0; 8];
+        bytes[..usize::from(width)].copy_from_slice(&page[at..at + usize::from(width)]);
+        u64::from_le_bytes(bytes)
+    }
+
+    fn write(&mut self, bar: u8, offset: u64, width: u8, value: u64) {
+        let page = self.pages.entry((bar, offset / PAGE)).or_insert_with(|| Box::new([0; PAGE_BYTES]));
+        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
+        page[at..at + usize::from(width)].copy_from_slice(&value.to_le_bytes()[..usize::from(width)]);
+    }
+
+    fn clear(&mut self) {
+        self.pages.clear();
+    }
+}
+
 /// The mutable state of one function.
 #[derive(Debug)]
 pub struct DeviceState {
@@ -72,7 +111,7 @@ pub struct DeviceState {
     saved: Config,
     power_on: Config,
     bar_masks: [u32; 6],
-    pages: HashMap<(u8, u64), Box<[u8; PAGE_BYTES]>>,
+    memory: Box<dyn BarMemory>,
     ready_at: Duration,
     /// The NVMe controller in BAR0, if the device has that model; `None`
     /// also while a BAR0 write runs it ([`Self::take_controller`]).
@@ -162,15 +201,15 @@ fn bar_masks(bars: &[BarInfo]) -> [u32; 6] {
 
 impl DeviceState {
     /// The function as firmware left it: BARs assigned, decoding and bus
-    /// mastering on, ready.
-    pub fn new(info: &DeviceInfo) -> Self {
+    /// mastering on, ready; its BAR memory in `memory`.
+    pub fn new(info: &DeviceInfo, memory: Box<dyn BarMemory>) -> Self {
         let saved = image(info, true);
         DeviceState {
             config: saved.clone(),
             saved,
             power_on: image(info, false),
             bar_masks: bar_masks(&info.bars),
-            pages: HashMap::new(),
+            memory,
             ready_at: Duration::ZERO,
             controller: match &info.model {
                 DeviceModel::Memory => None,
@@ -278,18 +317,12 @@ impl DeviceState {
         if let Some(c) = self.controller.as_ref().filter(|_| self.controller_claims(bar, offset)) {
             return c.read(offset, width);
         }
-        let Some(page) = self.pages.get(&(bar, offset / PAGE)) else { return 0 };
-        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
-        let mut bytes = [0; 8];
-        bytes[..usize::from(width)].copy_from_slice(&page[at..at + usize::from(width)]);
-        u64::from_le_bytes(bytes)
+        self.memory.read(bar, offset, width)
     }
 
     /// Writes `width` bytes of BAR memory (aligned, in range).
     pub fn mem_write(&mut self, bar: u8, offset: u64, width: u8, value: u64) {
-        let page = self.pages.entry((bar, offset / PAGE)).or_insert_with(|| Box::new([0; PAGE_BYTES]));
-        let at = usize::try_from(offset % PAGE).expect("Page offsets fit");
-        page[at..at + usize::from(width)].copy_from_slice(&value.to_le_bytes()[..usize::from(width)]);
+        self.memory.write(bar, offset, width, value);
     }
 
     /// Reset asserted: power-on config (BARs cleared, decoding off), device
@@ -297,7 +330,7 @@ impl DeviceState {
     /// until told.
     pub fn power_on_reset(&mut self) {
         self.config.copy_from_slice(&self.power_on[..]);
-        self.pages.clear();
+        self.memory.clear();
         self.reset_controller();
         self.ready_at = Duration::MAX;
     }
@@ -307,7 +340,7 @@ impl DeviceState {
     /// lost, while the kernel saves
     /// and restores the config space around the reset.
     pub fn function_reset(&mut self) {
-        self.pages.clear();
+        self.memory.clear();
         self.reset_controller();
     }
 
@@ -331,7 +364,7 @@ mod tests {
     fn gpu() -> (DeviceInfo, DeviceState) {
         let spec = TopologySpec::builtin();
         let info = spec.phbs()[0].pes[2].devices[0].clone();
-        let state = DeviceState::new(&info);
+        let state = DeviceState::new(&info, Box::<SparsePages>::default());
         (info, state)
     }
 
@@ -355,7 +388,7 @@ mod tests {
     #[test]
     fn the_nvme_model_adds_an_msix_capability_after_the_pcie_one() {
         let info = TopologySpec::builtin().phbs()[0].pes[0].devices[0].clone();
-        let mut dev = DeviceState::new(&info);
+        let mut dev = DeviceState::new(&info, Box::<SparsePages>::default());
         let pcie = dev.config_read(0x34, 1, NOW);
         assert_eq!(dev.config_read(u16::try_from(pcie).unwrap() + 1, 1, NOW), u32::from(MSIX_CAP));
         assert_eq!(dev.config_read(MSIX_CAP, 1, NOW), 0x11);

@@ -26,7 +26,7 @@ use vfio_eeh::topology::{self, Topology};
 
 use crate::clock::Clock;
 use crate::config::{DeactivatePolicy, InjectionMode, SimConfig};
-use crate::device::DeviceState;
+use crate::device::{BarMemory, DeviceState, SparsePages, CMD_MEM};
 use crate::diag::PhbDiag;
 use crate::event::{nanos, EventRing, FreezeCause, SimEvent, SimEventKind};
 use crate::phb::{PhbCondition, PhbError, PhbState, PhbStatus, PhbView};
@@ -288,6 +288,17 @@ impl Locked<'_> {
 impl SimHost {
     /// A host with the given topology, policy and clock.
     pub fn new(spec: &TopologySpec, config: SimConfig, clock: Arc<dyn Clock>) -> Self {
+        SimHost::with_bar_memory(spec, config, clock, |_| Box::<SparsePages>::default())
+    }
+
+    /// A host as [`SimHost::new`] makes it, each function's BAR memory made
+    /// by `memory` (shared memory, for one), once per function at the start.
+    pub fn with_bar_memory(
+        spec: &TopologySpec,
+        config: SimConfig,
+        clock: Arc<dyn Clock>,
+        mut memory: impl FnMut(&DeviceInfo) -> Box<dyn BarMemory>,
+    ) -> Self {
         let mut pes = Vec::new();
         let mut phbs = Vec::new();
         let mut pe_index = HashMap::new();
@@ -307,7 +318,7 @@ impl SimHost {
                 }
                 let inner = PeInner {
                     machine: PeMachine::new(config.freeze_policy, config.reset),
-                    devices: pe.devices.iter().map(DeviceState::new).collect(),
+                    devices: pe.devices.iter().map(|d| DeviceState::new(d, memory(d))).collect(),
                     armed: None,
                     diag: None,
                     events: EventRing::new(config.events_per_pe),
@@ -515,6 +526,19 @@ impl SimHost {
             locked.log(SimEventKind::Released { device: dev });
         }
         Ok(())
+    }
+
+    /// Whether a BAR access to any of the PE's functions would now be a
+    /// plain memory access, with no effect beyond the bytes: the PE and its
+    /// PHB are usable, no injection is armed, and every function is ready
+    /// and decodes memory. A client that shares the BAR memory may then
+    /// access it directly (see eehd's docs/shared-host.md).
+    pub fn plain_memory_access(&self, pe: PeId) -> Result<bool, BackendError> {
+        let locked = self.lock(self.slot(pe)?);
+        let now = locked.now;
+        Ok(locked.status().state == PeState::Normal
+            && locked.inner.armed.is_none()
+            && locked.inner.devices.iter().all(|d| d.ready(now) && d.command() & CMD_MEM != 0))
     }
 
     /// Whether a VFIO user holds the PE (`eeh_pe_passed`).

@@ -65,4 +65,5 @@ pub mod spec;
 pub mod vmm;
 
 pub use access::{AccessError, DeviceBus, DmaDir, DmaRefusal};
+pub use device::{BarMemory, SparsePages};
 pub use host::SimHost;

@@ -4,9 +4,13 @@
 //! `pread` of a memfd in the same process (which passes through the library's
 //! descriptor check). Target: each at most 3x the memfd read.
 //!
-//! The bench binary builds the preload library (release) and re-executes
-//! itself under `LD_PRELOAD`; after criterion's report it prints the ratios,
-//! from the fastest criterion sample of each.
+//! The bench binary builds the preload library and eehd (release) and
+//! re-executes itself under `LD_PRELOAD` twice: on the simulated host in
+//! the process (`inproc/...`), then as a client of an eehd it starts
+//! (`eehd/...`, `VFIO_EEH_SHIM_CONNECT`: BAR reads take the shared-memory
+//! path, config reads a socket round trip). Each run times its own memfd
+//! baseline; after criterion's report each prints the ratios, from the
+//! fastest criterion sample of each.
 //!
 //! `cargo bench -p vfio-shim --bench preload`
 
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
-/// Set in the re-executed child.
+/// Set in the re-executed child: the prefix of its benchmark names.
 const CHILD: &str = "VFIO_EEH_BENCH_PRELOADED";
 /// The built-in simulated host's first group and its device.
 const GROUP: &str = "/dev/vfio/0";
@@ -29,7 +33,7 @@ const CONFIG_OFFSET: i64 = 7 << 40;
 const BAR0_OFFSET: i64 = 0;
 
 /// Fastest ns per call seen per benchmark.
-static FASTEST: Mutex<BTreeMap<&'static str, f64>> = Mutex::new(BTreeMap::new());
+static FASTEST: Mutex<BTreeMap<String, f64>> = Mutex::new(BTreeMap::new());
 
 fn vfio_io(nr: u64) -> u64 {
     (u64::from(b';') << 8) | (100 + nr)
@@ -91,8 +95,8 @@ fn set_up_vfio(buffer: &mut [u8]) -> (i32, i32, u64) {
 }
 
 /// Times `op` in criterion, recording the fastest sample.
-fn bench(c: &mut Criterion, name: &'static str, mut op: impl FnMut()) {
-    c.bench_function(name, |b| {
+fn bench(c: &mut Criterion, name: String, mut op: impl FnMut()) {
+    c.bench_function(&name, |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
@@ -101,14 +105,14 @@ fn bench(c: &mut Criterion, name: &'static str, mut op: impl FnMut()) {
             let elapsed = start.elapsed();
             let ns = elapsed.as_secs_f64() * 1e9 / iters as f64;
             let mut fastest = FASTEST.lock().expect("not poisoned");
-            let slot = fastest.entry(name).or_insert(f64::INFINITY);
+            let slot = fastest.entry(name.clone()).or_insert(f64::INFINITY);
             *slot = slot.min(ns);
             elapsed
         });
     });
 }
 
-fn child() {
+fn child(mode: &str) {
     let memfd = {
         let name = CString::new("bench").expect("no NUL");
         // SAFETY: `name` is a NUL-terminated string that outlives the call.
@@ -125,21 +129,52 @@ fn child() {
     let unmap: [u64; 3] = [24, 0, 4096]; // argsz + flags 0, iova, size
 
     let mut c = Criterion::default().configure_from_args().measurement_time(Duration::from_secs(2));
-    bench(&mut c, "memfd_pread_4", || pread4(memfd, 0));
-    bench(&mut c, "vfio_config_read_4", || pread4(device, CONFIG_OFFSET));
-    bench(&mut c, "vfio_bar_read_4", || pread4(device, BAR0_OFFSET));
-    bench(&mut c, "vfio_dma_map_unmap", || {
+    let name = |what: &str| format!("{mode}/{what}");
+    bench(&mut c, name("memfd_pread_4"), || pread4(memfd, 0));
+    bench(&mut c, name("vfio_config_read_4"), || pread4(device, CONFIG_OFFSET));
+    bench(&mut c, name("vfio_bar_read_4"), || pread4(device, BAR0_OFFSET));
+    bench(&mut c, name("vfio_dma_map_unmap"), || {
         check("MAP_DMA", ioctl(container, 13, std::ptr::from_ref(&map) as usize));
         check("UNMAP_DMA", ioctl(container, 14, unmap.as_ptr() as usize));
     });
     c.final_summary();
 
     let fastest = FASTEST.lock().expect("not poisoned");
-    if let Some(&base) = fastest.get("memfd_pread_4") {
-        println!("\nfastest sample, ns per call, and ratio to the memfd pread (target <= 3x):");
+    if let Some(&base) = fastest.get(&name("memfd_pread_4")) {
+        println!("\n{mode}: fastest sample, ns per call, and ratio to this run's memfd pread (target <= 3x):");
         for (name, ns) in fastest.iter() {
-            println!("  {name:<20} {ns:8.1} ns  {:5.2}x", ns / base);
+            println!("  {name:<26} {ns:8.1} ns  {:5.2}x", ns / base);
         }
+    }
+}
+
+/// An eehd on the built-in simulated host (virtual time), in `dir`.
+struct Eehd(std::process::Child);
+
+impl Eehd {
+    fn start(binary: &std::path::Path, dir: &std::path::Path) -> (Self, PathBuf) {
+        let socket = dir.join("eehd.sock");
+        let child = Command::new(binary)
+            .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("eehd starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "eehd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Eehd(child), socket)
+    }
+}
+
+impl Drop for Eehd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -149,26 +184,33 @@ fn parent() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .args(["build", "--quiet", "--release", "-p", "vfio-shim", "--features", "preload", "--lib", "--target-dir"])
+        .args(["build", "--quiet", "--release", "-p", "vfio-shim", "--features", "preload", "--lib"])
+        .args(["-p", "eehd", "--bin", "eehd", "--target-dir"])
         .arg(&target)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building the preload library failed");
+    assert!(status.success(), "building the preload library and eehd failed");
     let library = target.join("release/libvfio_eeh_shim.so");
     let me = std::env::current_exe().expect("the bench binary's path");
-    let status = Command::new(me)
-        .args(std::env::args_os().skip(1))
-        .env("LD_PRELOAD", &library)
-        .env(CHILD, "1")
-        .status()
-        .expect("the bench re-executes");
-    std::process::exit(status.code().unwrap_or(1));
+    let run = |mode: &str, env: &[(&str, &std::ffi::OsStr)]| {
+        let status = Command::new(&me)
+            .args(std::env::args_os().skip(1))
+            .env("LD_PRELOAD", &library)
+            .env(CHILD, mode)
+            .envs(env.iter().copied())
+            .status()
+            .expect("the bench re-executes");
+        assert!(status.success(), "the {mode} run failed");
+    };
+    run("inproc", &[]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path());
+    run("eehd", &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "bench".as_ref())]);
 }
 
 fn main() {
-    if std::env::var_os(CHILD).is_some() {
-        child();
-    } else {
-        parent();
+    match std::env::var(CHILD) {
+        Ok(mode) => child(&mode),
+        Err(_) => parent(),
     }
 }

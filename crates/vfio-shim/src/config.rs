@@ -10,7 +10,9 @@
 //! | [`ENV_PHBS`] `VFIO_EEH_SHIM_PHBS` | the VM's virtual PHBs: comma-separated BUIDs (`0x800000020000001,0x800000020000002`) | QEMU's sPAPR PHBs 0 to N, N the host's group count: `0x800000020000000` + index, every PHB `eehctl shim --print qemu-args` can name |
 //! | [`ENV_FIRMWARE`] `VFIO_EEH_SHIM_FIRMWARE` | `phb4` (like skiboot on POWER9: only config-space injection, other functions `EIO`) or `any` | `phb4` |
 //! | [`ENV_INJECTION`] `VFIO_EEH_SHIM_INJECTION` | `immediate` (an accepted injection freezes the PE at once) or `on-access` (the first matching access does) | `immediate` |
-//! | [`ENV_SOCKET`] `VFIO_EEH_SHIM_SOCKET` | path of the control socket to serve | no socket |
+//! | [`ENV_CONNECT`] `VFIO_EEH_SHIM_CONNECT` | path of eehd's socket: serve the devices of eehd's shared host (docs/shared-host.md) instead of a simulated host in this process; the simulator settings (topology, injection, reset) are then eehd's | the host in this process |
+//! | [`ENV_VM`] `VFIO_EEH_SHIM_VM` | with `VFIO_EEH_SHIM_CONNECT`: the VM this VMM acts for (1 to 64 of `A-Z a-z 0-9 . _ -`; eehd's policy must allow this user to act as it) | `vmm-<pid>` |
+//! | [`ENV_SOCKET`] `VFIO_EEH_SHIM_SOCKET` | path of the control socket to serve (under eehd it answers only `hello` and `oplog`) | no socket |
 //! | [`ENV_OPLOG`] `VFIO_EEH_SHIM_OPLOG` | path where the JSON op log is written at exit | not written |
 //! | [`ENV_LOG`] `VFIO_EEH_SHIM_LOG` | comma-separated `level` and `target=level` directives (`info`, `warn,vfio_eeh_shim=trace`, ...; `tracing_subscriber`'s `Targets` syntax), logs go to stderr | `warn` |
 //!
@@ -36,6 +38,10 @@ pub const ENV_INJECTION: &str = "VFIO_EEH_SHIM_INJECTION";
 pub const ENV_RESET: &str = "VFIO_EEH_SHIM_RESET";
 /// The VM's virtual PHBs (BUIDs).
 pub const ENV_PHBS: &str = "VFIO_EEH_SHIM_PHBS";
+/// eehd's socket: the host is eehd's.
+pub const ENV_CONNECT: &str = "VFIO_EEH_SHIM_CONNECT";
+/// The VM acted for under eehd.
+pub const ENV_VM: &str = "VFIO_EEH_SHIM_VM";
 /// Control socket path.
 pub const ENV_SOCKET: &str = "VFIO_EEH_SHIM_SOCKET";
 /// Op-log JSON path, written at exit.
@@ -151,6 +157,10 @@ pub struct ShimConfig {
     pub injection: Injection,
     /// How resets wait.
     pub reset: ResetMode,
+    /// eehd's socket; `None` is the simulated host in this process.
+    pub connect: Option<PathBuf>,
+    /// The VM acted for under eehd; `None` is `vmm-<pid>`.
+    pub vm: Option<String>,
     /// Control socket.
     pub socket: Option<PathBuf>,
     /// Op-log file.
@@ -238,10 +248,17 @@ impl ShimConfig {
             firmware: get(ENV_FIRMWARE).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             injection: get(ENV_INJECTION).map(|v| v.parse()).transpose()?.unwrap_or_default(),
             reset: get(ENV_RESET).map(|v| v.parse()).transpose()?.unwrap_or_default(),
+            connect: get(ENV_CONNECT).map(PathBuf::from),
+            vm: get(ENV_VM),
             socket: get(ENV_SOCKET).map(PathBuf::from),
             oplog: get(ENV_OPLOG).map(PathBuf::from),
             log: get(ENV_LOG),
         })
+    }
+
+    /// The VM this VMM acts for under eehd.
+    pub fn vm_name(&self) -> String {
+        self.vm.clone().unwrap_or_else(|| format!("vmm-{}", std::process::id()))
     }
 
     /// The variables that reproduce this configuration in a child process.
@@ -253,12 +270,18 @@ impl ShimConfig {
             (ENV_INJECTION, name_of(self.injection).to_owned()),
             (ENV_RESET, name_of(self.reset).to_owned()),
         ];
-        let paths = [(ENV_TOPOLOGY, &self.topology), (ENV_SOCKET, &self.socket), (ENV_OPLOG, &self.oplog)];
+        let paths = [
+            (ENV_TOPOLOGY, &self.topology),
+            (ENV_CONNECT, &self.connect),
+            (ENV_SOCKET, &self.socket),
+            (ENV_OPLOG, &self.oplog),
+        ];
         env.extend(paths.into_iter().filter_map(|(k, v)| v.as_ref().map(|p| (k, p.display().to_string()))));
         env.extend(self.phbs.as_ref().map(|phbs| {
             let buids: Vec<String> = phbs.iter().map(ToString::to_string).collect();
             (ENV_PHBS, buids.join(","))
         }));
+        env.extend(self.vm.clone().map(|vm| (ENV_VM, vm)));
         env.extend(self.log.clone().map(|l| (ENV_LOG, l)));
         env
     }
@@ -310,6 +333,8 @@ mod tests {
             firmware: Firmware::Any,
             injection: Injection::OnAccess,
             reset: ResetMode::ReportUnavailable,
+            connect: Some("/run/eehd/eehd.sock".into()),
+            vm: Some("guest-a".into()),
             socket: Some("/run/s".into()),
             oplog: Some("/tmp/o.json".into()),
             log: Some("debug".into()),

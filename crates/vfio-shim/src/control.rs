@@ -27,6 +27,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 use vfio_eeh::addr::PeId;
 use vfio_eeh::backend::{BackendError, EehBackend};
 use vfio_eeh::pe::FreezeScope;
+use vfio_eeh_sim::SimHost;
 
 use crate::protocol::{Injection, PeReport, Request, Response, MAX_MESSAGE, PROTOCOL_VERSION};
 use crate::sys::PrivateFd;
@@ -251,8 +252,7 @@ fn client(conn: &PrivateFd, emu: &Emulator) -> std::io::Result<()> {
     }
 }
 
-fn report(emu: &Emulator, pe: PeId) -> Result<PeReport, BackendError> {
-    let host = emu.host();
+fn report(host: &SimHost, pe: PeId) -> Result<PeReport, BackendError> {
     let status = host.status(pe)?;
     Ok(PeReport {
         pe,
@@ -263,13 +263,12 @@ fn report(emu: &Emulator, pe: PeId) -> Result<PeReport, BackendError> {
 }
 
 /// A PHB's status and the reports of the PEs under it.
-fn phb_report(emu: &Emulator, domain: u32) -> Result<Response, BackendError> {
-    let host = emu.host();
+fn phb_report(host: &SimHost, domain: u32) -> Result<Response, BackendError> {
     let phb = host.phb_status(domain)?;
     let mut pes = Vec::new();
     for pe in host.pe_ids() {
         if host.phb_of(pe)? == domain {
-            pes.push(report(emu, pe)?);
+            pes.push(report(host, pe)?);
         }
     }
     Ok(Response::PhbInjected { phb, pes })
@@ -277,28 +276,33 @@ fn phb_report(emu: &Emulator, domain: u32) -> Result<Response, BackendError> {
 
 /// The answer to one request.
 pub(crate) fn answer(emu: &Emulator, request: &Request) -> Response {
-    let host = emu.host();
+    // Under eehd (VFIO_EEH_SHIM_CONNECT) the host is eehd's to report on.
+    let host = || {
+        emu.sim_host().map(|host| &**host).ok_or_else(|| {
+            BackendError::NotSupported("asking this process about eehd's host (ask eehd: eehctl ... --connect)".into())
+        })
+    };
     let result = match request {
         Request::Hello => Ok(Response::Hello { version: PROTOCOL_VERSION, pid: std::process::id() }),
-        Request::State => {
-            host.pe_ids().map(|pe| report(emu, pe)).collect::<Result<_, _>>().map(|pes| Response::State { pes })
-        }
-        Request::Inject { pe, injection } => {
+        Request::State => host().and_then(|host| {
+            host.pe_ids().map(|pe| report(host, pe)).collect::<Result<_, _>>().map(|pes| Response::State { pes })
+        }),
+        Request::Inject { pe, injection } => host().and_then(|host| {
             let done = match injection {
                 Injection::Freeze => host.freeze(*pe, FreezeScope::All),
                 Injection::Error(inj) => host.inject(*pe, *inj),
             };
             tracing::info!(%pe, ?injection, ok = done.is_ok(), "Control injection");
-            done.and_then(|()| report(emu, *pe)).map(|pe| Response::Injected { pe })
-        }
-        Request::InjectPhb { domain, error } => {
+            done.and_then(|()| report(host, *pe)).map(|pe| Response::Injected { pe })
+        }),
+        Request::InjectPhb { domain, error } => host().and_then(|host| {
             let done = host.inject_phb(*domain, *error);
             tracing::info!(domain, ?error, ok = done.is_ok(), "Control PHB injection");
-            done.and_then(|()| phb_report(emu, *domain))
-        }
-        Request::Events { after } => Ok(Response::Events { events: host.events_after(*after) }),
+            done.and_then(|()| phb_report(host, *domain))
+        }),
+        Request::Events { after } => host().map(|host| Response::Events { events: host.events_after(*after) }),
         Request::OpLog => Ok(Response::OpLog { log: emu.log().dump() }),
-        Request::Topology => Ok(Response::Topology { topology: host.topology() }),
+        Request::Topology => host().map(|host| Response::Topology { topology: host.topology() }),
     };
     result.unwrap_or_else(|e| Response::Error { message: e.to_string() })
 }

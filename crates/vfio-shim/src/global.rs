@@ -1,5 +1,6 @@
 //! The process-wide emulator of the preload library, created on the first
-//! open below `/dev/vfio/` from the environment ([`crate::config`]).
+//! open below `/dev/vfio/` from the environment ([`crate::config`]): on a
+//! simulated host in this process, or on eehd's (`VFIO_EEH_SHIM_CONNECT`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -30,10 +31,7 @@ pub enum InitError {
 
 /// The simulated host a configuration describes, on the monotonic clock.
 pub fn simulated_host(config: &ShimConfig) -> Result<SimHost, TopologyError> {
-    let spec = match &config.topology {
-        Some(path) => TopologySpec::from_toml_file(path)?,
-        None => TopologySpec::builtin(),
-    };
+    let spec = topology(config)?;
     let injection = match config.injection {
         Injection::Immediate => InjectionMode::Immediate,
         Injection::OnAccess => InjectionMode::OnAccess,
@@ -44,6 +42,14 @@ pub fn simulated_host(config: &ShimConfig) -> Result<SimHost, TopologyError> {
     };
     let sim = SimConfig { injection, deactivate, ..SimConfig::default() };
     Ok(SimHost::new(&spec, sim, Arc::new(MonotonicClock::new())))
+}
+
+/// The configured topology, or the built-in one.
+fn topology(config: &ShimConfig) -> Result<TopologySpec, TopologyError> {
+    match &config.topology {
+        Some(path) => TopologySpec::from_toml_file(path),
+        None => Ok(TopologySpec::builtin()),
+    }
 }
 
 /// The log filter a [`ShimConfig::log`] value spells: comma-separated
@@ -96,8 +102,15 @@ fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     // Another subscriber may already be installed (a Rust host program).
     let _ = subscriber.try_init();
     crate::fork::register();
-    let host = Arc::new(simulated_host(&config)?);
-    let emu = Arc::new(Emulator::new(host, config.clone()));
+    let emu = match &config.connect {
+        Some(socket) => {
+            let host = crate::daemon::EehdHost::new(socket.clone(), config.vm_name());
+            // The topology describes eehd's host (as for the sysfs tree).
+            let groups = topology(&config)?.phbs().iter().map(|phb| phb.pes.len()).sum();
+            Arc::new(Emulator::on(Arc::new(host), config.clone(), &config.virtual_phbs(groups)))
+        }
+        None => Arc::new(Emulator::new(Arc::new(simulated_host(&config)?), config.clone())),
+    };
     if let Some(path) = &config.socket {
         crate::control::serve(path, Arc::clone(&emu)).map_err(InitError::Control)?;
     }

@@ -38,6 +38,8 @@ pub mod config;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 pub mod control;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
+mod daemon;
+#[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fdtable;
 #[cfg_attr(not(feature = "preload"), allow(dead_code))] // Reached only from the preload entry points.
 mod fork;

@@ -4,6 +4,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::group::Group;
+use super::iommu::Iommu;
+use super::{lock, Emulator, IoctlResult};
+use crate::config::{Firmware, IommuMode};
+use crate::user::{UserMemory, UserPtr};
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::errno::{EINVAL, EIO, ENODEV, ENOTTY};
 use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply, PeStatus};
@@ -11,13 +16,6 @@ use vfio_eeh::container::PeOpArg;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, VfioIoctl};
 use vfio_eeh_sim::nvme::DmaError;
-use vfio_eeh_sim::SimHost;
-
-use super::group::Group;
-use super::iommu::Iommu;
-use super::{lock, Emulator, IoctlResult};
-use crate::config::{Firmware, IommuMode};
-use crate::user::{UserMemory, UserPtr};
 
 /// A container: its groups and its IOMMU.
 #[derive(Debug, Default)]
@@ -98,12 +96,11 @@ pub(super) struct PeOpDone {
     pub(super) groups: Vec<u32>,
 }
 
-/// The host behind `VFIO_EEH_PE_OP` and the RTAS entry point: the
-/// simulator, with the firmware's refusal of injection functions it does
-/// not implement.
+/// The host behind `VFIO_EEH_PE_OP` and the RTAS entry point, with the
+/// firmware's refusal of injection functions it does not implement.
 pub(super) struct Firmwared<'a> {
-    /// The simulator.
-    pub(super) host: &'a SimHost,
+    /// The host.
+    pub(super) host: &'a dyn EehBackend,
     /// What the firmware carries out.
     pub(super) firmware: Firmware,
 }
@@ -219,7 +216,7 @@ impl Emulator {
             Ok(pes) => pes,
             Err(errno) => return PeOpDone { result: Err(errno), groups: Vec::new() },
         };
-        let backend = Firmwared { host: &self.host, firmware: self.config.firmware };
+        let backend = Firmwared { host: &*self.host, firmware: self.config.firmware };
         let mut done = PeOpDone { result: Ok(0), groups: Vec::with_capacity(pes.len()) };
         for (group, pe) in pes {
             done.groups.push(group);
@@ -238,7 +235,7 @@ mod tests {
     use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
     use vfio_eeh::uapi::VfioEehPeOp;
 
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::{IommuMode, ShimConfig};
 

@@ -4,14 +4,17 @@
 //!
 //! A device file holds its group file open. The first open of a device
 //! and its last close are vfio-pci's `open_device`/`close_device`, which
-//! call `eeh_dev_open`/`eeh_dev_release` ([`SimHost::dev_open`],
-//! [`SimHost::dev_release`]): while a device is open its PE is passed
+//! call `eeh_dev_open`/`eeh_dev_release` ([`Host::device_opened`],
+//! [`Host::device_released`]): while a device is open its PE is passed
 //! through, and the host does not count its freezes. While it is open the
 //! device's model (an NVMe controller, [`vfio_eeh_sim::nvme`]) gets a
 //! [`VmmBus`]: DMA through the container's IOMMU into this process's
-//! memory, interrupts through the `SET_IRQS` eventfds. The BARs are never
-//! mmap-able (no `VFIO_REGION_INFO_FLAG_MMAP`), so every access is a
+//! memory, interrupts through the `SET_IRQS` eventfds. A model's BARs are
+//! never mmap-able (no `VFIO_REGION_INFO_FLAG_MMAP`), so every access is a
 //! `pread`/`pwrite` the model sees.
+//!
+//! BAR accesses take the shared-memory path ([`super::direct`]) when the
+//! host shares the function's memory and its PE allows it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,12 +24,14 @@ use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOTTY};
 use vfio_eeh::backend::EehBackend;
 use vfio_eeh::uapi::{self, VfioIoctl};
 use vfio_eeh_sim::nvme::{DmaError, InterruptSink};
-use vfio_eeh_sim::spec::{BarInfo, BarKind, DeviceModel};
-use vfio_eeh_sim::{DeviceBus, SimHost};
+use vfio_eeh_sim::spec::{BarInfo, BarKind};
+use vfio_eeh_sim::DeviceBus;
 use zerocopy::IntoBytes;
 
 use super::container::Container;
+use super::direct::DirectBars;
 use super::group::GroupFile;
+use super::host::{FunctionInfo, Host};
 use super::iommu::size_u32;
 use super::irqs::Irqs;
 use super::{lock, Emulator, IoctlResult};
@@ -61,6 +66,8 @@ pub(crate) struct Device {
     irqs: Arc<Irqs>,
     /// Open device files (vfio-pci's `open_count`).
     open_files: Mutex<usize>,
+    /// The BAR memory the host shares, for direct access.
+    direct: Option<DirectBars>,
 }
 
 /// An open device file; it holds its group file open.
@@ -68,7 +75,7 @@ pub(crate) struct Device {
 pub(crate) struct DeviceFile {
     device: Arc<Device>,
     group: Arc<GroupFile>,
-    host: Arc<SimHost>,
+    host: Arc<dyn Host>,
 }
 
 impl DeviceFile {
@@ -79,18 +86,15 @@ impl DeviceFile {
     pub(super) fn open(
         device: Arc<Device>,
         group: Arc<GroupFile>,
-        host: &Arc<SimHost>,
+        host: &Arc<dyn Host>,
         memory: &Arc<dyn UserMemory + Send + Sync>,
     ) -> Self {
         let mut open_files = lock(&device.open_files);
         if *open_files == 0 {
-            if let Err(e) = host.dev_open(device.addr) {
-                tracing::warn!(device = %device.addr, error = %e, "eeh_dev_open failed");
-            }
+            host.device_opened(device.addr);
             if let Some(container) = group.group().container() {
                 let bus = VmmBus { container, memory: Arc::clone(memory), irqs: Arc::clone(&device.irqs) };
-                // The device exists: it is one of the host's.
-                let _ = host.attach_bus(device.addr, Some(Arc::new(bus)));
+                host.attach_bus(device.addr, Some(Arc::new(bus)));
             }
         }
         *open_files += 1;
@@ -111,10 +115,8 @@ impl Drop for DeviceFile {
         let mut open_files = lock(&self.device.open_files);
         *open_files -= 1;
         if *open_files == 0 {
-            let _ = self.host.attach_bus(self.device.addr, None);
-            if let Err(e) = self.host.dev_release(self.device.addr) {
-                tracing::warn!(device = %self.device.addr, error = %e, "eeh_dev_release failed");
-            }
+            self.host.attach_bus(self.device.addr, None);
+            self.host.device_released(self.device.addr);
         }
         drop(open_files);
         self.group.group().device_closed();
@@ -181,7 +183,7 @@ pub(crate) enum Access<'a> {
 
 /// Copies the first `w` bytes of `src` into `dst` at `at`; `EINVAL` if
 /// either is too short (the chunk loops never ask for that).
-fn put(dst: &mut [u8], at: usize, src: &[u8], w: usize) -> Result<(), i32> {
+pub(super) fn put(dst: &mut [u8], at: usize, src: &[u8], w: usize) -> Result<(), i32> {
     let src = src.get(..w).ok_or(EINVAL)?;
     dst.get_mut(at..at.checked_add(w).ok_or(EINVAL)?).ok_or(EINVAL)?.copy_from_slice(src);
     Ok(())
@@ -198,7 +200,7 @@ impl Access<'_> {
 
 /// The widest naturally aligned access (at most `max` bytes) at `at` that
 /// fits in `left` bytes, as vfio-pci splits a region access.
-fn chunk(at: u64, left: usize, max: u8) -> u8 {
+pub(super) fn chunk(at: u64, left: usize, max: u8) -> u8 {
     [8u8, 4, 2]
         .into_iter()
         .find(|&w| w <= max && usize::from(w) <= left && at.is_multiple_of(u64::from(w)))
@@ -206,21 +208,18 @@ fn chunk(at: u64, left: usize, max: u8) -> u8 {
 }
 
 impl Device {
-    /// The function at `addr` of `host`, with its BARs, pin and command
-    /// register as they are now.
-    pub(super) fn new(host: &SimHost, addr: PciAddr) -> Self {
+    /// The function `info` describes, with its pin and command register as
+    /// `host` has them now.
+    pub(super) fn new(host: &dyn Host, info: FunctionInfo) -> Self {
+        let FunctionInfo { addr, bars: infos, direct, msix_vectors } = info;
         let mut bars = [None; 6];
-        for bar in host.bars(addr).unwrap_or_default() {
+        for bar in infos {
             if let Some(slot) = bars.get_mut(usize::from(bar.index)) {
-                *slot = Some(*bar);
+                *slot = Some(bar);
             }
         }
         let command = host.config_read(addr, 4, 1).unwrap_or(0);
         let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).unwrap_or(0);
-        let msix_vectors = match host.device(addr).map(|d| &d.model) {
-            Ok(DeviceModel::Nvme(spec)) => spec.vectors(),
-            _ => 0,
-        };
         Device {
             addr,
             name: addr.to_string(),
@@ -228,6 +227,7 @@ impl Device {
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
             irqs: Arc::new(Irqs::new(pin != 0, msix_vectors)),
             open_files: Mutex::default(),
+            direct,
         }
     }
 
@@ -248,7 +248,7 @@ impl Device {
     }
 
     /// `pread`/`pwrite` at `offset` of the device fd: config space or a BAR.
-    pub(super) fn access(&self, host: &SimHost, offset: u64, mut access: Access<'_>) -> Result<usize, i32> {
+    pub(super) fn access(&self, host: &dyn Host, offset: u64, mut access: Access<'_>) -> Result<usize, i32> {
         let index = offset >> REGION_SHIFT;
         let pos = offset & ((1 << REGION_SHIFT) - 1);
         let len = access.len() as u64;
@@ -268,20 +268,22 @@ impl Device {
             return Err(EIO);
         }
         let n = usize::try_from(len.min(bar.size - pos)).map_err(|_| EINVAL)?;
+        if self.direct.as_ref().is_some_and(|direct| direct.try_access(bar.index, pos, n, &mut access)) {
+            return Ok(n);
+        }
         let mut done = 0;
         while done < n {
             let at = pos + done as u64;
             let width = chunk(at, n - done, 8);
             let w = usize::from(width);
             let result = match &mut access {
-                Access::Read(buf) => host
-                    .bar_read(self.addr, bar.index, at, width)
-                    .map_err(|e| e.errno())
-                    .and_then(|v| put(buf, done, &v.to_le_bytes(), w)),
+                Access::Read(buf) => {
+                    host.bar_read(self.addr, bar.index, at, width).and_then(|v| put(buf, done, &v.to_le_bytes(), w))
+                }
                 Access::Write(buf) => {
                     let mut bytes = [0u8; 8];
                     put(&mut bytes, 0, buf.get(done..).unwrap_or_default(), w)?;
-                    host.bar_write(self.addr, bar.index, at, width, u64::from_le_bytes(bytes)).map_err(|e| e.errno())
+                    host.bar_write(self.addr, bar.index, at, width, u64::from_le_bytes(bytes))
                 }
             };
             result?;
@@ -290,7 +292,7 @@ impl Device {
         Ok(n)
     }
 
-    fn config_access(&self, host: &SimHost, pos: u64, access: &mut Access<'_>) -> Result<(), i32> {
+    fn config_access(&self, host: &dyn Host, pos: u64, access: &mut Access<'_>) -> Result<(), i32> {
         let n = access.len();
         let mut done = 0;
         while done < n {
@@ -300,13 +302,13 @@ impl Device {
             let reg = u16::try_from(at).map_err(|_| EFAULT)?;
             match access {
                 Access::Read(buf) => {
-                    let v = host.config_read(self.addr, reg, width).map_err(|e| e.errno())?;
+                    let v = host.config_read(self.addr, reg, width)?;
                     put(buf, done, &v.to_le_bytes(), w)?;
                 }
                 Access::Write(buf) => {
                     let mut bytes = [0u8; 4];
                     put(&mut bytes, 0, buf.get(done..).unwrap_or_default(), w)?;
-                    host.config_write(self.addr, reg, width, u32::from_le_bytes(bytes)).map_err(|e| e.errno())?;
+                    host.config_write(self.addr, reg, width, u32::from_le_bytes(bytes))?;
                     let command = PCI_COMMAND.checked_sub(at).and_then(|i| bytes.get(usize::try_from(i).ok()?));
                     if let (Some(&byte), true) = (command, (at..at + u64::from(width)).contains(&PCI_COMMAND)) {
                         self.memory.store(byte & PCI_COMMAND_MEMORY != 0, Ordering::Release);
@@ -420,7 +422,7 @@ impl Emulator {
             Some(uapi::DEVICE_GET_IRQ_INFO) => device.irqs.get_info(arg),
             Some(uapi::DEVICE_SET_IRQS) => device.irqs.set(arg),
             Some(uapi::DEVICE_FEATURE) => Device::feature(arg),
-            Some(uapi::DEVICE_RESET) => self.host.function_reset(device.addr).map(|()| 0).map_err(|e| e.errno()),
+            Some(uapi::DEVICE_RESET) => self.host.function_reset(device.addr).map(|()| 0),
             Some(uapi::DEVICE_ADDR_MAPPING) => match self.config.platform {
                 Platform::None => Err(ENOTTY),
                 Platform::Powernv => device.addr_mapping(&self.vm, &*self.host, arg),
@@ -431,7 +433,7 @@ impl Emulator {
 
     /// `pread`/`pwrite` on a device file.
     pub(super) fn device_access(&self, file: &DeviceFile, offset: u64, access: Access<'_>) -> Result<usize, i32> {
-        file.device.access(&self.host, offset, access)
+        file.device.access(&*self.host, offset, access)
     }
 }
 
@@ -439,7 +441,7 @@ impl Emulator {
 mod tests {
     use vfio_eeh::backend::errno::{EBUSY, EEXIST, ENOENT};
 
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::ShimConfig;
 

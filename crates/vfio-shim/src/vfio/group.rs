@@ -1,10 +1,9 @@
-//! IOMMU groups (`/dev/vfio/<group>`, one per PE of the simulated host): the
-//! VFIO core's group ioctls, attaching to a container and opening device
-//! fds.
+//! IOMMU groups (`/dev/vfio/<group>`, one per PE of the host): the VFIO
+//! core's group ioctls, attaching to a container and opening device fds.
 //!
 //! A group file holds the container it is attached to, so a closed
 //! container fd leaves the container alive; closing the last group file
-//! detaches it.
+//! detaches it and gives the group back to the host ([`Host::detach`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +15,7 @@ use zerocopy::IntoBytes;
 
 use super::container::Container;
 use super::device::{Device, DeviceFile};
+use super::host::Host;
 use super::{lock, Emulator, IoctlResult, OpenFile};
 use crate::sys;
 use crate::user::UserPtr;
@@ -24,7 +24,7 @@ use crate::vm::ThisVm;
 /// `strndup_user(arg, PAGE_SIZE)` in `GET_DEVICE_FD`.
 const DEVICE_NAME_MAX: usize = 4096;
 
-/// One IOMMU group of the simulated host (one PE).
+/// One IOMMU group of the host (one PE), as lent to this process.
 #[derive(Debug)]
 pub(crate) struct Group {
     number: u32,
@@ -56,16 +56,22 @@ impl Group {
         self.pe
     }
 
+    /// Whether a file of the group is open.
+    pub(super) fn is_open(&self) -> bool {
+        lock(&self.state).open
+    }
+
     /// Opens the group's file for `vm`, which owns the PE while the file
     /// is open: `EBUSY` while it is open (VFIO groups have one opener).
-    pub(super) fn open(self: &Arc<Self>, vm: &Arc<ThisVm>) -> Result<GroupFile, i32> {
+    /// Its last close gives the group back to `host`.
+    pub(super) fn open(self: &Arc<Self>, host: Arc<dyn Host>, vm: &Arc<ThisVm>) -> Result<GroupFile, i32> {
         let mut state = lock(&self.state);
         if state.open {
             return Err(EBUSY);
         }
         state.open = true;
         vm.claim(self.pe);
-        Ok(GroupFile { group: Arc::clone(self), vm: Arc::clone(vm) })
+        Ok(GroupFile { group: Arc::clone(self), host, vm: Arc::clone(vm) })
     }
 
     /// The container the group is attached to.
@@ -84,17 +90,19 @@ impl Group {
 #[derive(Debug)]
 pub(crate) struct GroupFile {
     group: Arc<Group>,
+    host: Arc<dyn Host>,
     vm: Arc<ThisVm>,
 }
 
 impl Drop for GroupFile {
     fn drop(&mut self) {
         let mut state = lock(&self.group.state);
-        self.vm.release(self.group.pe);
-        state.open = false;
         if let Some(container) = state.container.take() {
             container.detach(&self.group);
         }
+        self.vm.release(self.group.pe);
+        self.host.detach(self.group.pe);
+        state.open = false;
     }
 }
 
@@ -177,7 +185,7 @@ impl Emulator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Fixture;
+    use super::super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::ShimConfig;
 

@@ -1,6 +1,7 @@
 //! The emulated `/dev/vfio`: containers, groups and devices with the Linux
 //! VFIO core's, vfio-pci's and the IOMMU drivers' semantics and argument
-//! checks, served on the simulated host.
+//! checks, served on the host behind the [`host::Host`] seam: the
+//! simulated host in this process, or eehd's shared host.
 //!
 //! [`Emulator`] is entered from the interposed libc calls with a descriptor
 //! number; it answers `None` for descriptors and paths that are not its own,
@@ -23,18 +24,21 @@
 
 mod container;
 mod device;
+mod direct;
 mod group;
+pub(crate) mod host;
 mod iommu;
 mod irqs;
 mod rtas;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use libc::EMFILE;
-use vfio_eeh::backend::errno::{EINVAL, EIO, ENOENT, ENOTTY};
+use vfio_eeh::addr::Buid;
+use vfio_eeh::backend::errno::{EBUSY, EINVAL, EIO, ENOENT, ENOTTY};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::uapi::{self, Encoding, FdKind, VfioIoctl};
 use vfio_eeh_sim::SimHost;
@@ -42,7 +46,9 @@ use vfio_eeh_sim::SimHost;
 use self::container::Container;
 pub(crate) use self::device::Access;
 use self::device::DeviceFile;
+pub(crate) use self::direct::DirectBars;
 use self::group::{Group, GroupFile};
+use self::host::{Host, InProcess};
 use crate::config::ShimConfig;
 use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
@@ -109,10 +115,11 @@ fn vfio_offset(request: u64) -> Option<u8> {
 
 /// The emulated `/dev/vfio` of one process.
 pub(crate) struct Emulator {
-    host: Arc<SimHost>,
+    host: Arc<dyn Host>,
     config: ShimConfig,
     vm: Arc<ThisVm>,
-    groups: Vec<Arc<Group>>,
+    /// The groups lent to this process, by number.
+    groups: Mutex<HashMap<u32, Arc<Group>>>,
     fds: FdTable<OpenFile>,
     log: OpLog,
     unknown: Mutex<HashSet<(FdKind, u64)>>,
@@ -124,29 +131,26 @@ pub(crate) struct Emulator {
 
 impl std::fmt::Debug for Emulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator").field("config", &self.config).field("groups", &self.groups.len()).finish()
+        f.debug_struct("Emulator").field("config", &self.config).field("host", &self.host).finish()
     }
 }
 
 impl Emulator {
-    /// An emulator of `host`'s groups.
+    /// An emulator of the groups of `host`, a simulated host in this
+    /// process.
     pub(crate) fn new(host: Arc<SimHost>, config: ShimConfig) -> Self {
-        let topology = host.topology();
-        let groups = topology
-            .phbs
-            .iter()
-            .flat_map(|phb| &phb.groups)
-            .map(|g| {
-                let devices = g.devices.iter().map(|d| Arc::new(device::Device::new(&host, d.addr))).collect();
-                Arc::new(Group::new(g.pe, devices))
-            })
-            .collect::<Vec<_>>();
-        let vm = Arc::new(ThisVm::new(&config.virtual_phbs(groups.len())));
+        let phbs = config.virtual_phbs(host.pe_ids().count());
+        Emulator::on(Arc::new(InProcess(host)), config, &phbs)
+    }
+
+    /// An emulator of the groups of `host`, for a VM with the virtual PHBs
+    /// `phbs`.
+    pub(crate) fn on(host: Arc<dyn Host>, config: ShimConfig, phbs: &[Buid]) -> Self {
         Emulator {
             host,
             config,
-            vm,
-            groups,
+            vm: Arc::new(ThisVm::new(phbs)),
+            groups: Mutex::default(),
             fds: FdTable::new(),
             log: OpLog::new(),
             unknown: Mutex::default(),
@@ -162,9 +166,9 @@ impl Emulator {
         Emulator { dma_memory: memory, ..self }
     }
 
-    /// The simulated host.
-    pub(crate) fn host(&self) -> &Arc<SimHost> {
-        &self.host
+    /// The simulated host, when it lives in this process.
+    pub(crate) fn sim_host(&self) -> Option<&Arc<SimHost>> {
+        self.host.in_process()
     }
 
     /// The op log.
@@ -203,8 +207,17 @@ impl Emulator {
             return self.install(OpenFile::Container(Arc::default()), cloexec);
         }
         let number: u32 = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()).ok_or(ENOENT)?;
-        let group = self.groups.iter().find(|g| g.number() == number).ok_or(ENOENT)?;
-        let file = group.open(&self.vm)?;
+        // One open at a time: the host lends a group once.
+        let mut groups = lock(&self.groups);
+        if groups.get(&number).is_some_and(|g| g.is_open()) {
+            return Err(EBUSY);
+        }
+        let lent = self.host.attach(number)?;
+        let devices = lent.functions.into_iter().map(|f| Arc::new(device::Device::new(&*self.host, f))).collect();
+        let group = Arc::new(Group::new(lent.pe, devices));
+        groups.insert(number, Arc::clone(&group));
+        let file = group.open(Arc::clone(&self.host), &self.vm)?;
+        drop(groups);
         self.install(OpenFile::Group(Arc::new(file)), cloexec)
     }
 
@@ -357,7 +370,7 @@ impl Emulator {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::Fixture;
+    use super::testing::{Fixture, Vmm};
     use super::*;
     use crate::config::IommuMode;
 

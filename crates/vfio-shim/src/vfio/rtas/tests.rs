@@ -5,7 +5,7 @@ use vfio_eeh::pe::FreezeScope;
 use vfio_eeh::rtas::{status, RtasArgs, RtasCall, TokenTable};
 use vfio_eeh::uapi;
 
-use super::super::testing::Fixture;
+use super::super::testing::{Fixture, Vmm};
 use super::*;
 use crate::config::{Platform, ShimConfig};
 use crate::user::ProcessMemory;

@@ -1,14 +1,17 @@
 //! `SOCK_SEQPACKET` Unix sockets (which std lacks), through rustix: one
 //! message per datagram, boundaries kept, a frame larger than the cap is
-//! seen whole-sized and refused rather than cut.
+//! seen whole-sized and refused rather than cut; a frame may carry
+//! descriptors (`SCM_RIGHTS`).
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use rustix::net::{
-    self, sockopt, AddressFamily, RecvFlags, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType,
+    self, sockopt, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, Shutdown, SocketAddrUnix, SocketFlags, SocketType,
 };
 
 use crate::protocol::MAX_FRAME;
@@ -65,6 +68,45 @@ pub fn try_send(fd: impl AsFd, frame: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// The most descriptors one frame carries.
+pub const MAX_FDS: usize = 64;
+
+/// Sends one frame with `fds` attached, waiting for room.
+pub fn send_with_fds(fd: impl AsFd, frame: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} descriptors in one frame", fds.len())));
+    }
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("no room for the descriptors"));
+    }
+    net::sendmsg(fd, &[IoSlice::new(frame)], &mut control, SendFlags::NOSIGNAL)?;
+    Ok(())
+}
+
+/// Receives one frame as [`recv`] does, with the descriptors it carries
+/// (close-on-exec).
+pub fn recv_with_fds(fd: impl AsFd, buf: &mut [u8]) -> io::Result<(Received, Vec<OwnedFd>)> {
+    debug_assert!(buf.len() >= MAX_FRAME);
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(&mut buf[..MAX_FRAME])];
+    let got = net::recvmsg(fd, &mut iov, &mut control, RecvFlags::TRUNC | RecvFlags::CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = message {
+            fds.extend(rights);
+        }
+    }
+    let received = match got.bytes {
+        0 => Received::Closed,
+        n if n > MAX_FRAME => Received::TooLarge(n),
+        n => Received::Frame(n),
+    };
+    Ok((received, fds))
+}
+
 /// Receives one frame into `buf` (which must hold [`MAX_FRAME`] bytes).
 /// A receive timeout shows as `WouldBlock`.
 pub fn recv(fd: impl AsFd, buf: &mut [u8]) -> io::Result<Received> {
@@ -91,9 +133,8 @@ pub fn shutdown(fd: impl AsFd) {
 }
 
 /// The peer's credentials.
-pub fn peer(fd: impl AsFd) -> io::Result<crate::policy::Peer> {
-    let cred = sockopt::socket_peercred(fd)?;
-    Ok(crate::policy::Peer { pid: cred.pid.as_raw_nonzero().get(), uid: cred.uid.as_raw(), gid: cred.gid.as_raw() })
+pub fn peer_credentials(fd: impl AsFd) -> io::Result<rustix::net::UCred> {
+    Ok(sockopt::socket_peercred(fd)?)
 }
 
 #[cfg(test)]
@@ -112,9 +153,24 @@ mod tests {
         assert_eq!(&buf[..3], b"one");
         assert_eq!(recv(&b, &mut buf).unwrap(), Received::Frame(4));
         assert_eq!(recv(&b, &mut buf).unwrap(), Received::TooLarge(MAX_FRAME + 1));
-        let me = peer(&b).unwrap();
-        assert_eq!(me.uid, rustix::process::getuid().as_raw());
+        let me = peer_credentials(&b).unwrap();
+        assert_eq!(me.uid, rustix::process::getuid());
         drop(a);
         assert_eq!(recv(&b, &mut buf).unwrap(), Received::Closed);
+    }
+
+    #[test]
+    fn descriptors_travel_with_their_frame() {
+        let (a, b) = net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None).unwrap();
+        let file = tempfile::tempfile().unwrap();
+        send_with_fds(&a, b"with", &[file.as_fd()]).unwrap();
+        send_with_fds(&a, b"without", &[]).unwrap();
+        let mut buf = vec![0; MAX_FRAME];
+        let (got, fds) = recv_with_fds(&b, &mut buf).unwrap();
+        assert_eq!((got, fds.len()), (Received::Frame(4), 1));
+        let (mine, theirs) = (rustix::fs::fstat(&file).unwrap(), rustix::fs::fstat(&fds[0]).unwrap());
+        assert_eq!((mine.st_dev, mine.st_ino), (theirs.st_dev, theirs.st_ino), "the same file");
+        let (got, fds) = recv_with_fds(&b, &mut buf).unwrap();
+        assert_eq!((got, fds.len()), (Received::Frame(7), 0));
     }
 }

@@ -2,13 +2,13 @@
 //! that arrive while an answer is awaited are kept for [`Client::next_event`].
 //!
 //! ```no_run
-//! use eehd::client::Client;
-//! use eehd::protocol::Request;
+//! use eehd_protocol::client::Client;
+//! use eehd_protocol::protocol::Request;
 //! use vfio_eeh::addr::PeId;
 //!
 //! let mut vm = Client::connect("/run/eehd/eehd.sock".as_ref(), Some("guest-a"))?;
 //! vm.request(&Request::Claim { group: PeId(1) })?;
-//! # Ok::<(), eehd::client::ClientError>(())
+//! # Ok::<(), eehd_protocol::client::ClientError>(())
 //! ```
 
 use std::collections::VecDeque;
@@ -43,13 +43,24 @@ pub struct Client {
     buf: Vec<u8>,
     events: VecDeque<PeEvent>,
     hello: Answer,
+    /// The descriptors the last frame carried.
+    fds: Vec<OwnedFd>,
+    /// How long a request waits for its answer.
+    timeout: Option<Duration>,
 }
 
 impl Client {
     /// Connects and says hello for `vm` (`None`: an operator session).
     pub fn connect(path: &Path, vm: Option<&str>) -> Result<Self, ClientError> {
         let fd = seqpacket::connect(path)?;
-        let mut client = Client { fd, buf: vec![0; MAX_FRAME], events: VecDeque::new(), hello: Answer::Done };
+        let mut client = Client {
+            fd,
+            buf: vec![0; MAX_FRAME],
+            events: VecDeque::new(),
+            hello: Answer::Done,
+            fds: Vec::new(),
+            timeout: None,
+        };
         client.hello = client.request(&Request::Hello { version: PROTOCOL_VERSION, vm: vm.map(str::to_owned) })?;
         Ok(client)
     }
@@ -64,6 +75,22 @@ impl Client {
         let bytes = serde_json::to_vec(request).expect("requests serialize");
         self.send_raw(&bytes)?;
         self.answer()
+    }
+
+    /// Sends a request and waits for its answer and the descriptors that
+    /// came with it ([`Request::Attach`]).
+    pub fn request_with_fds(&mut self, request: &Request) -> Result<(Answer, Vec<OwnedFd>), ClientError> {
+        let answer = self.request(request)?;
+        Ok((answer, std::mem::take(&mut self.fds)))
+    }
+
+    /// Bounds how long a request waits for its answer (`None`: forever); a
+    /// request that times out fails with an I/O error of kind `WouldBlock`,
+    /// and the session is then out of step: drop it.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        seqpacket::set_timeouts(&self.fd, timeout, timeout)?;
+        self.timeout = timeout;
+        Ok(())
     }
 
     /// Sends bytes as one frame (for tests of malformed input).
@@ -90,7 +117,7 @@ impl Client {
         }
         seqpacket::set_timeouts(&self.fd, Some(timeout.max(Duration::from_millis(1))), None)?;
         let frame = self.frame();
-        seqpacket::set_timeouts(&self.fd, None, None)?;
+        seqpacket::set_timeouts(&self.fd, self.timeout, self.timeout)?;
         match frame {
             Ok(ServerFrame::Event(event)) => Ok(Some(event)),
             Ok(ServerFrame::Ok(_)) => Err(ClientError::Closed),
@@ -101,7 +128,9 @@ impl Client {
     }
 
     fn frame(&mut self) -> Result<ServerFrame, ClientError> {
-        match seqpacket::recv(&self.fd, &mut self.buf)? {
+        let (received, fds) = seqpacket::recv_with_fds(&self.fd, &mut self.buf)?;
+        self.fds = fds;
+        match received {
             Received::Frame(n) => serde_json::from_slice(&self.buf[..n]).map_err(ClientError::Garbled),
             Received::TooLarge(_) | Received::Closed => Err(ClientError::Closed),
         }

@@ -9,7 +9,7 @@
 //! [`PROTOCOL_VERSION`].
 //!
 //! ```
-//! use eehd::protocol::{Request, PROTOCOL_VERSION};
+//! use eehd_protocol::protocol::{Request, PROTOCOL_VERSION};
 //!
 //! let hello = Request::Hello { version: PROTOCOL_VERSION, vm: Some("guest-a".into()) };
 //! let json = serde_json::to_string(&hello).unwrap();
@@ -47,6 +47,16 @@ pub enum Request {
     },
     /// Claims a group (PE) for the caller's VM.
     Claim {
+        /// The group.
+        group: PeId,
+    },
+    /// Opens a group for the VM as a VFIO group open does: claims it and
+    /// describes its functions. Unlike [`Request::Claim`] it answers with
+    /// the kernel's errnos for `open("/dev/vfio/<group>")`: `ENOENT` for a
+    /// group the host lacks, `EBUSY` for one another VM holds. The answer
+    /// ([`Answer::Attached`]) carries descriptors (`SCM_RIGHTS`) of the
+    /// memory the VMM may access directly (docs/shared-host.md).
+    Attach {
         /// The group.
         group: PeId,
     },
@@ -131,6 +141,12 @@ pub enum Request {
         /// The value (its low `width` bytes).
         value: u64,
     },
+    /// Resets a host function of one of the VM's groups
+    /// (`VFIO_DEVICE_RESET`: its memory is lost, its config space kept).
+    DeviceReset {
+        /// The host function.
+        host: PciAddr,
+    },
     /// Operator: injects an error.
     Inject {
         /// Where and what.
@@ -154,6 +170,7 @@ impl Request {
         match self {
             Request::Hello { .. } => "hello",
             Request::Claim { .. } => "claim",
+            Request::Attach { .. } => "attach",
             Request::Release { .. } => "release",
             Request::PhbAdd { .. } => "phb_add",
             Request::PhbRemove { .. } => "phb_remove",
@@ -170,6 +187,7 @@ impl Request {
             Request::Claims => "claims",
             Request::DeviceRead { .. } => "device_read",
             Request::DeviceWrite { .. } => "device_write",
+            Request::DeviceReset { .. } => "device_reset",
             Request::Clock { .. } => "clock",
         }
     }
@@ -222,6 +240,23 @@ pub enum PeAction {
         /// The error.
         injection: ErrInjection,
     },
+}
+
+impl From<EehOp> for PeAction {
+    fn from(op: EehOp) -> Self {
+        match op {
+            EehOp::Disable => PeAction::Disable,
+            EehOp::Enable => PeAction::Enable,
+            EehOp::UnfreezeIo => PeAction::UnfreezeIo,
+            EehOp::UnfreezeDma => PeAction::UnfreezeDma,
+            EehOp::GetState => PeAction::GetState,
+            EehOp::ResetDeactivate => PeAction::ResetDeactivate,
+            EehOp::Reset(ResetKind::Hot) => PeAction::ResetHot,
+            EehOp::Reset(ResetKind::Fundamental) => PeAction::ResetFundamental,
+            EehOp::Configure => PeAction::Configure,
+            EehOp::InjectErr(injection) => PeAction::InjectErr { injection },
+        }
+    }
 }
 
 impl From<PeAction> for EehOp {
@@ -298,6 +333,18 @@ pub enum Answer {
     },
     /// Done; nothing to report.
     Done,
+    /// An attached group. The frame carries descriptors, in this order:
+    /// the PE's state file (read-only) if `state_slot` is set, then one for
+    /// each BAR marked `shared`, in the order listed.
+    Attached {
+        /// The group.
+        group: PeId,
+        /// Its functions.
+        devices: Vec<AttachedDevice>,
+        /// The index of the PE's word ([`crate::shm::PeWord`]) in its
+        /// state file, if the host shares memory.
+        state_slot: Option<u32>,
+    },
     /// A mapping.
     Mapping {
         /// The host function.
@@ -351,6 +398,28 @@ pub enum Answer {
         /// Nanoseconds since the clock's start.
         now_ns: u64,
     },
+}
+
+/// A function of an attached group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedDevice {
+    /// The host function.
+    pub host: PciAddr,
+    /// Its BARs.
+    pub bars: Vec<AttachedBar>,
+}
+
+/// A BAR of an attached function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedBar {
+    /// BAR index 0..=5.
+    pub index: u8,
+    /// Size in bytes.
+    pub size: u64,
+    /// I/O space rather than memory.
+    pub io: bool,
+    /// Its memory comes as a descriptor with the answer.
+    pub shared: bool,
 }
 
 /// One VM's PHBs, claims and mappings.
@@ -579,5 +648,7 @@ mod tests {
         ];
         let ops: Vec<EehOp> = actions.into_iter().map(EehOp::from).collect();
         assert_eq!(ops, EehOp::WITHOUT_ARGUMENTS);
+        let back: Vec<PeAction> = ops.into_iter().map(PeAction::from).collect();
+        assert_eq!(back, actions, "and back");
     }
 }

@@ -1,0 +1,447 @@
+//! The host as eehd serves it (`VFIO_EEH_SHIM_CONNECT`): this process is
+//! an eehd client acting for one VM (`VFIO_EEH_SHIM_VM`), and the emulated
+//! `/dev/vfio` serves that VM's groups of eehd's host. docs/shared-host.md
+//! describes the design.
+//!
+//! * Opening a group is an `attach`: eehd claims it for the VM (`EBUSY` if
+//!   another VM holds it, `ENOENT` if the host has none) and hands over
+//!   the shared memory of its BARs; closing its last file releases it.
+//! * Config space, PE ops, resets, and BAR accesses while the PE's word
+//!   does not allow direct access are requests on the socket.
+//! * When eehd cannot be reached, a group open answers `ENODEV` (the
+//!   kernel's answer for a group whose devices are gone) and any other
+//!   request `EIO`; a request cut off by eehd's death answers `EIO`. The
+//!   next request connects again, says hello and claims the groups this
+//!   process holds, so a restarted eehd finds its VMMs back without them
+//!   noticing more than the requests that failed meanwhile.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use eehd_protocol::client::{Client, ClientError};
+use eehd_protocol::protocol::{Answer, AttachedDevice, DeviceSpace, PeAction, Request};
+use eehd_protocol::shm::Mapping;
+use vfio_eeh::addr::{PciAddr, PeId};
+use vfio_eeh::backend::errno::{EINVAL, EIO, ENODEV};
+use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
+use vfio_eeh::ops::{EehOp, PeState};
+use vfio_eeh_sim::spec::{BarInfo, BarKind};
+use vfio_eeh_sim::{DeviceBus, SimHost};
+
+use crate::vfio::host::{FunctionInfo, GroupInfo, Host};
+use crate::vfio::DirectBars;
+
+/// How long a request may wait for its answer (a blocking PE reset takes
+/// about two seconds).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// eehd's host, reached over its socket.
+#[derive(Debug)]
+pub(crate) struct EehdHost {
+    socket: PathBuf,
+    vm: String,
+    session: Mutex<Session>,
+}
+
+/// The connection (if any) and what this process holds.
+#[derive(Debug, Default)]
+struct Session {
+    /// The connection, and the process that opened it (a forked child
+    /// opens its own rather than talk over its parent's).
+    client: Option<(Client, u32)>,
+    /// The groups this process holds, with their functions.
+    groups: BTreeMap<PeId, Vec<PciAddr>>,
+}
+
+/// Why a request got no answer from eehd.
+enum Failure {
+    /// eehd refused it, with this errno.
+    Refused(i32),
+    /// eehd could not be reached.
+    Unreachable,
+    /// eehd went away during the request.
+    Lost,
+}
+
+impl Failure {
+    /// The errno of a request other than a group open.
+    const fn errno(&self) -> i32 {
+        match self {
+            Failure::Refused(errno) => *errno,
+            Failure::Unreachable | Failure::Lost => EIO,
+        }
+    }
+}
+
+impl EehdHost {
+    /// The host of the eehd listening on `socket`, acting for VM `vm`. It
+    /// connects on its first request.
+    pub(crate) fn new(socket: PathBuf, vm: String) -> Self {
+        EehdHost { socket, vm, session: Mutex::default() }
+    }
+
+    fn session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session's client, connecting (and claiming the held groups
+    /// again) if there is none.
+    fn connected<'a>(&self, session: &'a mut Session) -> Result<&'a mut Client, Failure> {
+        let me = std::process::id();
+        if session.client.as_ref().is_some_and(|(_, opener)| *opener != me) {
+            // Closing this process's copy leaves the parent's session alone.
+            session.client = None;
+        }
+        if session.client.is_none() {
+            let mut client = Client::connect(&self.socket, Some(&self.vm)).map_err(|e| {
+                tracing::debug!(socket = %self.socket.display(), error = %vfio_eeh::error_chain(&e), "eehd unreachable");
+                Failure::Unreachable
+            })?;
+            client.set_timeout(Some(REQUEST_TIMEOUT)).map_err(|_| Failure::Unreachable)?;
+            for &group in session.groups.keys() {
+                if let Err(e) = client.request(&Request::Claim { group }) {
+                    tracing::warn!(%group, error = %vfio_eeh::error_chain(&e), "Cannot claim the group again");
+                }
+            }
+            tracing::info!(socket = %self.socket.display(), vm = %self.vm, "Connected to eehd");
+            session.client = Some((client, me));
+        }
+        session.client.as_mut().map(|(client, _)| client).ok_or(Failure::Unreachable)
+    }
+
+    /// One request and its answer, with the descriptors that came with it.
+    fn call_with_fds(&self, session: &mut Session, request: &Request) -> Result<(Answer, Vec<OwnedFd>), Failure> {
+        let client = self.connected(session)?;
+        match client.request_with_fds(request) {
+            Ok(answered) => Ok(answered),
+            Err(ClientError::Refused(error)) => Err(Failure::Refused(error.errno)),
+            Err(error) => {
+                tracing::warn!(op = request.name(), error = %vfio_eeh::error_chain(&error), "eehd went away");
+                session.client = None;
+                Err(Failure::Lost)
+            }
+        }
+    }
+
+    /// One request; errors are the errno the emulated call answers.
+    fn call(&self, request: &Request) -> Result<Answer, i32> {
+        self.call_with_fds(&mut self.session(), request).map(|(answer, _)| answer).map_err(|f| f.errno())
+    }
+
+    fn read(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, i32> {
+        match self.call(&Request::DeviceRead { host, space, offset, width })? {
+            Answer::Value { value } => Ok(value),
+            _ => Err(EIO),
+        }
+    }
+
+    fn write(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8, value: u64) -> Result<(), i32> {
+        self.call(&Request::DeviceWrite { host, space, offset, width, value }).map(drop)
+    }
+}
+
+/// A whole file mapped read-only (a PE state file: eehd writes it).
+fn mapped_whole(fd: &OwnedFd) -> std::io::Result<Mapping> {
+    let len = rustix::fs::fstat(fd)?.st_size;
+    Mapping::read_only(fd, u64::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?)
+}
+
+/// The functions of an attached group, with the shared memory of their
+/// BARs: `fds` holds the PE's state file (when there is a slot) and then
+/// one file per shared BAR, in the order listed.
+fn functions(devices: Vec<AttachedDevice>, state_slot: Option<u32>, fds: Vec<OwnedFd>) -> Vec<FunctionInfo> {
+    let mut fds = fds.into_iter();
+    let states = state_slot.and_then(|_| fds.next()).and_then(|fd| match mapped_whole(&fd) {
+        Ok(map) => Some(Arc::new(map)),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot map eehd's PE states; every BAR access goes to eehd");
+            None
+        }
+    });
+    devices
+        .into_iter()
+        .map(|device| {
+            let mut shared: [Option<Mapping>; 6] = Default::default();
+            let mut bars = Vec::with_capacity(device.bars.len());
+            for bar in device.bars {
+                let kind = if bar.io { BarKind::Io } else { BarKind::Mem64 };
+                bars.push(BarInfo { index: bar.index, kind, prefetchable: false, size: bar.size, addr: 0 });
+                let fd = if bar.shared { fds.next() } else { None };
+                let slot = shared.get_mut(usize::from(bar.index));
+                if let (Some(fd), Some(slot)) = (fd, slot) {
+                    *slot = Mapping::new(&fd, bar.size)
+                        .inspect_err(|e| tracing::warn!(device = %device.host, bar = bar.index, error = %e, "Cannot map the BAR"))
+                        .ok();
+                }
+            }
+            let direct = states.as_ref().zip(state_slot).map(|(states, slot)| DirectBars::new(Arc::clone(states), slot, shared));
+            FunctionInfo { addr: device.host, bars, direct, msix_vectors: 0 }
+        })
+        .collect()
+}
+
+impl EehBackend for EehdHost {
+    fn pe_of(&self, device: PciAddr) -> Result<PeId, BackendError> {
+        let session = self.session();
+        let held = session.groups.iter().find(|(_, devices)| devices.contains(&device));
+        held.map(|(&pe, _)| pe).ok_or(BackendError::NoDevice(device))
+    }
+
+    fn devices_of(&self, pe: PeId) -> Result<Vec<PciAddr>, BackendError> {
+        self.session().groups.get(&pe).cloned().ok_or(BackendError::NoPe(pe))
+    }
+
+    fn pe_op(&self, pe: PeId, op: EehOp) -> Result<PeOpReply, BackendError> {
+        let os = |errno| BackendError::Os { what: format!("eehd's {op:?} on PE {pe}"), source: Errno(errno) };
+        match self.call(&Request::PeOp { group: pe, action: PeAction::from(op) }).map_err(os)? {
+            Answer::PeOp { value } if op == EehOp::GetState => {
+                PeState::from_raw(value).map(PeOpReply::State).ok_or_else(|| os(EIO))
+            }
+            Answer::PeOp { .. } => Ok(PeOpReply::Done),
+            _ => Err(os(EIO)),
+        }
+    }
+}
+
+impl Host for EehdHost {
+    fn attach(&self, group: u32) -> Result<GroupInfo, i32> {
+        let mut session = self.session();
+        let pe = PeId(group);
+        let answered = self.call_with_fds(&mut session, &Request::Attach { group: pe });
+        let (answer, fds) = answered.map_err(|failure| match failure {
+            Failure::Refused(errno) => errno,
+            Failure::Unreachable | Failure::Lost => ENODEV,
+        })?;
+        let Answer::Attached { devices, state_slot, .. } = answer else { return Err(EIO) };
+        session.groups.insert(pe, devices.iter().map(|d| d.host).collect());
+        Ok(GroupInfo { pe, functions: functions(devices, state_slot, fds) })
+    }
+
+    /// Releases the group in eehd (best effort: eehd keeps claims of VMMs
+    /// that are gone, and this VM may claim it again).
+    fn detach(&self, pe: PeId) {
+        let mut session = self.session();
+        session.groups.remove(&pe);
+        if let Err(failure) = self.call_with_fds(&mut session, &Request::Release { group: pe }) {
+            tracing::info!(%pe, errno = failure.errno(), "Cannot release the group in eehd");
+        }
+    }
+
+    /// eehd's claim holds the PE as an open device fd would.
+    fn device_opened(&self, _addr: PciAddr) {}
+
+    /// eehd's release lets the PE go as a last close would.
+    fn device_released(&self, _addr: PciAddr) {}
+
+    /// eehd's device models run in eehd, which cannot reach this process's
+    /// memory: they get no bus (docs/shared-host.md).
+    fn attach_bus(&self, _addr: PciAddr, _bus: Option<Arc<dyn DeviceBus>>) {}
+
+    fn config_read(&self, addr: PciAddr, offset: u16, width: u8) -> Result<u32, i32> {
+        let value = self.read(addr, DeviceSpace::Config, u64::from(offset), width)?;
+        u32::try_from(value).map_err(|_| EINVAL)
+    }
+
+    fn config_write(&self, addr: PciAddr, offset: u16, width: u8, value: u32) -> Result<(), i32> {
+        self.write(addr, DeviceSpace::Config, u64::from(offset), width, u64::from(value))
+    }
+
+    fn bar_read(&self, addr: PciAddr, bar: u8, offset: u64, width: u8) -> Result<u64, i32> {
+        self.read(addr, DeviceSpace::Bar(bar), offset, width)
+    }
+
+    fn bar_write(&self, addr: PciAddr, bar: u8, offset: u64, width: u8, value: u64) -> Result<(), i32> {
+        self.write(addr, DeviceSpace::Bar(bar), offset, width, value)
+    }
+
+    fn function_reset(&self, addr: PciAddr) -> Result<(), i32> {
+        self.call(&Request::DeviceReset { host: addr }).map(drop)
+    }
+
+    fn in_process(&self) -> Option<&Arc<SimHost>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::AtomicBool;
+    use std::thread::JoinHandle;
+
+    use eehd::core::Core;
+    use eehd::metrics::Metrics;
+    use eehd::policy::Policy;
+    use eehd::protocol::InjectTarget;
+    use eehd::server::{Limits, Server};
+    use eehd::shared::SharedMemory;
+    use eehd::store::Store;
+    use vfio_eeh::backend::errno::{EBUSY, ENOENT};
+    use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
+    use vfio_eeh::uapi::{self, VfioEehPeOp};
+    use vfio_eeh_sim::clock::VirtualClock;
+    use vfio_eeh_sim::config::SimConfig;
+    use vfio_eeh_sim::spec::TopologySpec;
+
+    use super::*;
+    use crate::config::{Firmware, ShimConfig};
+    use crate::vfio::testing::Vmm;
+    use crate::vfio::{Access, Emulator};
+
+    /// The built-in host's groups 0 and 4, with the NVMe drive as plain
+    /// memory: a device model's BARs are never shared, and these tests read
+    /// and write shared BAR memory.
+    const TOPOLOGY: &str = r#"
+        [[phb]]
+        domain = 0
+        [[phb.pe]]
+        group = 0
+        device = [{ addr = "0000:01:00.0", kind = "nvme", model = "memory" }]
+        [[phb]]
+        domain = 1
+        [[phb.pe]]
+        group = 4
+        device = [{ addr = "0001:02:00.0", vendor = 0x1014, device = 0x034a, class = 0x010400, bars = [
+            { index = 0, kind = "mem64", size = 0x10000 },
+        ] }]
+    "#;
+
+    /// An eehd on [`TOPOLOGY`] with virtual time, serving in this process;
+    /// its state (and shared memory) in `dir`.
+    struct Daemon {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Daemon {
+        fn start(dir: &Path) -> Self {
+            let spec = TopologySpec::from_toml_str(TOPOLOGY, "test").unwrap();
+            let shared = SharedMemory::open(&dir.join("shared"), &spec).unwrap();
+            let clock = Arc::new(VirtualClock::new());
+            let sim = SimHost::with_bar_memory(&spec, SimConfig::default(), clock, |d| shared.bar_memory(d));
+            let store = Store::open(dir).unwrap();
+            let core = Core::start(sim, Policy::default(), store, Arc::new(Metrics::default())).unwrap();
+            let core = Arc::new(core.with_shared_memory(shared));
+            let socket = dir.join("eehd.sock");
+            let _ = std::fs::remove_file(&socket);
+            let listener = eehd::seqpacket::listen(&socket, 16).unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let limits = Limits { event_interval: Duration::from_millis(10), ..Limits::default() };
+            let server = Server::new(core, limits, Arc::clone(&stop));
+            let thread = std::thread::spawn(move || {
+                server.run(&listener, Duration::from_secs(2), || {}, || {}).unwrap();
+            });
+            Daemon { stop, thread: Some(thread) }
+        }
+    }
+
+    impl Drop for Daemon {
+        /// Stops serving: every connection is cut, as by eehd's death.
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Release);
+            if let Some(thread) = self.thread.take() {
+                thread.join().unwrap();
+            }
+        }
+    }
+
+    struct Process(Emulator);
+
+    impl Vmm for Process {
+        fn emu(&self) -> &Emulator {
+            &self.0
+        }
+    }
+
+    fn vmm(dir: &Path, vm: &str) -> Process {
+        let host = EehdHost::new(dir.join("eehd.sock"), vm.into());
+        // Firmware that injects MMIO errors too.
+        let config = ShimConfig { firmware: Firmware::Any, ..ShimConfig::default() };
+        let phbs = config.virtual_phbs(1);
+        Process(Emulator::on(Arc::new(host), config, &phbs))
+    }
+
+    fn bar0_read(vmm: &Process, device: i32, offset: u64) -> Result<u32, i32> {
+        let mut buf = [0u8; 4];
+        vmm.0.region_access(device, offset, Access::Read(&mut buf)).unwrap().map(|_| u32::from_le_bytes(buf))
+    }
+
+    fn bar0_write(vmm: &Process, device: i32, offset: u64, value: u32) -> Result<usize, i32> {
+        vmm.0.region_access(device, offset, Access::Write(&value.to_le_bytes())).unwrap()
+    }
+
+    fn config_read(vmm: &Process, device: i32) -> Result<u32, i32> {
+        let mut buf = [0u8; 4];
+        let config = u64::from(uapi::VFIO_PCI_CONFIG_REGION_INDEX) << 40;
+        vmm.0.region_access(device, config, Access::Read(&mut buf)).unwrap().map(|_| u32::from_le_bytes(buf))
+    }
+
+    fn operator(dir: &Path) -> Client {
+        Client::connect(&dir.join("eehd.sock"), None).unwrap()
+    }
+
+    #[test]
+    fn two_vmms_share_eehds_host_each_with_its_own_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let _daemon = Daemon::start(dir.path());
+        let (a, b) = (vmm(dir.path(), "a"), vmm(dir.path(), "b"));
+        let (container, group) = (a.open("vfio"), a.open("0"));
+        a.attach(group, container);
+        a.set_iommu(container);
+        let mut name = *b"0000:01:00.0\0";
+        let nvme = i32::try_from(a.call(group, uapi::GROUP_GET_DEVICE_FD, &mut name).unwrap()).unwrap();
+        assert_eq!(b.0.open(b"/dev/vfio/0", 0), Some(Err(EBUSY)), "A's group");
+        assert_eq!(b.0.open(b"/dev/vfio/77", 0), Some(Err(ENOENT)), "no such group");
+        let ibm = b.device("4", "0001:02:00.0");
+
+        assert_eq!(config_read(&a, nvme), Ok(0xa824_144d), "config space through eehd");
+        bar0_write(&a, nvme, 8, 0xfeed).unwrap();
+        bar0_write(&b, ibm, 8, 0xbeef).unwrap();
+        assert_eq!((bar0_read(&a, nvme, 8), bar0_read(&b, ibm, 8)), (Ok(0xfeed), Ok(0xbeef)));
+
+        // A freeze is seen by the next access; the other VM's device is untouched.
+        operator(dir.path()).request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(0) } }).unwrap();
+        assert_eq!(bar0_read(&a, nvme, 8), Ok(u32::MAX), "frozen: all-ones");
+        assert_eq!(bar0_write(&a, nvme, 8, 1), Ok(4), "dropped");
+        assert_eq!(bar0_read(&b, ibm, 8), Ok(0xbeef));
+        let mut state = VfioEehPeOp::from(EehOp::GetState);
+        assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut state), Ok(i64::from(PeState::Stopped.raw())));
+        for op in [EehOp::UnfreezeIo, EehOp::UnfreezeDma] {
+            assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut VfioEehPeOp::from(op)), Ok(0));
+        }
+        assert_eq!(bar0_read(&a, nvme, 8), Ok(0xfeed), "thawed; the dropped write left no trace");
+
+        // eehd's host arms injections until an access names them: the
+        // next BAR load is that access, and it reads all-ones.
+        let injection = ErrInjection { kind: ErrType::Bus32, func: ErrFunc::LoadMemAddr, addr: 0, mask: 0 };
+        assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut VfioEehPeOp::from(EehOp::InjectErr(injection))), Ok(0));
+        assert_eq!(bar0_write(&a, nvme, 8, 2), Ok(4), "a store does not match a load injection");
+        assert_eq!(bar0_read(&a, nvme, 8), Ok(u32::MAX), "the load the injection names fires it");
+        assert_eq!(a.call(container, uapi::EEH_PE_OP, &mut state), Ok(i64::from(PeState::Stopped.raw())));
+    }
+
+    #[test]
+    fn eehds_death_costs_only_the_requests_it_cuts_off_and_a_restart_is_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(vmm(dir.path(), "a").0.open(b"/dev/vfio/0", 0), Some(Err(ENODEV)), "eehd is not running");
+        let daemon = Daemon::start(dir.path());
+        let (a, b) = (vmm(dir.path(), "a"), vmm(dir.path(), "b"));
+        let nvme = a.device("0", "0000:01:00.0");
+        bar0_write(&a, nvme, 16, 7).unwrap();
+        drop(daemon);
+
+        assert_eq!(bar0_read(&a, nvme, 16), Ok(7), "shared memory needs no eehd");
+        assert_eq!(config_read(&a, nvme), Err(EIO), "config space does");
+        assert_eq!(b.0.open(b"/dev/vfio/1", 0), Some(Err(ENODEV)));
+
+        let _daemon = Daemon::start(dir.path());
+        assert_eq!(config_read(&a, nvme), Ok(0xa824_144d), "connected and claimed again");
+        assert_eq!(bar0_read(&a, nvme, 16), Ok(7), "device memory outlived eehd");
+        assert_eq!(b.0.open(b"/dev/vfio/0", 0), Some(Err(EBUSY)), "still A's");
+        operator(dir.path()).request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(0) } }).unwrap();
+        assert_eq!(bar0_read(&a, nvme, 16), Ok(u32::MAX), "a later freeze is seen");
+    }
+}
