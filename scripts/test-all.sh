@@ -51,8 +51,10 @@ fi
 # through the preload library: a freeze recovered (sPAPR TCE v2 and type1v2)
 # and the permanent failure past eeh_max_freezes; and the guest's nvme driver
 # with the block I/O workload against QEMU's own -device nvme (nvme-baseline,
-# ~40 s). Installs qemu-system-ppc, fetches the kernel and busybox (cached);
-# about 3.5 minutes on 2 cores.
+# ~40 s) and against our simulated NVMe controller passed through, a freeze
+# recovered by the driver and a permanent failure, in both IOMMU modes
+# (~3 min). Installs qemu-system-ppc, fetches the kernel and busybox
+# (cached); about 6 minutes on 2 cores.
 echo "== real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh
 

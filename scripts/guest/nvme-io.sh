@@ -41,6 +41,9 @@
 #                     sequential direct writes and reads at 1 MiB into the
 #                     device, and the 4K latency (0: no measurement; default 0)
 #   lat_samples=N     4K reads for the latency figures (default 1000)
+#   linger=S          keep the guest up S seconds after ALIVE, so that the
+#                     host can look at the device before the guest powers
+#                     off (default 0)
 #
 # Console markers, one per line, all starting with "NVMEIO ":
 #   NVMEIO START dev=.. blocks=.. seconds=.. op_timeout=..
@@ -88,6 +91,7 @@ gone_after=$(uint gone_after 45) || exit 1
 stall_ms=$(uint stall_ms 3000) || exit 1
 bench=$(uint bench 0) || exit 1
 lat_samples=$(uint lat_samples 1000) || exit 1
+linger=$(uint linger 0) || exit 1
 work=/tmp/nvmeio
 mkdir -p "$work"
 
@@ -394,3 +398,4 @@ while kill -0 "$wpid" 2>/dev/null; do
 done
 wait "$wpid" 2>/dev/null
 echo "NVMEIO ALIVE uptime=$(cut -d ' ' -f 1 /proc/uptime) blockdevs=$(ls /sys/block | tr '\n' ,)"
+sleep "$linger"

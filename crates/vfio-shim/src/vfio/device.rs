@@ -63,6 +63,10 @@ pub(crate) struct Device {
     /// vfio-pci's virtualised Memory Space bit: BAR accesses are `EIO`
     /// while it is off.
     memory: AtomicBool,
+    /// vfio-pci's virtualised Interrupt Pin (`vconfig`), read from the
+    /// function once: reads of it never reach the device, so a frozen PE
+    /// or a function in reset cannot make it all-ones.
+    pin: u8,
     irqs: Arc<Irqs>,
     /// Open device files (vfio-pci's `open_count`).
     open_files: Mutex<usize>,
@@ -219,12 +223,13 @@ impl Device {
             }
         }
         let command = host.config_read(addr, 4, 1).unwrap_or(0);
-        let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).unwrap_or(0);
+        let pin = host.config_read(addr, PCI_INTERRUPT_PIN, 1).map_or(0, |p| p.to_le_bytes()[0]);
         Device {
             addr,
             name: addr.to_string(),
             bars,
             memory: AtomicBool::new(command & u32::from(PCI_COMMAND_MEMORY) != 0),
+            pin,
             irqs: Arc::new(Irqs::new(pin != 0, msix_vectors)),
             open_files: Mutex::default(),
             direct,
@@ -302,8 +307,19 @@ impl Device {
             let reg = u16::try_from(at).map_err(|_| EFAULT)?;
             match access {
                 Access::Read(buf) => {
-                    let v = host.config_read(self.addr, reg, width)?;
-                    put(buf, done, &v.to_le_bytes(), w)?;
+                    let mut bytes = host.config_read(self.addr, reg, width)?.to_le_bytes();
+                    // Linux 6.1 drivers/vfio/pci/vfio_pci_config.c,
+                    // init_pci_cap_basic_perm: PCI_INTERRUPT_PIN is ALL_VIRT.
+                    // QEMU 7.2's vfio_intx_enable (hw/vfio/pci.c) reads it
+                    // when MSI-X goes off, e.g. in spapr_phb_vfio_eeh_pre_reset
+                    // while the PE is frozen, and stores it in its config
+                    // copy: a device-read 0xff there makes its next INTx
+                    // fail pci_irq_handler's pin assertion.
+                    let lane = PCI_INTERRUPT_PIN.checked_sub(reg).filter(|&i| i < u16::from(width));
+                    if let Some(byte) = lane.and_then(|i| bytes.get_mut(usize::from(i))) {
+                        *byte = self.pin;
+                    }
+                    put(buf, done, &bytes, w)?;
                 }
                 Access::Write(buf) => {
                     let mut bytes = [0u8; 4];
@@ -497,6 +513,25 @@ mod tests {
         assert_eq!(read(&fx, device, 1 << REGION_SHIFT, 4), Err(EINVAL), "no BAR1");
         let container = fx.open("vfio");
         assert_eq!(read(&fx, container, 0, 4), Err(EINVAL), "only device fds have regions");
+    }
+
+    /// QEMU's `vfio_intx_enable` reads the Interrupt Pin while the PE is
+    /// frozen (spapr's EEH reset turns MSI-X off first) and keeps what it
+    /// read: vfio-pci answers it from its virtual config, never all-ones.
+    #[test]
+    fn the_interrupt_pin_is_virtual_and_survives_a_frozen_pe() {
+        use vfio_eeh::addr::PeId;
+        use vfio_eeh::pe::FreezeScope;
+        let fx = Fixture::new(ShimConfig::default());
+        let device = fx.device("0", "0000:01:00.0");
+        let pin = CONFIG + u64::from(PCI_INTERRUPT_PIN);
+        assert_eq!(read(&fx, device, pin, 1), Ok(vec![1]), "INTA#");
+        fx.host.freeze(PeId(0), FreezeScope::All).unwrap();
+        assert_eq!(read(&fx, device, CONFIG, 4), Ok(vec![0xff; 4]), "the device reads all-ones");
+        assert_eq!(read(&fx, device, pin, 1), Ok(vec![1]), "the pin does not");
+        assert_eq!(read(&fx, device, pin - 1, 4), Ok(vec![0xff, 1, 0xff, 0xff]), "only the pin's byte");
+        assert_eq!(read(&fx, device, pin - 1, 2), Ok(vec![0xff, 1]));
+        assert_eq!(read(&fx, device, pin + 1, 2), Ok(vec![0xff, 0xff]));
     }
 
     #[test]
