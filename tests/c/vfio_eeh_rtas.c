@@ -401,7 +401,8 @@ int main(int argc, char **argv)
 	CHECK(read_state(pe_a, NULL) == 2, "A stopped: %#x", read_state(pe_a, NULL));
 	CHECK(read_state(pe_b, NULL) == 0 && config_dword(b) == healthy_b, "B untouched");
 	uint32_t detail[8] = { pe_a.config, pe_a.hi, pe_a.lo, 0, 0, (uint32_t)RAM_BASE, 1024, 1 };
-	CHECK(served("ibm,slot-error-detail", 8, detail, 1, NULL) == 0, "slot-error-detail: a log");
+	uint32_t detail_status = served("ibm,slot-error-detail", 8, detail, 1, NULL);
+	CHECK(detail_status == 0, "slot-error-detail: a log (status %d)", (int)detail_status);
 	CHECK(((unsigned char *)guest_ram)[0] != 0 || ((unsigned char *)guest_ram)[4] != 0, "the log is in RAM");
 
 	/* Recover, as eeh_reset_pe and eeh_pe_configure do. */
