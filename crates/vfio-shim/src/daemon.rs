@@ -660,4 +660,21 @@ mod tests {
         assert_eq!(map_clear(&b, ibm), Ok(()));
         assert_eq!(map_set(&b, ibm, Buid::SPAPR_BASE, 1), Ok(()), "B's other PHB");
     }
+
+    #[test]
+    fn a_new_session_declares_the_vms_phbs_again_and_claims_its_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path());
+        let a = vmm(dir.path(), "a");
+        let nvme = a.device("0", "0000:01:00.0");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()));
+        drop(daemon);
+        assert_eq!(map_get(&a, nvme), Err(EIO), "eehd is gone");
+        // An eehd that lost its state: it knows neither the VM nor its PHBs.
+        std::fs::remove_file(dir.path().join("state.json")).unwrap();
+        let _daemon = Daemon::start(dir.path());
+        assert_eq!(map_get(&a, nvme), Err(ENOENT), "the mapping is gone with eehd's state");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()), "the PHB was declared and the group claimed again");
+        assert_eq!(read_state(&a, 1), (0, PeState::Normal.raw()));
+    }
 }
