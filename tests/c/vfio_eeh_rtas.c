@@ -18,6 +18,12 @@
  *     nargs, nret and tokens answer -3 or, with no room for a status, a
  *     negative errno.
  *
+ * The same program runs as a VMM of eehd's shared host (VFIO_EEH_SHIM_CONNECT,
+ * VFIO_EEH_SHIM_VM=a), with the same answers. Run with --other-vm after that,
+ * as another VM of the same eehd (VFIO_EEH_SHIM_VM=b), it checks that the
+ * first VM's groups are in use (EBUSY) and its guest addresses name nothing
+ * (-3), and that this VM may map a device of its own at one of them.
+ *
  * Prints "ok" and exits 0 on success; prints the failed check and exits 1.
  */
 #define _GNU_SOURCE
@@ -300,7 +306,29 @@ static void bad_buffers(struct addr a)
 	CHECK(token_of(NULL) == -EFAULT, "NULL name");
 }
 
-int main(void)
+/* --other-vm: another VM of the eehd that served the first run. */
+static int other_vm(void)
+{
+	CHECK(open("/dev/vfio/0", O_RDWR | O_CLOEXEC) == -1 && errno == EBUSY, "the first VM's group 0: %s",
+	      strerror(errno));
+	CHECK(open("/dev/vfio/1", O_RDWR | O_CLOEXEC) == -1 && errno == EBUSY, "the first VM's group 1: %s",
+	      strerror(errno));
+	struct addr first_a = at(PHB(1), 1, 0), first_b = at(PHB(2), 1, 0);
+	CHECK(read_state(first_a, NULL) == (0xdead0000 | 0xfffd), "the first VM's device A");
+	CHECK(read_state(first_b, NULL) == (0xdead0000 | 0xfffd), "the first VM's device B");
+	uint32_t detail[8] = { first_a.config, first_a.hi, first_a.lo, 0, 0, (uint32_t)RAM_BASE, 1024, 1 };
+	CHECK(served("ibm,slot-error-detail", 8, detail, 1, NULL) == PARAMETER_ERROR, "the first VM's log");
+
+	int group_c = open_group("/dev/vfio/2");
+	int c = open_device(group_c, DEVICE_C);
+	CHECK(map_set(c, PHB(1), 1, 0) == 0, "C where the first VM has A");
+	CHECK(option(first_a, 1) == 0, "set-eeh-option on this VM's C");
+	CHECK(read_state(first_a, NULL) == 0, "this VM's C is normal");
+	printf("ok (%d checks)\n", checks);
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	rtas_entry = (vfio_eeh_rtas_fn *)dlsym(RTLD_DEFAULT, "vfio_eeh_rtas");
 	token_of = (vfio_eeh_rtas_token_fn *)dlsym(RTLD_DEFAULT, "vfio_eeh_rtas_token");
@@ -311,6 +339,8 @@ int main(void)
 		fail("no memory");
 	memset(guest_ram, 0, RAM_SIZE);
 	ram = (struct vfio_eeh_guest_ram){ .host = guest_ram, .base = RAM_BASE, .size = RAM_SIZE };
+	if (argc > 1 && !strcmp(argv[1], "--other-vm"))
+		return other_vm();
 
 	int group_a = open_group("/dev/vfio/0"), group_b = open_group("/dev/vfio/1");
 	int a = open_device(group_a, DEVICE_A), b = open_device(group_b, DEVICE_B);
@@ -363,12 +393,16 @@ int main(void)
 	uint32_t close_in[1] = { errinjct_token };
 	CHECK(served("ibm,close-errinjct", 1, close_in, 1, NULL) == 0, "close-errinjct");
 
-	/* Observe it: A is frozen, B is not. */
-	CHECK(read_state(pe_a, NULL) == 2, "A stopped: %#x", read_state(pe_a, NULL));
+	/*
+	 * Observe it: A is frozen, B is not. The config load comes first: a host
+	 * that arms injections until an access names them (eehd's) fires it there.
+	 */
 	CHECK(config_dword(a) == 0xffffffff, "A reads all ones while frozen");
+	CHECK(read_state(pe_a, NULL) == 2, "A stopped: %#x", read_state(pe_a, NULL));
 	CHECK(read_state(pe_b, NULL) == 0 && config_dword(b) == healthy_b, "B untouched");
 	uint32_t detail[8] = { pe_a.config, pe_a.hi, pe_a.lo, 0, 0, (uint32_t)RAM_BASE, 1024, 1 };
-	CHECK(served("ibm,slot-error-detail", 8, detail, 1, NULL) == 0, "slot-error-detail: a log");
+	uint32_t detail_status = served("ibm,slot-error-detail", 8, detail, 1, NULL);
+	CHECK(detail_status == 0, "slot-error-detail: a log (status %d)", (int)detail_status);
 	CHECK(((unsigned char *)guest_ram)[0] != 0 || ((unsigned char *)guest_ram)[4] != 0, "the log is in RAM");
 
 	/* Recover, as eeh_reset_pe and eeh_pe_configure do. */

@@ -14,6 +14,11 @@
 //!   next request connects again, says hello and claims the groups this
 //!   process holds, so a restarted eehd finds its VMMs back without them
 //!   noticing more than the requests that failed meanwhile.
+//! * The VM's address mappings and RTAS calls ([`crate::vm::ThisVm::Eehd`])
+//!   are eehd's too: each session first declares the VM's virtual PHBs
+//!   (`phb_add`, again after a reconnect), then the mapping ioctl is
+//!   `map_set`/`map_clear`/`map_get` and an RTAS call is `rtas`, carrying
+//!   the guest memory the call names.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -22,12 +27,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use eehd_protocol::client::{Client, ClientError};
-use eehd_protocol::protocol::{Answer, AttachedDevice, DeviceSpace, PeAction, Request};
+use eehd_protocol::protocol::{Answer, AttachedDevice, DeviceSpace, GuestWindow, PeAction, Request};
 use eehd_protocol::shm::Mapping;
-use vfio_eeh::addr::{PciAddr, PeId};
-use vfio_eeh::backend::errno::{EINVAL, EIO, ENODEV};
+use vfio_eeh::addr::{Buid, GuestAddr, PciAddr, PeId};
+use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENODEV};
 use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::ops::{EehOp, PeState};
+use vfio_eeh::rtas::{GuestMemory, RtasCall, RtasOutcome, TokenTable, HEADER_BYTES};
 use vfio_eeh_sim::spec::{BarInfo, BarKind};
 use vfio_eeh_sim::{DeviceBus, SimHost};
 
@@ -43,6 +49,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct EehdHost {
     socket: PathBuf,
     vm: String,
+    /// The VM's virtual PHBs, declared to eehd at the start of each session.
+    phbs: Vec<Buid>,
     session: Mutex<Session>,
 }
 
@@ -77,18 +85,18 @@ impl Failure {
 }
 
 impl EehdHost {
-    /// The host of the eehd listening on `socket`, acting for VM `vm`. It
-    /// connects on its first request.
-    pub(crate) fn new(socket: PathBuf, vm: String) -> Self {
-        EehdHost { socket, vm, session: Mutex::default() }
+    /// The host of the eehd listening on `socket`, acting for VM `vm` with
+    /// the virtual PHBs `phbs`. It connects on its first request.
+    pub(crate) fn new(socket: PathBuf, vm: String, phbs: Vec<Buid>) -> Self {
+        EehdHost { socket, vm, phbs, session: Mutex::default() }
     }
 
     fn session(&self) -> MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session's client, connecting (and claiming the held groups
-    /// again) if there is none.
+    /// The session's client, connecting (declaring the VM's PHBs and
+    /// claiming the held groups again) if there is none.
     fn connected<'a>(&self, session: &'a mut Session) -> Result<&'a mut Client, Failure> {
         let me = std::process::id();
         if session.client.as_ref().is_some_and(|(_, opener)| *opener != me) {
@@ -101,6 +109,12 @@ impl EehdHost {
                 Failure::Unreachable
             })?;
             client.set_timeout(Some(REQUEST_TIMEOUT)).map_err(|_| Failure::Unreachable)?;
+            for &buid in &self.phbs {
+                // eehd keeps the VM's PHBs across restarts: one it has is fine.
+                if let Err(e) = client.request(&Request::PhbAdd { buid }) {
+                    tracing::debug!(%buid, error = %vfio_eeh::error_chain(&e), "PHB not added");
+                }
+            }
             for &group in session.groups.keys() {
                 if let Err(e) = client.request(&Request::Claim { group }) {
                     tracing::warn!(%group, error = %vfio_eeh::error_chain(&e), "Cannot claim the group again");
@@ -131,6 +145,58 @@ impl EehdHost {
         self.call_with_fds(&mut self.session(), request).map(|(answer, _)| answer).map_err(|f| f.errno())
     }
 
+    /// `VFIO_DEVICE_ADDR_MAPPING_SET` in eehd's table of the VM.
+    pub(crate) fn map_set(&self, host: PciAddr, guest: GuestAddr) -> Result<(), i32> {
+        self.call(&Request::MapSet { host, guest }).map(drop)
+    }
+
+    /// `VFIO_DEVICE_ADDR_MAPPING_CLEAR` in eehd's table of the VM.
+    pub(crate) fn map_clear(&self, host: PciAddr) -> Result<(), i32> {
+        self.call(&Request::MapClear { host }).map(drop)
+    }
+
+    /// `VFIO_DEVICE_ADDR_MAPPING_GET` from eehd's table of the VM.
+    pub(crate) fn map_get(&self, host: PciAddr) -> Result<GuestAddr, i32> {
+        match self.call(&Request::MapGet { host })? {
+            Answer::Mapping { guest, .. } => Ok(guest),
+            _ => Err(EIO),
+        }
+    }
+
+    /// The group of `pe` is being closed: the mappings of its functions
+    /// go (best effort, as its release: eehd refuses to release a group
+    /// with mapped functions).
+    pub(crate) fn clear_mappings_of(&self, pe: PeId) {
+        let functions = self.session().groups.get(&pe).cloned().unwrap_or_default();
+        for host in functions {
+            // Most functions of a closed group were never mapped.
+            let _ = self.map_clear(host);
+        }
+    }
+
+    /// Serves the RTAS call in `buf` (the `rtas_args` cells as guest
+    /// memory holds them) in eehd, for this VM: the guest memory the call
+    /// names ([`RtasCall::guest_buffer`]) travels with it when `memory`
+    /// holds it (else the call finds none and answers -3, as in process),
+    /// and the bytes the call wrote come back into `memory`. `EINVAL`: the
+    /// buffer is no RTAS call; `EIO`: eehd cannot be reached.
+    pub(crate) fn rtas(&self, buf: &mut [u8], memory: &mut dyn GuestMemory) -> Result<RtasOutcome, i32> {
+        let cells: Vec<u32> = buf.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes"))).collect();
+        let window = guest_window(&cells, memory);
+        let request = Request::Rtas { cells, memory: window.clone() };
+        let Answer::Rtas { cells, status, call, memory: written } = self.call(&request)? else { return Err(EIO) };
+        if cells.len() * 4 != buf.len() {
+            return Err(EIO);
+        }
+        for (at, cell) in buf.chunks_exact_mut(4).zip(&cells) {
+            at.copy_from_slice(&cell.to_be_bytes());
+        }
+        if let Some(written) = written.filter(|written| Some(written) != window.as_ref()) {
+            memory.write(written.base, &written.bytes).map_err(|_| EFAULT)?;
+        }
+        Ok(RtasOutcome { call: call.as_deref().and_then(RtasCall::from_name), status, error: None })
+    }
+
     fn read(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, i32> {
         match self.call(&Request::DeviceRead { host, space, offset, width })? {
             Answer::Value { value } => Ok(value),
@@ -141,6 +207,23 @@ impl EehdHost {
     fn write(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8, value: u64) -> Result<(), i32> {
         self.call(&Request::DeviceWrite { host, space, offset, width, value }).map(drop)
     }
+}
+
+/// The RTAS tokens of eehd's firmware: every VM's is the default table
+/// ([`vfio_eeh::vm::Vms::add_vm`]).
+pub(crate) fn eehds_tokens() -> TokenTable {
+    TokenTable::default()
+}
+
+/// The guest memory the RTAS call in `cells` names, as `memory` holds it;
+/// `None` when it names none or `memory` does not hold it.
+fn guest_window(cells: &[u32], memory: &dyn GuestMemory) -> Option<GuestWindow> {
+    let (&token, &nargs) = (cells.first()?, cells.get(1)?);
+    let args = cells.get(HEADER_BYTES / 4..)?.get(..usize::try_from(nargs).ok()?)?;
+    let (base, len) = eehds_tokens().call(token)?.guest_buffer(args)?;
+    let mut bytes = vec![0; len];
+    memory.read(base, &mut bytes).ok()?;
+    Some(GuestWindow { base, bytes })
 }
 
 /// A whole file mapped read-only (a PE state file: eehd writes it).
@@ -281,13 +364,15 @@ mod tests {
     use eehd::store::Store;
     use vfio_eeh::backend::errno::{EBUSY, ENOENT};
     use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
+    use vfio_eeh::rtas::{status, RtasArgs};
     use vfio_eeh::uapi::{self, VfioEehPeOp};
     use vfio_eeh_sim::clock::VirtualClock;
     use vfio_eeh_sim::config::SimConfig;
     use vfio_eeh_sim::spec::TopologySpec;
 
     use super::*;
-    use crate::config::{Firmware, ShimConfig};
+    use crate::config::{Firmware, Platform, ShimConfig};
+    use crate::user::ProcessMemory;
     use crate::vfio::testing::Vmm;
     use crate::vfio::{Access, Emulator};
 
@@ -357,11 +442,10 @@ mod tests {
     }
 
     fn vmm(dir: &Path, vm: &str) -> Process {
-        let host = EehdHost::new(dir.join("eehd.sock"), vm.into());
-        // Firmware that injects MMIO errors too.
-        let config = ShimConfig { firmware: Firmware::Any, ..ShimConfig::default() };
-        let phbs = config.virtual_phbs(1);
-        Process(Emulator::on(Arc::new(host), config, &phbs))
+        // Firmware that injects MMIO errors too, and the mapping ioctl.
+        let config = ShimConfig { firmware: Firmware::Any, platform: Platform::Powernv, ..ShimConfig::default() };
+        let host = EehdHost::new(dir.join("eehd.sock"), vm.into(), config.virtual_phbs(1));
+        Process(Emulator::on_eehd(Arc::new(host), config))
     }
 
     fn bar0_read(vmm: &Process, device: i32, offset: u64) -> Result<u32, i32> {
@@ -377,6 +461,51 @@ mod tests {
         let mut buf = [0u8; 4];
         let config = u64::from(uapi::VFIO_PCI_CONFIG_REGION_INDEX) << 40;
         vmm.0.region_access(device, config, Access::Read(&mut buf)).unwrap().map(|_| u32::from_le_bytes(buf))
+    }
+
+    /// The VM's first virtual PHB past the machine's default one.
+    const PHB: Buid = Buid(Buid::SPAPR_BASE.0 + 1);
+    const PARAMETER_ERROR: u32 = status::PARAMETER_ERROR.cast_unsigned();
+
+    /// `VFIO_DEVICE_ADDR_MAPPING` with `flags` and `PHB`'s bus 0 slot `slot`
+    /// (SET) on `device`; the slot the answer holds (GET).
+    fn mapping(vmm: &Process, device: i32, flags: u32, buid: Buid, slot: u8) -> Result<(Buid, u8), i32> {
+        let mapping = uapi::VfioAddrMapping { buid: buid.0, bus: 0, slot, func: 0, pad: [0; 5] };
+        let mut arg = uapi::VfioDeviceAddrMapping { argsz: 24, flags, mapping };
+        vmm.call(device, uapi::DEVICE_ADDR_MAPPING, &mut arg)?;
+        Ok((Buid(arg.mapping.buid), arg.mapping.slot))
+    }
+
+    fn map_set(vmm: &Process, device: i32, buid: Buid, slot: u8) -> Result<(), i32> {
+        mapping(vmm, device, uapi::VFIO_DEVICE_ADDR_MAPPING_SET, buid, slot).map(drop)
+    }
+
+    fn map_get(vmm: &Process, device: i32) -> Result<(Buid, u8), i32> {
+        mapping(vmm, device, uapi::VFIO_DEVICE_ADDR_MAPPING_GET, Buid(0), 0)
+    }
+
+    fn map_clear(vmm: &Process, device: i32) -> Result<(), i32> {
+        mapping(vmm, device, uapi::VFIO_DEVICE_ADDR_MAPPING_CLEAR, Buid(0), 0).map(drop)
+    }
+
+    /// The RTAS call `call` with `args` through the exported entry point,
+    /// with the guest RAM window at `ram` (0: none); its return cells.
+    fn rtas(vmm: &Process, call: RtasCall, args: &[u32], nret: usize, ram: usize) -> Result<Vec<u32>, i32> {
+        let args = RtasArgs::new(eehds_tokens().token(call).unwrap(), args, nret);
+        let mut buf = args.encode();
+        vmm.0.rtas(&ProcessMemory, buf.as_mut_ptr().addr(), ram)?;
+        Ok(args.read_rets(&buf))
+    }
+
+    /// The address cells of `PHB`'s bus 0 slot `slot` function 0.
+    fn at(slot: u8) -> [u32; 3] {
+        [u32::from(slot) << 11, PHB.hi(), PHB.lo()]
+    }
+
+    /// read-slot-reset-state2's status and state at `PHB`'s slot `slot`.
+    fn read_state(vmm: &Process, slot: u8) -> (u32, u32) {
+        let rets = rtas(vmm, RtasCall::ReadSlotResetState2, &at(slot), 4, 0).unwrap();
+        (rets[0], rets[1])
     }
 
     fn operator(dir: &Path) -> Client {
@@ -443,5 +572,109 @@ mod tests {
         assert_eq!(b.0.open(b"/dev/vfio/0", 0), Some(Err(EBUSY)), "still A's");
         operator(dir.path()).request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(0) } }).unwrap();
         assert_eq!(bar0_read(&a, nvme, 16), Ok(u32::MAX), "a later freeze is seen");
+    }
+
+    #[test]
+    fn the_mapping_ioctl_acts_on_eehds_table_of_the_vm_with_every_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let _daemon = Daemon::start(dir.path());
+        let (a, b) = (vmm(dir.path(), "a"), vmm(dir.path(), "b"));
+        let nvme_group = a.group_with_iommu("0");
+        let nvme = a.device_of(nvme_group, "0000:01:00.0");
+        let ibm = b.device("4", "0001:02:00.0");
+
+        assert_eq!(map_get(&a, nvme), Err(ENOENT), "GET before SET");
+        assert_eq!(map_clear(&a, nvme), Err(ENOENT), "CLEAR of nothing");
+        assert_eq!(map_set(&a, nvme, Buid(0x1234), 1), Err(EINVAL), "a BUID that is no PHB of this VM");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()));
+        assert_eq!(map_set(&a, nvme, PHB, 2), Err(EBUSY), "mapped twice");
+        assert_eq!(map_get(&a, nvme), Ok((PHB, 1)), "the refused SET changed nothing");
+        let claims = operator(dir.path()).request(&Request::Claims).unwrap();
+        assert!(format!("{claims:?}").contains("guest"), "the mapping is eehd's: {claims:?}");
+
+        // Per-VM address spaces: A's address names nothing in B, and B may use it.
+        assert_eq!(read_state(&b, 1).0, PARAMETER_ERROR, "A's guest address is not B's");
+        assert_eq!(map_set(&b, ibm, PHB, 1), Ok(()), "B maps its device where A has its own");
+        assert_eq!(map_set(&b, ibm, PHB, 1), Err(EBUSY));
+        assert_eq!(map_clear(&b, ibm), Ok(()));
+        assert_eq!(map_clear(&b, ibm), Err(ENOENT), "removing an absent mapping");
+        assert_eq!(map_set(&b, ibm, PHB, 1), Ok(()));
+        assert_eq!((map_get(&a, nvme), map_get(&b, ibm)), (Ok((PHB, 1)), Ok((PHB, 1))));
+        assert_eq!(read_state(&b, 1), (0, PeState::Normal.raw()), "B resolves its own device");
+
+        // A group that is closed takes its mappings along and goes back to eehd.
+        a.close(nvme);
+        a.close(nvme_group);
+        let c = vmm(dir.path(), "c");
+        let nvme = c.device("0", "0000:01:00.0");
+        assert_eq!(map_set(&c, nvme, PHB, 1), Ok(()), "A's address is free in eehd, and C has it");
+    }
+
+    #[test]
+    fn a_guest_recovers_through_rtas_served_by_eehd_and_another_vm_sees_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path());
+        let (a, b) = (vmm(dir.path(), "a"), vmm(dir.path(), "b"));
+        let nvme = a.device("0", "0000:01:00.0");
+        let ibm = b.device("4", "0001:02:00.0");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()));
+        assert_eq!(map_set(&b, ibm, PHB, 2), Ok(()));
+        let enable = |vmm, slot| rtas(vmm, RtasCall::SetEehOption, &[at(slot).as_slice(), &[1]].concat(), 1, 0);
+        assert_eq!((enable(&a, 1), enable(&b, 2)), (Ok(vec![0]), Ok(vec![0])));
+        assert_eq!(read_state(&b, 1).0, PARAMETER_ERROR, "A's device is not B's");
+        assert_eq!(read_state(&a, 2).0, PARAMETER_ERROR, "B's device is not A's");
+
+        operator(dir.path()).request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(0) } }).unwrap();
+        assert_eq!(read_state(&a, 1), (0, PeState::Stopped.raw()));
+        assert_eq!(read_state(&b, 2), (0, PeState::Normal.raw()), "B's PE is untouched");
+
+        // slot-error-detail writes the log into the VMM's guest RAM window.
+        let mut guest_ram = vec![0u8; 0x1000];
+        let window: [u64; 3] = [guest_ram.as_mut_ptr().addr() as u64, 0x10_0000, 0x1000];
+        let ram = window.as_ptr().addr();
+        let detail = [at(1).as_slice(), &[0, 0, 0x10_0000, 1024, 1]].concat();
+        assert_eq!(rtas(&a, RtasCall::SlotErrorDetail, &detail, 1, ram), Ok(vec![0]));
+        assert!(guest_ram.iter().any(|&byte| byte != 0), "the log is in the VMM's memory");
+        let outside = [at(1).as_slice(), &[0, 0, 0x20_0000, 1024, 1]].concat();
+        assert_eq!(rtas(&a, RtasCall::SlotErrorDetail, &outside, 1, ram), Ok(vec![PARAMETER_ERROR]));
+        assert_eq!(rtas(&b, RtasCall::SlotErrorDetail, &detail, 1, ram), Ok(vec![PARAMETER_ERROR]), "not B's");
+
+        // Thaw MMIO and DMA as eeh_pci_enable does: A is normal again.
+        for option in [2, 3] {
+            let thaw = [at(1).as_slice(), &[option]].concat();
+            assert_eq!(rtas(&a, RtasCall::SetEehOption, &thaw, 1, 0), Ok(vec![0]));
+        }
+        assert_eq!(read_state(&a, 1), (0, PeState::Normal.raw()));
+        assert_eq!(config_read(&a, nvme), Ok(0xa824_144d));
+
+        // eehd down: EIO, never a crash; back: the VM's PHBs and mappings are there.
+        drop(daemon);
+        let args = RtasArgs::new(eehds_tokens().token(RtasCall::ReadSlotResetState2).unwrap(), &at(1), 4);
+        let mut buf = args.encode();
+        assert_eq!(a.0.rtas(&ProcessMemory, buf.as_mut_ptr().addr(), 0), Err(EIO));
+        assert_eq!(map_get(&a, nvme), Err(EIO));
+        assert_eq!(map_set(&b, ibm, PHB, 3), Err(EIO));
+        let _daemon = Daemon::start(dir.path());
+        assert_eq!(map_get(&a, nvme), Ok((PHB, 1)));
+        assert_eq!(read_state(&a, 1), (0, PeState::Normal.raw()));
+        assert_eq!(map_clear(&b, ibm), Ok(()));
+        assert_eq!(map_set(&b, ibm, Buid::SPAPR_BASE, 1), Ok(()), "B's other PHB");
+    }
+
+    #[test]
+    fn a_new_session_declares_the_vms_phbs_again_and_claims_its_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start(dir.path());
+        let a = vmm(dir.path(), "a");
+        let nvme = a.device("0", "0000:01:00.0");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()));
+        drop(daemon);
+        assert_eq!(map_get(&a, nvme), Err(EIO), "eehd is gone");
+        // An eehd that lost its state: it knows neither the VM nor its PHBs.
+        std::fs::remove_file(dir.path().join("state.json")).unwrap();
+        let _daemon = Daemon::start(dir.path());
+        assert_eq!(map_get(&a, nvme), Err(ENOENT), "the mapping is gone with eehd's state");
+        assert_eq!(map_set(&a, nvme, PHB, 1), Ok(()), "the PHB was declared and the group claimed again");
+        assert_eq!(read_state(&a, 1), (0, PeState::Normal.raw()));
     }
 }

@@ -104,10 +104,10 @@ fn start() -> Result<(Arc<Emulator>, ShimConfig), InitError> {
     crate::fork::register();
     let emu = match &config.connect {
         Some(socket) => {
-            let host = crate::daemon::EehdHost::new(socket.clone(), config.vm_name());
             // The topology describes eehd's host (as for the sysfs tree).
             let groups = topology(&config)?.phbs().iter().map(|phb| phb.pes.len()).sum();
-            Arc::new(Emulator::on(Arc::new(host), config.clone(), &config.virtual_phbs(groups)))
+            let host = crate::daemon::EehdHost::new(socket.clone(), config.vm_name(), config.virtual_phbs(groups));
+            Arc::new(Emulator::on_eehd(Arc::new(host), config.clone()))
         }
         None => Arc::new(Emulator::new(Arc::new(simulated_host(&config)?), config.clone())),
     };

@@ -2,16 +2,19 @@
 //! item 4): a VMM maps two devices with `VFIO_DEVICE_ADDR_MAPPING` and
 //! drives a guest's whole EEH recovery as raw RTAS buffers through the
 //! preload library's `vfio_eeh_rtas` (include/vfio_eeh.h), with every
-//! mapping conflict, another VM's addresses and bad buffers.
+//! mapping conflict, another VM's addresses and bad buffers: on the
+//! in-process host, and as two VMs of one real eehd.
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-/// Builds the C program against include/vfio_eeh.h.
+/// Builds the C program against include/vfio_eeh.h (a copy per test
+/// process: tests may build it at once).
 fn program() -> PathBuf {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vfio_eeh_rtas");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("vfio_eeh_rtas-{}", std::process::id()));
     let status = Command::new("gcc")
         .args(["-O2", "-Wall", "-Wextra", "-Werror", "-I"])
         .arg(common::repo().join("include"))
@@ -24,15 +27,77 @@ fn program() -> PathBuf {
     out
 }
 
-#[test]
-fn a_c_vmm_maps_devices_and_drives_the_guests_recovery_through_rtas_buffers() {
-    let out = Command::new(program())
+/// Runs the C program under the preload library with `env`.
+fn run(program: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Output {
+    Command::new(program)
+        .args(args)
         .env("LD_PRELOAD", common::preload_library())
         .env("VFIO_EEH_SHIM_PLATFORM", "powernv")
-        .env("VFIO_EEH_SHIM_RESET", "report-unavailable")
+        .envs(env.iter().copied())
         .output()
-        .expect("the program runs");
+        .expect("the program runs")
+}
+
+fn assert_ok(out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("ok ("), "{stdout}");
+}
+
+#[test]
+fn a_c_vmm_maps_devices_and_drives_the_guests_recovery_through_rtas_buffers() {
+    assert_ok(&run(&program(), &[], &[("VFIO_EEH_SHIM_RESET", "report-unavailable".as_ref())]));
+}
+
+/// A real eehd on the built-in simulated host with virtual time (resets
+/// take no wall time), state in `dir`.
+struct Eehd(Child);
+
+impl Eehd {
+    fn start(dir: &Path) -> (Self, PathBuf) {
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("preload");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(common::repo())
+            .args(["build", "--quiet", "-p", "eehd", "--bin", "eehd", "--target-dir"])
+            .arg(&target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building eehd failed");
+        let socket = dir.join("eehd.sock");
+        let child = Command::new(target.join("debug/eehd"))
+            .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("eehd starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "eehd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Eehd(child), socket)
+    }
+}
+
+impl Drop for Eehd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_c_vmms_of_one_eehd_each_reach_only_their_own_vm() {
+    let program = program();
+    let dir = tempfile::tempdir().unwrap();
+    let (_eehd, socket) = Eehd::start(dir.path());
+    let vm = |name: &'static str| [("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", name.as_ref())];
+    assert_ok(&run(&program, &[], &vm("a")));
+    // A's groups stay claimed and mapped after its VMM exits (eehd keeps
+    // the claims of VMMs that are gone): B meets them.
+    assert_ok(&run(&program, &["--other-vm"], &vm("b")));
 }

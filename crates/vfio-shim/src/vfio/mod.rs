@@ -37,7 +37,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use libc::EMFILE;
-use vfio_eeh::addr::Buid;
 use vfio_eeh::backend::errno::{EBUSY, EINVAL, EIO, ENOENT, ENOTTY};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::uapi::{self, Encoding, FdKind, VfioIoctl};
@@ -50,6 +49,7 @@ pub(crate) use self::direct::DirectBars;
 use self::group::{Group, GroupFile};
 use self::host::{Host, InProcess};
 use crate::config::ShimConfig;
+use crate::daemon::EehdHost;
 use crate::fdtable::FdTable;
 use crate::oplog::{kind_name, OpLog};
 use crate::sys;
@@ -139,17 +139,22 @@ impl Emulator {
     /// An emulator of the groups of `host`, a simulated host in this
     /// process.
     pub(crate) fn new(host: Arc<SimHost>, config: ShimConfig) -> Self {
-        let phbs = config.virtual_phbs(host.pe_ids().count());
-        Emulator::on(Arc::new(InProcess(host)), config, &phbs)
+        let vm = ThisVm::local(&config.virtual_phbs(host.pe_ids().count()));
+        Emulator::on(Arc::new(InProcess(host)), vm, config)
     }
 
-    /// An emulator of the groups of `host`, for a VM with the virtual PHBs
-    /// `phbs`.
-    pub(crate) fn on(host: Arc<dyn Host>, config: ShimConfig, phbs: &[Buid]) -> Self {
+    /// An emulator of the groups of eehd's host, for the VM `host` acts
+    /// for.
+    pub(crate) fn on_eehd(host: Arc<EehdHost>, config: ShimConfig) -> Self {
+        Emulator::on(Arc::clone(&host) as Arc<dyn Host>, ThisVm::Eehd(host), config)
+    }
+
+    /// An emulator of the groups of `host`, for the VM `vm`.
+    fn on(host: Arc<dyn Host>, vm: ThisVm, config: ShimConfig) -> Self {
         Emulator {
             host,
             config,
-            vm: Arc::new(ThisVm::new(phbs)),
+            vm: Arc::new(vm),
             groups: Mutex::default(),
             fds: FdTable::new(),
             log: OpLog::new(),

@@ -99,7 +99,7 @@ impl Emulator {
         let window = if ram == 0 { None } else { Some(UserPtr::new(ram, memory).read_struct::<GuestRamArg>(24)?) };
         let mut guest = GuestRam { window, memory };
         let backend = Firmwared { host: &*self.host, firmware: self.config.firmware };
-        let outcome = self.vm.rtas(&mut buf, &backend, &mut guest).map_err(|_| EINVAL)?;
+        let outcome = self.vm.rtas(&mut buf, &backend, &mut guest)?;
         let rets_at = HEADER_BYTES + 4 * nargs;
         let rets = UserPtr::new(args.checked_add(rets_at).ok_or(EFAULT)?, memory);
         rets.write(buf.get(rets_at..).unwrap_or_default())?;
