@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage's header carries the run's elapsed time, so a CI log shows
+# where its minutes go.
+stage() { echo "== $* [$((SECONDS / 60))m$((SECONDS % 60))s]"; }
+
 # Debian packages the tests need: C compilers and the UAPI headers for the
 # header comparisons.
 need_pkgs=()
@@ -14,7 +18,7 @@ need linux-libc-dev
 need gcc-powerpc64le-linux-gnu
 need libc6-dev-ppc64el-cross
 if ((${#need_pkgs[@]})); then
-    echo "== installing ${need_pkgs[*]}"
+    stage "installing ${need_pkgs[*]}"
     if [[ $(id -u) -ne 0 ]]; then
         echo "error: missing packages ${need_pkgs[*]}; run as root or install them" >&2
         exit 1
@@ -23,9 +27,9 @@ if ((${#need_pkgs[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 
-echo "== cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The preload library's entry points and the fuzzing entry point exist only
 # with their features.
@@ -34,7 +38,7 @@ cargo clippy -p vfio-shim --all-targets --locked --features fuzzing -- -D warnin
 # The nextest run includes tests/c/shim_hardening.c (built with gcc and run
 # under the preload library by crates/vfio-shim/tests/hardening.rs) and
 # tests/c/vfio_eeh_rtas.c (crates/vfio-shim/tests/rtas.rs).
-echo "== cargo test"
+stage "cargo test"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast
     # vfio-shim's unit tests again with its `fuzzing` feature, which adds the
@@ -55,7 +59,7 @@ fi
 # recovered by the driver and a permanent failure, in both IOMMU modes
 # (~3 min). Installs qemu-system-ppc, fetches the kernel and busybox
 # (cached); about 6 minutes on 2 cores.
-echo "== real pseries guest end to end (tests/qemu/e2e.sh)"
+stage "real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh
 
 # ---- two guests on one eehd (tests/qemu/shared-host.sh) -----------------------
@@ -63,7 +67,7 @@ tests/qemu/e2e.sh
 # its client, docs/shared-host.md): one guest's freeze leaves the other's
 # reads intact, a PHB fence reaches both, kill -9 of eehd and a restart
 # keep both running; events followed live per VM. About 2 minutes.
-echo "== two guests on one eehd (tests/qemu/shared-host.sh)"
+stage "two guests on one eehd (tests/qemu/shared-host.sh)"
 tests/qemu/shared-host.sh
 
 # ---------------------------------------------------------------------------
@@ -79,10 +83,10 @@ tests/qemu/shared-host.sh
 # VFIO_EEH_SKIP_CROSS=1 skips it (and the Rust side of the oracle stage).
 cross_dir=''
 if [[ ${VFIO_EEH_SKIP_CROSS:-0} != 1 ]]; then
-    echo "== ppc64le cross build (scripts/cross/build-ppc64le.sh)"
+    stage "ppc64le cross build (scripts/cross/build-ppc64le.sh)"
     cross_target=$(scripts/cross/build-ppc64le.sh | tail -n1)
     cross_dir=$cross_target/powerpc64le-unknown-linux-gnu/release
-    echo "== ppc64le test binaries under qemu-ppc64le-static (scripts/cross/run-ppc64le-tests.sh)"
+    stage "ppc64le test binaries under qemu-ppc64le-static (scripts/cross/run-ppc64le-tests.sh)"
     scripts/cross/run-ppc64le-tests.sh "$cross_target"
 fi
 
@@ -93,7 +97,7 @@ fi
 # file. About 1 minute (QEMU ~35 s, downloads cached in ~/.cache/vfio-eeh);
 # 85-100 s with the Rust side (one boot of about 55 s).
 # VFIO_EEH_SKIP_ORACLE=1 compares with the golden file only (no QEMU).
-echo "== differential conformance (scripts/conformance/compare.sh)"
+stage "differential conformance (scripts/conformance/compare.sh)"
 if [[ ${VFIO_EEH_SKIP_ORACLE:-0} == 1 ]]; then
     timeout 600 scripts/conformance/compare.sh --offline
 else
@@ -110,7 +114,7 @@ fi
 # VFIO_EEH_FUZZ_SECONDS sets the time per target (default 15);
 # VFIO_EEH_SKIP_FUZZ=1 skips the stage.
 if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
-    echo "== fuzzing (scripts/fuzz.sh)"
+    stage "fuzzing (scripts/fuzz.sh)"
     if ! cargo fuzz --version >/dev/null 2>&1; then
         cargo install --locked cargo-fuzz
     fi
@@ -126,3 +130,4 @@ if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
     fi
     rm -f "$fuzz_log"
 fi
+stage "done"
