@@ -58,9 +58,10 @@ fi
 # ~40 s) and against our simulated NVMe controller passed through, a freeze
 # recovered by the driver and a permanent failure, in both IOMMU modes
 # (~3 min). Installs qemu-system-ppc, fetches the kernel and busybox
-# (cached); about 6 minutes on 2 cores.
+# (cached). One after another the runs take about 6 minutes; in two lanes
+# (one guest per core) about half that.
 stage "real pseries guest end to end (tests/qemu/e2e.sh)"
-tests/qemu/e2e.sh
+tests/qemu/e2e.sh --jobs 2
 
 # ---- two guests on one eehd (tests/qemu/shared-host.sh) -----------------------
 # Two pseries guests booted at once under one eehd (the preload library as
