@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 
+#[path = "../tests/common/eehd.rs"]
+mod eehd;
+use eehd::Eehd;
+
 /// Set in the re-executed child: the prefix of its benchmark names.
 const CHILD: &str = "VFIO_EEH_BENCH_PRELOADED";
 /// The built-in simulated host's first group and its device.
@@ -145,36 +149,6 @@ fn child(mode: &str) {
         for (name, ns) in fastest.iter() {
             println!("  {name:<26} {ns:8.1} ns  {:5.2}x", ns / base);
         }
-    }
-}
-
-/// An eehd on the built-in simulated host (virtual time), in `dir`.
-struct Eehd(std::process::Child);
-
-impl Eehd {
-    fn start(binary: &std::path::Path, dir: &std::path::Path) -> (Self, PathBuf) {
-        let socket = dir.join("eehd.sock");
-        let child = Command::new(binary)
-            .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("eehd starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "eehd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Eehd(child), socket)
-    }
-}
-
-impl Drop for Eehd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

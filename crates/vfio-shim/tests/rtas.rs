@@ -6,10 +6,13 @@
 //! in-process host, and as two VMs of one real eehd.
 
 mod common;
+#[path = "common/eehd.rs"]
+mod eehd;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use eehd::Eehd;
 
 /// Builds the C program against include/vfio_eeh.h (a copy per test
 /// process: tests may build it at once).
@@ -49,52 +52,25 @@ fn a_c_vmm_maps_devices_and_drives_the_guests_recovery_through_rtas_buffers() {
     assert_ok(&run(&program(), &[], &[("VFIO_EEH_SHIM_RESET", "report-unavailable".as_ref())]));
 }
 
-/// A real eehd on the built-in simulated host with virtual time (resets
-/// take no wall time), state in `dir`.
-struct Eehd(Child);
-
-impl Eehd {
-    fn start(dir: &Path) -> (Self, PathBuf) {
-        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("preload");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(common::repo())
-            .args(["build", "--quiet", "-p", "eehd", "--bin", "eehd", "--target-dir"])
-            .arg(&target)
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building eehd failed");
-        let socket = dir.join("eehd.sock");
-        let child = Command::new(target.join("debug/eehd"))
-            .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("eehd starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "eehd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Eehd(child), socket)
-    }
-}
-
-impl Drop for Eehd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Builds eehd (debug, into the preload library's target directory).
+fn eehd_binary() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("preload");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(common::repo())
+        .args(["build", "--quiet", "-p", "eehd", "--bin", "eehd", "--target-dir"])
+        .arg(&target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building eehd failed");
+    target.join("debug/eehd")
 }
 
 #[test]
 fn two_c_vmms_of_one_eehd_each_reach_only_their_own_vm() {
     let program = program();
     let dir = tempfile::tempdir().unwrap();
-    let (_eehd, socket) = Eehd::start(dir.path());
+    let (_eehd, socket) = Eehd::start(&eehd_binary(), dir.path());
     let vm = |name: &'static str| [("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", name.as_ref())];
     assert_ok(&run(&program, &[], &vm("a")));
     // A's groups stay claimed and mapped after its VMM exits (eehd keeps

@@ -1,0 +1,40 @@
+//! A real eehd on the built-in simulated host with virtual time (resets
+//! take no wall time), for the tests and the bench that drive the preload
+//! library under eehd (`#[path]`-included by each).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running eehd; dropping it kills it.
+pub struct Eehd(Child);
+
+impl Eehd {
+    /// Starts `binary` with its state in `dir`; returns it and its socket
+    /// once it listens.
+    pub fn start(binary: &Path, dir: &Path) -> (Self, PathBuf) {
+        let socket = dir.join("eehd.sock");
+        let child = Command::new(binary)
+            .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
+            .arg(&socket)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("eehd starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "eehd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Eehd(child), socket)
+    }
+}
+
+impl Drop for Eehd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
