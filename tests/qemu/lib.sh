@@ -7,8 +7,20 @@ failed=0
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL: $*"; failed=$((failed + 1)); }
 finish() { echo "$(basename "$0" .sh): logs kept in $logs"; echo "$passed passed, $failed failed"; [ "$failed" = 0 ]; }
-# console LOG: the console without the CR of its CR LF line ends.
-console() { tr -d '\r' <"$1"; }
+# console LOG: the console without the CR of its CR LF line ends, and with
+# the guest's user and kernel output untangled: a kernel message printed in
+# the middle of a user line ("NVMEIO SUMMARY GO[   17.67] pci ...", then
+# "NE rounds=...") becomes a line of its own, and the user line is joined
+# up again.
+console() {
+    tr -d '\r' <"$1" | awk '{
+        line = held $0; held = ""
+        if (match(line, /\[ *[0-9]+\.[0-9]+\] /) && RSTART > 1) {
+            held = substr(line, 1, RSTART - 1)
+            print substr(line, RSTART)
+        } else print line
+    } END { if (held != "") print held }'
+}
 # expect LOG REGEX WHAT: a console line must match.
 expect() {
     # Not grep -q: an early exit would make tr die of SIGPIPE, and pipefail
