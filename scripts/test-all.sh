@@ -9,6 +9,29 @@ cd "$(dirname "$0")/.."
 # where its minutes go.
 stage() { echo "== $* [$((SECONDS / 60))m$((SECONDS % 60))s]"; }
 
+# background NAME COMMAND...: starts COMMAND in the background, its output
+# kept for `collect NAME`.
+declare -A background_pid background_log
+background() {
+    local name=$1
+    shift
+    background_log[$name]=$(mktemp)
+    "$@" >"${background_log[$name]}" 2>&1 &
+    background_pid[$name]=$!
+}
+# collect NAME: waits for what `background NAME` started, prints its
+# output, and fails the run if it failed.
+collect() {
+    local status=0
+    wait "${background_pid[$1]}" || status=$?
+    cat "${background_log[$1]}"
+    rm -f "${background_log[$1]}"
+    if [[ $status != 0 ]]; then
+        echo "error: $1 failed (exit $status)" >&2
+        exit 1
+    fi
+}
+
 # Debian packages the tests need: C compilers and the UAPI headers for the
 # header comparisons.
 need_pkgs=()
@@ -72,9 +95,7 @@ tests/qemu/e2e.sh --jobs 2
 # background while the ppc64le cross build below keeps the cores busy, and
 # its output is printed when it ends.
 stage "two guests on one eehd (tests/qemu/shared-host.sh), in the background"
-shared_log=$(mktemp)
-tests/qemu/shared-host.sh >"$shared_log" 2>&1 &
-shared_pid=$!
+background tests/qemu/shared-host.sh tests/qemu/shared-host.sh
 
 # ---------------------------------------------------------------------------
 # ppc64le: the cross build with Debian's rustc-web and its ppc64el std
@@ -97,14 +118,7 @@ if [[ ${VFIO_EEH_SKIP_CROSS:-0} != 1 ]]; then
 fi
 
 stage "two guests on one eehd (tests/qemu/shared-host.sh): its output"
-shared_status=0
-wait "$shared_pid" || shared_status=$?
-cat "$shared_log"
-rm -f "$shared_log"
-if [[ $shared_status != 0 ]]; then
-    echo "error: tests/qemu/shared-host.sh failed (exit $shared_status)" >&2
-    exit 1
-fi
+collect tests/qemu/shared-host.sh
 
 # ---------------------------------------------------------------------------
 # Differential conformance against real Linux (docs/oracle.md): the C
@@ -116,15 +130,14 @@ fi
 # The PowerNV guest keeps one core busy: it runs in the background during
 # the fuzz stage (one fuzzer at a time) and its output is printed after it.
 stage "differential conformance (scripts/conformance/compare.sh), in the background"
-oracle_log=$(mktemp)
 if [[ ${VFIO_EEH_SKIP_ORACLE:-0} == 1 ]]; then
-    timeout 600 scripts/conformance/compare.sh --offline >"$oracle_log" 2>&1 &
+    background scripts/conformance/compare.sh timeout 600 scripts/conformance/compare.sh --offline
 else
     # The same boot runs the Rust backend's checks and eehctl's host
     # commands when the cross build ran.
-    timeout 900 scripts/conformance/compare.sh ${cross_dir:+--rust "$cross_dir"} >"$oracle_log" 2>&1 &
+    background scripts/conformance/compare.sh \
+        timeout 900 scripts/conformance/compare.sh ${cross_dir:+--rust "$cross_dir"}
 fi
-oracle_pid=$!
 
 # ---------------------------------------------------------------------------
 # A short fuzz run of every cargo-fuzz target (fuzz/, scripts/fuzz.sh): the
@@ -152,12 +165,5 @@ if [[ ${VFIO_EEH_SKIP_FUZZ:-0} != 1 ]]; then
 fi
 
 stage "differential conformance (scripts/conformance/compare.sh): its output"
-oracle_status=0
-wait "$oracle_pid" || oracle_status=$?
-cat "$oracle_log"
-rm -f "$oracle_log"
-if [[ $oracle_status != 0 ]]; then
-    echo "error: scripts/conformance/compare.sh failed (exit $oracle_status)" >&2
-    exit 1
-fi
+collect scripts/conformance/compare.sh
 stage "done"
