@@ -223,10 +223,19 @@ for dev in $devs; do
          "eeh_enable=${eeh_global:-?}"
 done
 
+# config_read OFFSET SIZE: prints SIZE bytes of config space at OFFSET as
+# one hex number. dd reads exactly those bytes: hexdump reads the file
+# through a stdio buffer, so the kernel would also read (and check for EEH)
+# config dwords this script never sees.
+config_read() {
+    dd if="$sys/config" bs="$2" skip="$(( $1 / $2 ))" count=1 2>/dev/null |
+        hexdump -e "1/$2 \"%0$(( $2 * 2 ))x\""
+}
+
 # cfg_read: sets cfg to ok:<dword0>, allones:ffffffff, gone or error.
 cfg_read() {
     if [ ! -e "$sys/config" ]; then cfg=gone; return 0; fi
-    v=$(hexdump -n 4 -e '1/4 "%08x"' "$sys/config" 2>/dev/null) || v=
+    v=$(config_read 0 4) || v=
     case "$v" in
         ffffffff) cfg=allones:$v ;;
         ????????) cfg=ok:$v ;;
@@ -234,7 +243,7 @@ cfg_read() {
     esac
 }
 
-# bar_read: sets bar to ok:<value>, allones:<value>, off (decode disabled),
+# bar_read: sets bar to ok:<value>, allones:<value> (or allones:cmd=ffff), off (decode disabled),
 # none, io (I/O BAR, not read), gone or error.
 bar_read() {
     bar=none
@@ -247,8 +256,11 @@ bar_read() {
     bstart=$1
     flags=$(( $3 ))
     if [ $(( flags & 0x200 )) = 0 ]; then bar=io; return 0; fi
-    cmd=$(hexdump -s 4 -n 2 -e '1/2 "%04x"' "$sys/config" 2>/dev/null) || cmd=
+    cmd=$(config_read 4 2) || cmd=
     case "$cmd" in
+        # The command register read all-ones: the device froze since cfg_read
+        # (and this read may be the one that makes the kernel see it).
+        ffff) bar=allones:cmd=$cmd; return 0 ;;
         ????) [ $(( 0x$cmd & 0x2 )) != 0 ] || { bar=off; return 0; } ;;
         *) bar=error; return 0 ;;
     esac
