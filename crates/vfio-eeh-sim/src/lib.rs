@@ -11,6 +11,8 @@
 //! * [`nvme`]: an NVMe controller behind a device's BAR0 (`model =
 //!   "nvme"`), whose DMA and interrupts reach the VMM through the
 //!   [`DeviceBus`] it attaches with [`SimHost::attach_bus`];
+//! * [`iova`]: IOVA translation tables (what an IOMMU maps where), with a
+//!   journal of their changes to keep a copy in another process;
 //! * [`clock`]: virtual and monotonic clocks;
 //! * [`config`]: policy knobs (freeze limit, reset timing, blocking or
 //!   reporting resets, injection mode);
@@ -58,6 +60,7 @@ pub mod diag;
 pub mod event;
 pub mod guest;
 mod host;
+pub mod iova;
 pub mod nvme;
 pub mod opseq;
 pub mod phb;

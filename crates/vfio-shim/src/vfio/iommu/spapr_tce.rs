@@ -8,9 +8,10 @@ use vfio_eeh::uapi::{
     self, VfioIoctl, VfioIommuSpaprRegisterMemory, VfioIommuSpaprTceCreate, VfioIommuSpaprTceDdwInfo,
     VfioIommuSpaprTceInfo, VfioIommuSpaprTceRemove, VfioIommuType1DmaMap, VfioIommuType1DmaUnmap,
 };
+use vfio_eeh_sim::iova::{IovaMap, Ranges};
 use zerocopy::IntoBytes;
 
-use super::{end_of, size_u32, Ranges, Target, PAGE};
+use super::{end_of, size_u32, target_of, PAGE};
 use crate::user::UserPtr;
 use crate::vfio::IoctlResult;
 
@@ -53,7 +54,7 @@ pub(in crate::vfio) struct Spapr {
     enabled: bool,
     windows: [Option<Window>; SPAPR_MAX_WINDOWS],
     registered: Ranges,
-    mapped: Ranges<Target>,
+    mapped: IovaMap,
 }
 
 impl Spapr {
@@ -65,19 +66,18 @@ impl Spapr {
             enabled: false,
             windows: [Some(Window { start: 0, size: DMA32_SIZE, page_shift: 12 }), None],
             registered: Ranges::default(),
-            mapped: Ranges::default(),
+            mapped: IovaMap::default(),
         }
     }
 
     /// The TCEs set, as ranges.
-    pub(super) fn mapped(&self) -> &Ranges<Target> {
+    pub(super) fn mapped(&self) -> &IovaMap {
         &self.mapped
     }
 
-    /// Number of mapped ranges.
-    #[cfg(test)]
-    pub(super) fn mapped_ranges(&self) -> usize {
-        self.mapped.map.len()
+    /// The TCEs, for their journal.
+    pub(super) fn mapped_mut(&mut self) -> &mut IovaMap {
+        &mut self.mapped
     }
 
     /// `VFIO_IOMMU_SPAPR_TCE_GET_INFO`.
@@ -175,7 +175,7 @@ impl Spapr {
             }
         }
         self.mapped.punch(map.iova, end);
-        self.mapped.insert(map.iova, end, Target::of(map));
+        self.mapped.insert(map.iova, end, target_of(map));
         Ok(0)
     }
 
@@ -228,7 +228,7 @@ impl Spapr {
                 Ok(())
             }
             (false, true) => {
-                self.registered.map.remove(&reg.vaddr);
+                self.registered.remove(reg.vaddr);
                 Ok(())
             }
             (false, false) => Err(ENOENT),

@@ -4,9 +4,10 @@
 use libc::ENOSPC;
 use vfio_eeh::backend::errno::{EEXIST, EINVAL};
 use vfio_eeh::uapi::{self, VfioIommuType1DmaMap, VfioIommuType1DmaUnmap, VfioIommuType1Info};
+use vfio_eeh_sim::iova::IovaMap;
 use zerocopy::IntoBytes;
 
-use super::{end_of, Ranges, Target, PAGE};
+use super::{end_of, target_of, PAGE};
 use crate::user::UserPtr;
 use crate::vfio::IoctlResult;
 
@@ -21,7 +22,7 @@ const MAP_FLAGS: u32 = uapi::VFIO_DMA_MAP_FLAG_READ | uapi::VFIO_DMA_MAP_FLAG_WR
 #[derive(Debug, Default)]
 pub(in crate::vfio) struct Type1 {
     v2: bool,
-    mapped: Ranges<Target>,
+    mapped: IovaMap,
     count: usize,
 }
 
@@ -32,14 +33,13 @@ impl Type1 {
     }
 
     /// The mappings.
-    pub(super) fn mapped(&self) -> &Ranges<Target> {
+    pub(super) fn mapped(&self) -> &IovaMap {
         &self.mapped
     }
 
-    /// Number of mapped ranges.
-    #[cfg(test)]
-    pub(super) fn mapped_ranges(&self) -> usize {
-        self.mapped.map.len()
+    /// The mappings, for their journal.
+    pub(super) fn mapped_mut(&mut self) -> &mut IovaMap {
+        &mut self.mapped
     }
 
     /// `VFIO_IOMMU_GET_INFO`.
@@ -67,13 +67,7 @@ impl Type1 {
         end_of(map.vaddr, map.size)?;
         if map.flags & uapi::VFIO_DMA_MAP_FLAG_VADDR != 0 {
             // Updating the process address of an existing mapping.
-            return match self.mapped.map.get_mut(&map.iova) {
-                Some((e, target)) if *e == end => {
-                    target.vaddr = map.vaddr;
-                    Ok(())
-                }
-                _ => Err(EINVAL),
-            };
+            return if self.mapped.set_vaddr(map.iova, end, map.vaddr) { Ok(()) } else { Err(EINVAL) };
         }
         if self.mapped.overlaps(map.iova, end) {
             return Err(EEXIST);
@@ -81,7 +75,7 @@ impl Type1 {
         if self.count >= TYPE1_MAX_MAPPINGS {
             return Err(ENOSPC);
         }
-        self.mapped.insert(map.iova, end, Target::of(map));
+        self.mapped.insert(map.iova, end, target_of(map));
         self.count += 1;
         Ok(())
     }
@@ -118,9 +112,9 @@ impl Type1 {
     }
 
     fn remove(&mut self, start: u64, end: u64) -> u64 {
-        let before = self.mapped.map.len();
+        let before = self.mapped.len();
         let bytes = self.mapped.remove_starting_in(start, end);
-        self.count -= before - self.mapped.map.len();
+        self.count -= before - self.mapped.len();
         bytes
     }
 }
