@@ -2,6 +2,7 @@
 //! IOMMU driver a container's groups share once `VFIO_SET_IOMMU` chose it
 //! ([`super::iommu`]), and `VFIO_EEH_PE_OP` on the container's PEs.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::group::Group;
@@ -15,11 +16,16 @@ use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply, PeStatus};
 use vfio_eeh::container::PeOpArg;
 use vfio_eeh::ops::{AccessKind, EehOp};
 use vfio_eeh::uapi::{self, VfioIoctl};
+use vfio_eeh_sim::iova::IovaChange;
 use vfio_eeh_sim::nvme::DmaError;
 
+/// The number of the next container the process opens.
+static NEXT_CONTAINER_ID: AtomicU32 = AtomicU32::new(0);
+
 /// A container: its groups and its IOMMU.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Container {
+    id: u32,
     state: Mutex<ContainerState>,
 }
 
@@ -27,9 +33,80 @@ pub(crate) struct Container {
 struct ContainerState {
     groups: Vec<Arc<Group>>,
     iommu: Option<Iommu>,
+    /// While eehd mirrors the IOMMU's mappings ([`Container::start_mirror`]):
+    /// the changes its copy has yet to take that are not in the IOMMU's
+    /// journal (the `Clear` of an IOMMU that left, or of none set).
+    mirror: Option<Vec<IovaChange>>,
+}
+
+impl ContainerState {
+    /// `VFIO_SET_IOMMU` chose `iommu`; a mirror goes on with its journal
+    /// (which starts with a `Clear`).
+    fn set_iommu(&mut self, mut iommu: Iommu) {
+        if let Some(pending) = &mut self.mirror {
+            pending.clear();
+            iommu.start_journal();
+        }
+        self.iommu = Some(iommu);
+    }
+
+    /// The last group left, taking the IOMMU and its mappings with it.
+    fn drop_iommu(&mut self) {
+        if self.iommu.take().is_some() {
+            if let Some(pending) = &mut self.mirror {
+                *pending = vec![IovaChange::Clear];
+            }
+        }
+    }
 }
 
 impl Container {
+    /// A container with no group, numbered after the process's previous
+    /// one.
+    pub(super) fn new() -> Self {
+        Container { id: NEXT_CONTAINER_ID.fetch_add(1, Ordering::Relaxed), state: Mutex::default() }
+    }
+
+    /// The container's number, unique in the process.
+    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Starts mirroring the IOMMU's mappings: the next
+    /// [`take_mirror`](Self::take_mirror) begins with a snapshot (a `Clear`,
+    /// then every mapping), and the IOMMUs `VFIO_SET_IOMMU` sets later are
+    /// mirrored too.
+    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
+    pub(crate) fn start_mirror(&self) {
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        state.mirror = Some(match &mut state.iommu {
+            Some(iommu) => {
+                iommu.start_journal();
+                Vec::new()
+            }
+            None => vec![IovaChange::Clear],
+        });
+    }
+
+    /// The changes of the mappings since mirroring started or this was last
+    /// called, to [`apply`](vfio_eeh_sim::iova::IovaMap::apply) in order to
+    /// a copy; none when not mirroring.
+    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
+    pub(crate) fn take_mirror(&self) -> Vec<IovaChange> {
+        let mut state = lock(&self.state);
+        let state = &mut *state;
+        let Some(pending) = &mut state.mirror else {
+            return Vec::new();
+        };
+        let mut changes = std::mem::take(pending);
+        if let Some(iommu) = &mut state.iommu {
+            changes.extend(iommu.take_journal());
+        }
+        changes
+    }
+
     /// Adds `group` (`VFIO_GROUP_SET_CONTAINER`).
     pub(super) fn attach(&self, group: &Arc<Group>) {
         lock(&self.state).groups.push(Arc::clone(group));
@@ -40,7 +117,7 @@ impl Container {
         let mut state = lock(&self.state);
         state.groups.retain(|g| !Arc::ptr_eq(g, group));
         if state.groups.is_empty() {
-            state.iommu = None;
+            state.drop_iommu();
         }
     }
 
@@ -184,7 +261,7 @@ impl Emulator {
                 if state.groups.is_empty() || state.iommu.is_some() {
                     return Err(EINVAL);
                 }
-                state.iommu = Some(Iommu::of_type(value, self.offered()).ok_or(ENODEV)?);
+                state.set_iommu(Iommu::of_type(value, self.offered()).ok_or(ENODEV)?);
                 Ok(0)
             }
             // The VFIO core answers EINVAL until an IOMMU driver is set; then
@@ -234,10 +311,92 @@ impl Emulator {
 mod tests {
     use vfio_eeh::ops::{ErrFunc, ErrInjection, ErrType, PeState};
     use vfio_eeh::uapi::VfioEehPeOp;
+    use vfio_eeh_sim::iova::{IovaMap, Target};
 
     use super::super::testing::{Fixture, Vmm};
+    use super::super::OpenFile;
     use super::*;
     use crate::config::{IommuMode, ShimConfig};
+
+    /// The container an emulated descriptor is.
+    fn container_of(fx: &Fixture, fd: i32) -> Arc<Container> {
+        let Some(OpenFile::Container(container)) = fx.emu.fds.get(fd) else {
+            panic!("{fd} is not a container");
+        };
+        container
+    }
+
+    const RW: u32 = uapi::VFIO_DMA_MAP_FLAG_READ | uapi::VFIO_DMA_MAP_FLAG_WRITE;
+
+    #[test]
+    fn the_mirror_follows_type1_maps_and_unmaps_and_the_iommu_leaving() {
+        let fx = Fixture::new(ShimConfig { iommu: IommuMode::Type1V2, ..ShimConfig::default() });
+        let fd = fx.open("vfio");
+        let container = container_of(&fx, fd);
+        assert_ne!(container.id(), container_of(&fx, fx.open("vfio")).id(), "numbered apart");
+        assert_eq!(container.take_mirror(), [], "not mirrored");
+        container.start_mirror();
+        assert_eq!(container.take_mirror(), [IovaChange::Clear], "no IOMMU: nothing mapped");
+
+        let group = fx.open("0");
+        fx.attach(group, fd);
+        fx.set_iommu(fd);
+        let mut map =
+            uapi::VfioIommuType1DmaMap { argsz: 32, flags: RW, vaddr: 0x7000_0000, iova: 0x10000, size: 0x4000 };
+        assert_eq!(fx.call(fd, uapi::IOMMU_MAP_DMA, &mut map), Ok(0));
+        map.iova = 0x20000;
+        assert_eq!(fx.call(fd, uapi::IOMMU_MAP_DMA, &mut map), Ok(0));
+        let mut unmap = uapi::VfioIommuType1DmaUnmap { argsz: 24, flags: 0, iova: 0x10000, size: 0x4000 };
+        assert_eq!(fx.call(fd, uapi::IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+        let target = Target { vaddr: 0x7000_0000, device_reads: true, device_writes: true };
+        let changes = container.take_mirror();
+        assert_eq!(
+            changes,
+            [
+                IovaChange::Clear,
+                IovaChange::Map { iova: 0x10000, size: 0x4000, target },
+                IovaChange::Map { iova: 0x20000, size: 0x4000, target },
+                IovaChange::Unmap { iova: 0x10000, size: 0x4000 },
+            ]
+        );
+        let mut copy = IovaMap::default();
+        for change in &changes {
+            assert_eq!(copy.apply(change), Ok(()));
+        }
+        let state = lock(&container.state);
+        let iommu = state.iommu.as_ref().expect("set");
+        for iova in [0x10000, 0x20000, 0x23000] {
+            assert_eq!(copy.translate(iova, 0x1000, true), iommu.translate(iova, 0x1000, true), "{iova:#x}");
+        }
+        drop(state);
+
+        fx.close(group);
+        assert_eq!(container.take_mirror(), [IovaChange::Clear], "the IOMMU left with its mappings");
+        assert_eq!(container.take_mirror(), []);
+    }
+
+    #[test]
+    fn the_mirror_starts_with_a_snapshot_and_sees_an_spapr_window_go() {
+        let fx = Fixture::new(ShimConfig::default());
+        let fd = fx.open("vfio");
+        let group = fx.open("0");
+        fx.attach(group, fd);
+        fx.set_iommu(fd);
+        let vaddr = 0x7f00_0000_0000;
+        let mut reg = uapi::VfioIommuSpaprRegisterMemory { argsz: 24, flags: 0, vaddr, size: 1 << 20 };
+        assert_eq!(fx.call(fd, uapi::IOMMU_SPAPR_REGISTER_MEMORY, &mut reg), Ok(0));
+        let mut map = uapi::VfioIommuType1DmaMap { argsz: 32, flags: RW, vaddr, iova: 0x2000, size: 0x3000 };
+        assert_eq!(fx.call(fd, uapi::IOMMU_MAP_DMA, &mut map), Ok(0));
+
+        let container = container_of(&fx, fd);
+        container.start_mirror();
+        let target = Target { vaddr, device_reads: true, device_writes: true };
+        let snapshot = [IovaChange::Clear, IovaChange::Map { iova: 0x2000, size: 0x3000, target }];
+        assert_eq!(container.take_mirror(), snapshot);
+        let mut remove = uapi::VfioIommuSpaprTceRemove { argsz: 16, flags: 0, start_addr: 0 };
+        assert_eq!(fx.call(fd, uapi::IOMMU_SPAPR_TCE_REMOVE, &mut remove), Ok(0));
+        assert_eq!(container.take_mirror(), [IovaChange::Unmap { iova: 0, size: 2 << 30 }], "the 32-bit window");
+    }
 
     #[test]
     fn needs_a_group_before_an_iommu_and_an_iommu_before_dma() {

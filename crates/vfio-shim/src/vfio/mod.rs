@@ -209,7 +209,7 @@ impl Emulator {
 
     fn open_name(&self, name: &[u8], cloexec: bool) -> Result<i32, i32> {
         if name == b"vfio" {
-            return self.install(OpenFile::Container(Arc::default()), cloexec);
+            return self.install(OpenFile::Container(Arc::new(Container::new())), cloexec);
         }
         let number: u32 = std::str::from_utf8(name).ok().and_then(|s| s.parse().ok()).ok_or(ENOENT)?;
         // One open at a time: the host lends a group once.
