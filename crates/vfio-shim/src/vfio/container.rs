@@ -348,6 +348,8 @@ mod tests {
         assert_eq!(fx.call(fd, uapi::IOMMU_MAP_DMA, &mut map), Ok(0));
         let mut unmap = uapi::VfioIommuType1DmaUnmap { argsz: 24, flags: 0, iova: 0x10000, size: 0x4000 };
         assert_eq!(fx.call(fd, uapi::IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+        let mut update = uapi::VfioIommuType1DmaMap { flags: uapi::VFIO_DMA_MAP_FLAG_VADDR, vaddr: 0x9000_0000, ..map };
+        assert_eq!(fx.call(fd, uapi::IOMMU_MAP_DMA, &mut update), Ok(0));
         let target = Target { vaddr: 0x7000_0000, device_reads: true, device_writes: true };
         let changes = container.take_mirror();
         assert_eq!(
@@ -357,6 +359,7 @@ mod tests {
                 IovaChange::Map { iova: 0x10000, size: 0x4000, target },
                 IovaChange::Map { iova: 0x20000, size: 0x4000, target },
                 IovaChange::Unmap { iova: 0x10000, size: 0x4000 },
+                IovaChange::Map { iova: 0x20000, size: 0x4000, target: Target { vaddr: 0x9000_0000, ..target } },
             ]
         );
         let mut copy = IovaMap::default();
