@@ -224,7 +224,7 @@ impl DaemonVm {
     fn read(&mut self, dev: GuestAddr, space: DeviceSpace, offset: u64) -> u32 {
         let Some(&host) = self.hosts.get(&dev) else { return u32::MAX };
         match self.traffic(&Request::DeviceRead { host, space, offset, width: 4 }) {
-            Some(Answer::Value { value }) => u32::try_from(value).unwrap_or(u32::MAX),
+            Some(Answer::Value { value, .. }) => u32::try_from(value).unwrap_or(u32::MAX),
             _ => u32::MAX,
         }
     }

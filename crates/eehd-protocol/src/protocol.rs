@@ -33,6 +33,10 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// to four characters of JSON, so the window fits a frame with room).
 pub const MAX_GUEST_WINDOW: usize = 8 * 1024;
 
+/// The most changes one [`Request::Dma`] carries (each is about 100 bytes
+/// of JSON, so a full request fits a frame with room).
+pub const MAX_DMA_CHANGES: usize = 256;
+
 /// A client's request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
@@ -147,6 +151,28 @@ pub enum Request {
         /// The host function.
         host: PciAddr,
     },
+    /// Mirrors changes to one of the VMM's DMA address spaces (a VFIO
+    /// container's IOMMU mappings, numbered by the VMM) into eehd, in the
+    /// order the VMM made them, so that the device models it lends a bus
+    /// reach its memory as its IOMMU lets them (docs/shared-host.md).
+    Dma {
+        /// The VMM's number for the address space.
+        space: u32,
+        /// The changes, at most [`MAX_DMA_CHANGES`].
+        changes: Vec<DmaChange>,
+    },
+    /// Lends the model of a function of one of the VM's groups this
+    /// session's bus: DMA through address space `space` into the VMM's
+    /// memory, and interrupts, which come back with the answers to the
+    /// session's device requests. `space: None` takes the bus back.
+    Bus {
+        /// The host function.
+        host: PciAddr,
+        /// The DMA address space, or `None` to take the bus back.
+        space: Option<u32>,
+        /// Whether the VMM enabled MSI-X (else the model drives INTx).
+        msix: bool,
+    },
     /// Operator: injects an error.
     Inject {
         /// Where and what.
@@ -188,6 +214,8 @@ impl Request {
             Request::DeviceRead { .. } => "device_read",
             Request::DeviceWrite { .. } => "device_write",
             Request::DeviceReset { .. } => "device_reset",
+            Request::Dma { .. } => "dma",
+            Request::Bus { .. } => "bus",
             Request::Clock { .. } => "clock",
         }
     }
@@ -201,6 +229,54 @@ pub struct GuestWindow {
     pub base: u64,
     /// The bytes (at most [`MAX_GUEST_WINDOW`]).
     pub bytes: Vec<u8>,
+}
+
+/// One change to a VMM's DMA address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DmaChange {
+    /// Nothing is mapped any more (a mirror starts over, or the IOMMU went).
+    Clear,
+    /// `size` bytes at `iova` reach the VMM's memory at `vaddr`, replacing
+    /// whatever mapped them.
+    Map {
+        /// The first I/O virtual address.
+        iova: u64,
+        /// Bytes.
+        size: u64,
+        /// The VMM's address of the first byte.
+        vaddr: u64,
+        /// The device may read (`VFIO_DMA_MAP_FLAG_READ`).
+        device_reads: bool,
+        /// The device may write (`VFIO_DMA_MAP_FLAG_WRITE`).
+        device_writes: bool,
+    },
+    /// `size` bytes at `iova` reach nothing.
+    Unmap {
+        /// The first I/O virtual address.
+        iova: u64,
+        /// Bytes.
+        size: u64,
+    },
+}
+
+/// The interrupts a device model raised through a session's bus since the
+/// session's last device request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interrupts {
+    /// MSI-X vectors raised, each once, in the order first raised.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub msix: Vec<u16>,
+    /// The INTx line's last level, if the model drove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intx: Option<bool>,
+}
+
+impl Interrupts {
+    /// Whether nothing was raised.
+    pub fn is_empty(&self) -> bool {
+        self.msix.is_empty() && self.intx.is_none()
+    }
 }
 
 /// Which space of a host function a device access reaches.
@@ -392,6 +468,16 @@ pub enum Answer {
     Value {
         /// The bytes read, as a number (all-ones while the PE is frozen).
         value: u64,
+        /// What the function's model raised through the session's bus.
+        #[serde(default, skip_serializing_if = "Interrupts::is_empty")]
+        interrupts: Interrupts,
+    },
+    /// A device write or reset done, during which (or since the session's
+    /// last device request) the function's model raised interrupts through
+    /// the session's bus; without any, the answer is [`Answer::Done`].
+    Raised {
+        /// What was raised.
+        interrupts: Interrupts,
     },
     /// The host's virtual clock.
     Clock {
@@ -407,6 +493,13 @@ pub struct AttachedDevice {
     pub host: PciAddr,
     /// Its BARs.
     pub bars: Vec<AttachedBar>,
+    /// MSI-X vectors of its device model (0: none).
+    #[serde(default)]
+    pub msix_vectors: u16,
+    /// Its device model does DMA and raises interrupts: lend it a bus
+    /// ([`Request::Bus`]).
+    #[serde(default)]
+    pub bus: bool,
 }
 
 /// A BAR of an attached function.
@@ -568,6 +661,8 @@ pub enum ErrorKind {
 pub mod wire_errno {
     /// Try again (too many connections).
     pub const EAGAIN: i32 = 11;
+    /// No space left (a DMA mirror's bounds).
+    pub const ENOSPC: i32 = 28;
     /// Protocol error (no hello).
     pub const EPROTO: i32 = 71;
     /// Message too long.
@@ -631,6 +726,40 @@ mod tests {
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(json, r#"{"event":{"seq":4,"at_ns":9,"pe":1,"event":"frozen","count":2}}"#);
         assert_eq!(serde_json::from_str::<ServerFrame>(&json).unwrap(), event);
+    }
+
+    #[test]
+    fn dma_changes_and_interrupts_on_the_wire() {
+        let dma = Request::Dma {
+            space: 2,
+            changes: vec![
+                DmaChange::Clear,
+                DmaChange::Map {
+                    iova: 0x1000,
+                    size: 0x2000,
+                    vaddr: 0x7f00_0000,
+                    device_reads: true,
+                    device_writes: false,
+                },
+                DmaChange::Unmap { iova: 0x1000, size: 0x1000 },
+            ],
+        };
+        let json = serde_json::to_string(&dma).unwrap();
+        assert_eq!(
+            json,
+            r#"{"op":"dma","space":2,"changes":[{"change":"clear"},{"change":"map","iova":4096,"size":8192,"vaddr":2130706432,"device_reads":true,"device_writes":false},{"change":"unmap","iova":4096,"size":4096}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), dma);
+        let worst =
+            DmaChange::Map { iova: u64::MAX, size: u64::MAX, vaddr: u64::MAX, device_reads: true, device_writes: true };
+        let full = Request::Dma { space: u32::MAX, changes: vec![worst; MAX_DMA_CHANGES] };
+        assert!(serde_json::to_vec(&full).unwrap().len() < MAX_FRAME, "a full dma request fits a frame");
+        let quiet = Answer::Value { value: 7, interrupts: Interrupts::default() };
+        assert_eq!(serde_json::to_string(&quiet).unwrap(), r#"{"answer":"value","value":7}"#, "as before");
+        let raised = Answer::Raised { interrupts: Interrupts { msix: vec![0, 3], intx: None } };
+        let json = serde_json::to_string(&raised).unwrap();
+        assert_eq!(json, r#"{"answer":"raised","interrupts":{"msix":[0,3]}}"#);
+        assert_eq!(serde_json::from_str::<Answer>(&json).unwrap(), raised);
     }
 
     #[test]

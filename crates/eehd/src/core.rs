@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::Duration;
 
+use eehd_protocol::process::Process;
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::BackendError;
 use vfio_eeh::mapping::{MapError, VmId};
@@ -22,12 +23,14 @@ use vfio_eeh::topology::Topology;
 use vfio_eeh::vm::{VmError, Vms};
 use vfio_eeh_sim::clock::{Clock, VirtualClock};
 
+use crate::bus::{iova_change, locked, Space, VmmBus, MAX_RANGES};
 use crate::host::{phb_views, saved_condition, DaemonHost, HostEvent, PeRecord};
 use crate::metrics::Metrics;
 use crate::policy::{Peer, Policy};
 use crate::protocol::{
-    wire_errno, Answer, AttachedDevice, ErrorKind, GuestWindow, InjectTarget, MappingView, PeEvent, PeEventKind,
-    PeView, Request, ServerFrame, VmView, WireError, MAX_GUEST_WINDOW, PROTOCOL_VERSION,
+    wire_errno, Answer, AttachedDevice, DmaChange, ErrorKind, GuestWindow, InjectTarget, Interrupts, MappingView,
+    PeEvent, PeEventKind, PeView, Request, ServerFrame, VmView, WireError, MAX_DMA_CHANGES, MAX_GUEST_WINDOW,
+    PROTOCOL_VERSION,
 };
 use crate::shared::SharedMemory;
 use crate::store::{Saved, SavedVm, Store, StoreError};
@@ -65,11 +68,17 @@ pub enum StartError {
 }
 
 /// A connection's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Session {
     peer: Peer,
     open: Option<Opened>,
     subscribed: bool,
+    /// The process that connected, whose memory its buses reach.
+    process: Option<Arc<Process>>,
+    /// Its DMA address spaces, by its numbers.
+    spaces: BTreeMap<u32, Space>,
+    /// The buses it lent, by function.
+    buses: BTreeMap<PciAddr, Arc<VmmBus>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +90,14 @@ struct Opened {
 impl Session {
     /// A connection from `peer`, before hello.
     pub fn new(peer: Peer) -> Self {
-        Session { peer, open: None, subscribed: false }
+        Session { peer, open: None, subscribed: false, process: None, spaces: BTreeMap::new(), buses: BTreeMap::new() }
+    }
+
+    /// The session of `process`, whose memory the session's buses reach
+    /// (without one, lending a bus is refused).
+    #[must_use]
+    pub fn with_process(self, process: Process) -> Self {
+        Session { process: Some(Arc::new(process)), ..self }
     }
 
     /// The VM the session acts for, once hello has named one.
@@ -186,6 +202,8 @@ pub struct Core<H> {
     virtual_clock: Option<Arc<VirtualClock>>,
     /// The memory shared with VMMs, if the host's is.
     shared: Option<Arc<SharedMemory>>,
+    /// The buses lent to device models, by function.
+    lent: Mutex<BTreeMap<PciAddr, Arc<VmmBus>>>,
 }
 
 type Answered = Result<Answer, WireError>;
@@ -205,6 +223,53 @@ fn vm_error(error: &VmError) -> WireError {
         VmError::Host(error) => WireError::from(error),
     }
 }
+
+/// What `host`'s model raised through the session's bus.
+fn raised(session: &Session, host: PciAddr) -> Interrupts {
+    session.buses.get(&host).map(|bus| bus.take_interrupts()).unwrap_or_default()
+}
+
+/// A device write's or reset's answer.
+fn done_raising(interrupts: Interrupts) -> Answer {
+    if interrupts.is_empty() {
+        Answer::Done
+    } else {
+        Answer::Raised { interrupts }
+    }
+}
+
+/// Applies a session's changes to its address space `space`, in order. A
+/// space may hold at most [`MAX_RANGES`] ranges: a change that could go
+/// beyond is refused with those after it (`ENOSPC`; those before it stay
+/// applied, as the VMM's own IOMMU has them), and more than
+/// [`MAX_DMA_CHANGES`] at once are refused whole.
+fn mirror(session: &mut Session, space: u32, changes: &[DmaChange]) -> Answered {
+    use vfio_eeh::backend::errno::EINVAL;
+    use wire_errno::ENOSPC;
+    if changes.len() > MAX_DMA_CHANGES {
+        let why = format!("{} changes at once; at most {MAX_DMA_CHANGES}", changes.len());
+        return Err(WireError::new(ErrorKind::BadRequest, EINVAL, why));
+    }
+    if !session.spaces.contains_key(&space) && session.spaces.len() >= MAX_SPACES {
+        let why = format!("A session has at most {MAX_SPACES} DMA address spaces");
+        return Err(WireError::new(ErrorKind::Host, ENOSPC, why));
+    }
+    let mut table = locked(session.spaces.entry(space).or_default());
+    for change in changes {
+        // A change adds at most two ranges (one split, one insert).
+        if *change != DmaChange::Clear && table.len() + 2 > MAX_RANGES {
+            let why = format!("DMA address space {space} would hold more than {MAX_RANGES} ranges");
+            return Err(WireError::new(ErrorKind::Host, ENOSPC, why));
+        }
+        if let Err(error) = table.apply(&iova_change(change)) {
+            return Err(WireError::bad_request(format!("DMA change refused, with those after it: {error}")));
+        }
+    }
+    Ok(Answer::Done)
+}
+
+/// The most DMA address spaces (VFIO containers) one session mirrors.
+const MAX_SPACES: usize = 64;
 
 fn hello_required(message: &str) -> WireError {
     WireError::new(ErrorKind::HelloRequired, wire_errno::EPROTO, message)
@@ -228,6 +293,7 @@ impl<H: DaemonHost> Core<H> {
             metrics,
             virtual_clock: None,
             shared: None,
+            lent: Mutex::default(),
         };
         // The restore's own events only rebuild the records.
         let mut registry = core.write();
@@ -381,11 +447,15 @@ impl<H: DaemonHost> Core<H> {
             Request::Attach { group } => self.attach(vm()?, *group, out),
             Request::Release { group } => {
                 let vm = vm()?;
-                self.mutate(out, |r| {
+                let released = self.mutate(out, |r| {
                     r.vms.release(vm, *group).map_err(|e| map_error(&e))?;
                     self.host.hold(*group, false).map_err(|e| WireError::from(&e))?;
                     Ok(Answer::Done)
-                })
+                });
+                if released.is_ok() {
+                    self.take_back_buses(*group);
+                }
+                released
             }
             Request::PhbAdd { buid } => {
                 let vm = vm()?;
@@ -452,17 +522,27 @@ impl<H: DaemonHost> Core<H> {
             }
             Request::DeviceRead { host, space, offset, width } => {
                 self.owned_device(vm()?, *host)?;
-                let value = self.host.device_read(*host, *space, *offset, *width);
-                value.map(|value| Answer::Value { value }).map_err(|e| WireError::from(&e))
+                let value = self.host.device_read(*host, *space, *offset, *width).map_err(|e| WireError::from(&e))?;
+                Ok(Answer::Value { value, interrupts: raised(session, *host) })
             }
             Request::DeviceWrite { host, space, offset, width, value } => {
                 self.owned_device(vm()?, *host)?;
                 let written = self.host.device_write(*host, *space, *offset, *width, *value);
-                written.map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+                written.map_err(|e| WireError::from(&e))?;
+                Ok(done_raising(raised(session, *host)))
             }
             Request::DeviceReset { host } => {
                 self.owned_device(vm()?, *host)?;
-                self.host.function_reset(*host).map(|()| Answer::Done).map_err(|e| WireError::from(&e))
+                self.host.function_reset(*host).map_err(|e| WireError::from(&e))?;
+                Ok(done_raising(raised(session, *host)))
+            }
+            Request::Dma { space, changes } => {
+                vm()?;
+                mirror(session, *space, changes)
+            }
+            Request::Bus { host, space, msix } => {
+                self.owned_device(vm()?, *host)?;
+                self.lend_bus(session, *host, *space, *msix)
             }
             Request::Clock { advance_ns } => {
                 operator()?;
@@ -472,6 +552,63 @@ impl<H: DaemonHost> Core<H> {
                 })?;
                 clock.advance(Duration::from_nanos(*advance_ns));
                 Ok(Answer::Clock { now_ns: u64::try_from(clock.now().as_nanos()).unwrap_or(u64::MAX) })
+            }
+        }
+    }
+
+    /// Lends `host`'s device model the session's bus through its address
+    /// space `space` (`None` takes it back).
+    fn lend_bus(&self, session: &mut Session, host: PciAddr, space: Option<u32>, msix: bool) -> Answered {
+        let mut lent = self.lent.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(space) = space else {
+            if let Some(bus) = session.buses.remove(&host) {
+                if lent.get(&host).is_some_and(|l| Arc::ptr_eq(l, &bus)) {
+                    lent.remove(&host);
+                    self.host.attach_bus(host, None).map_err(|e| WireError::from(&e))?;
+                }
+            }
+            return Ok(Answer::Done);
+        };
+        if self.host.bus_model(host).is_none() {
+            let why = format!("{host} has no device model that does DMA");
+            return Err(WireError::new(ErrorKind::Host, vfio_eeh::backend::errno::EINVAL, why));
+        }
+        let Some(process) = session.process.clone() else {
+            let why = "eehd cannot name the process of this connection, so it cannot reach its memory";
+            return Err(WireError::new(ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP, why));
+        };
+        let space = session.spaces.entry(space).or_default().clone();
+        if let Some(bus) = session.buses.get(&host).filter(|b| b.uses(&space)) {
+            if lent.get(&host).is_some_and(|l| Arc::ptr_eq(l, bus)) {
+                bus.set_msix(msix);
+                return Ok(Answer::Done);
+            }
+        }
+        let bus = Arc::new(VmmBus::new(process, space, msix));
+        self.host.attach_bus(host, Some(bus.clone())).map_err(|e| WireError::from(&e))?;
+        lent.insert(host, Arc::clone(&bus));
+        session.buses.insert(host, bus);
+        Ok(Answer::Done)
+    }
+
+    /// The buses lent to the functions of `pe` go: the group changed hands.
+    fn take_back_buses(&self, pe: PeId) {
+        let mut lent = self.lent.lock().unwrap_or_else(PoisonError::into_inner);
+        for host in self.host.devices_of(pe).unwrap_or_default() {
+            if lent.remove(&host).is_some() {
+                // The function exists: it is one of the PE's.
+                let _ = self.host.attach_bus(host, None);
+            }
+        }
+    }
+
+    /// A connection ended: the buses it lent go.
+    pub fn end_session(&self, session: &Session) {
+        let mut lent = self.lent.lock().unwrap_or_else(PoisonError::into_inner);
+        for (host, bus) in &session.buses {
+            if lent.get(host).is_some_and(|l| Arc::ptr_eq(l, bus)) {
+                lent.remove(host);
+                let _ = self.host.attach_bus(*host, None);
             }
         }
     }
@@ -528,7 +665,8 @@ impl<H: DaemonHost> Core<H> {
                 for bar in &mut bars {
                     bar.shared = shared.is_some_and(|s| s.bar_file(host, bar.index).is_some());
                 }
-                Ok(AttachedDevice { host, bars })
+                let model = self.host.bus_model(host);
+                Ok(AttachedDevice { host, bars, msix_vectors: model.unwrap_or(0), bus: model.is_some() })
             })
             .collect::<Result<_, WireError>>()?;
         // The PE's word is the first of its state file.

@@ -2,6 +2,8 @@
 //! (topology, injection, the event stream, saving and restoring PE state),
 //! for the simulator and for the real Linux host.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use vfio_eeh::addr::{PciAddr, PeId};
 use vfio_eeh::backend::{BackendError, EehBackend};
@@ -11,9 +13,8 @@ use vfio_eeh::topology::Topology;
 use vfio_eeh_linux::VfioHost;
 use vfio_eeh_sim::event::SimEventKind;
 use vfio_eeh_sim::phb::PhbError;
-use vfio_eeh_sim::spec::BarKind;
-use vfio_eeh_sim::AccessError;
-use vfio_eeh_sim::SimHost;
+use vfio_eeh_sim::spec::{BarKind, DeviceModel};
+use vfio_eeh_sim::{AccessError, DeviceBus, SimHost};
 
 use crate::protocol::{AttachedBar, DeviceSpace, PeEventKind, PhbView};
 
@@ -112,6 +113,14 @@ pub trait DaemonHost: EehBackend {
 
     /// A function-level reset (`VFIO_DEVICE_RESET`).
     fn function_reset(&self, device: PciAddr) -> Result<(), BackendError>;
+
+    /// The MSI-X vectors of a function's device model when the model does
+    /// DMA and raises interrupts (it needs a VMM's bus); `None` for a
+    /// function without one.
+    fn bus_model(&self, device: PciAddr) -> Option<u16>;
+
+    /// Lends a function's device model a VMM's bus (`None` takes it back).
+    fn attach_bus(&self, device: PciAddr, bus: Option<Arc<dyn DeviceBus>>) -> Result<(), BackendError>;
 
     /// Whether a BAR access to the PE's functions would now be plain
     /// memory, so that a VMM sharing the memory may access it directly.
@@ -256,6 +265,17 @@ impl DaemonHost for SimHost {
         SimHost::function_reset(self, device).map_err(access_error)
     }
 
+    fn bus_model(&self, device: PciAddr) -> Option<u16> {
+        match &self.device(device).ok()?.model {
+            DeviceModel::Nvme(spec) => Some(spec.vectors()),
+            _ => None,
+        }
+    }
+
+    fn attach_bus(&self, device: PciAddr, bus: Option<Arc<dyn DeviceBus>>) -> Result<(), BackendError> {
+        SimHost::attach_bus(self, device, bus).map_err(access_error)
+    }
+
     fn device_read(&self, device: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, BackendError> {
         match space {
             DeviceSpace::Config => self.config_read(device, config_offset(offset)?, width).map(u64::from),
@@ -336,6 +356,15 @@ impl DaemonHost for VfioHost {
     }
 
     fn function_reset(&self, device: PciAddr) -> Result<(), BackendError> {
+        Err(no_device_access(device))
+    }
+
+    /// A real function does its own DMA.
+    fn bus_model(&self, _device: PciAddr) -> Option<u16> {
+        None
+    }
+
+    fn attach_bus(&self, device: PciAddr, _bus: Option<Arc<dyn DeviceBus>>) -> Result<(), BackendError> {
         Err(no_device_access(device))
     }
 

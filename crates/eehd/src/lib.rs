@@ -12,10 +12,13 @@
 //!   host seam, the state file, the credentials policy, Prometheus
 //!   metrics and `SOCK_SEQPACKET` sockets;
 //! * [`shared`]: the memory shared with VMMs for their fast data path
-//!   (docs/shared-host.md).
+//!   (docs/shared-host.md);
+//! * [`bus`]: the DMA and interrupts a VMM lends the device models of its
+//!   functions.
 
 pub use eehd_protocol::{client, protocol, seqpacket};
 
+pub mod bus;
 pub mod core;
 pub mod host;
 pub mod metrics;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use eehd_protocol::process::Process;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use vfio_eeh::mapping::VmId;
 
@@ -136,7 +137,15 @@ impl<H: DaemonHost + 'static> Server<H> {
             move || {
                 let id = server.next_id.fetch_add(1, Ordering::Relaxed);
                 let fd = Arc::new(fd);
-                let session = server.serve(id, &fd, Session::new(peer));
+                let session = match Process::peer_of(&*fd) {
+                    Ok(process) => Session::new(peer).with_process(process),
+                    Err(error) => {
+                        tracing::info!(pid = peer.pid, "no pidfd of the peer; its device models get no DMA: {error}");
+                        Session::new(peer)
+                    }
+                };
+                let session = server.serve(id, &fd, session);
+                server.core.end_session(&session);
                 server.subscribers.lock().unwrap_or_else(PoisonError::into_inner).retain(|s| s.id != id);
                 if session.vm().is_some() {
                     server.core.metrics().vm_sessions(-1);

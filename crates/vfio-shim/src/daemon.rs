@@ -14,31 +14,41 @@
 //!   next request connects again, says hello and claims the groups this
 //!   process holds, so a restarted eehd finds its VMMs back without them
 //!   noticing more than the requests that failed meanwhile.
+//! * A device model in eehd (the NVMe controller) gets this process's bus
+//!   while its device fd is open: before each request on the function,
+//!   the changes to its container's IOMMU mappings since the last one go
+//!   to eehd (`dma`, all of them again after a reconnect), and whether
+//!   MSI-X is on (`bus`); the interrupts the model raised come back with
+//!   the answer and fire this process's `SET_IRQS` eventfds.
 //! * The VM's address mappings and RTAS calls ([`crate::vm::ThisVm::Eehd`])
 //!   are eehd's too: each session first declares the VM's virtual PHBs
 //!   (`phb_add`, again after a reconnect), then the mapping ioctl is
 //!   `map_set`/`map_clear`/`map_get` and an RTAS call is `rtas`, carrying
 //!   the guest memory the call names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use eehd_protocol::client::{Client, ClientError};
-use eehd_protocol::protocol::{Answer, AttachedDevice, DeviceSpace, GuestWindow, PeAction, Request};
+use eehd_protocol::protocol::{
+    Answer, AttachedDevice, DeviceSpace, DmaChange, GuestWindow, PeAction, Request, MAX_DMA_CHANGES,
+};
 use eehd_protocol::shm::Mapping;
 use vfio_eeh::addr::{Buid, GuestAddr, PciAddr, PeId};
 use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENODEV};
 use vfio_eeh::backend::{BackendError, EehBackend, Errno, PeOpReply};
 use vfio_eeh::ops::{EehOp, PeState};
 use vfio_eeh::rtas::{GuestMemory, RtasCall, RtasOutcome, TokenTable, HEADER_BYTES};
+use vfio_eeh_sim::iova::IovaChange;
+use vfio_eeh_sim::nvme::InterruptSink;
 use vfio_eeh_sim::spec::{BarInfo, BarKind};
-use vfio_eeh_sim::{DeviceBus, SimHost};
+use vfio_eeh_sim::SimHost;
 
 use crate::vfio::host::{FunctionInfo, GroupInfo, Host};
-use crate::vfio::DirectBars;
+use crate::vfio::{DirectBars, VmmBus};
 
 /// How long a request may wait for its answer (a blocking PE reset takes
 /// about two seconds).
@@ -62,6 +72,18 @@ struct Session {
     client: Option<(Client, u32)>,
     /// The groups this process holds, with their functions.
     groups: BTreeMap<PeId, Vec<PciAddr>>,
+    /// The functions whose eehd model takes a bus.
+    models: BTreeSet<PciAddr>,
+    /// The buses lent to them.
+    buses: BTreeMap<PciAddr, Lent>,
+}
+
+/// A bus lent to a model in eehd.
+#[derive(Debug)]
+struct Lent {
+    bus: Arc<VmmBus>,
+    /// Whether eehd was last told MSI-X is on; `None`: eehd has no bus yet.
+    told_msix: Option<bool>,
 }
 
 /// Why a request got no answer from eehd.
@@ -119,6 +141,11 @@ impl EehdHost {
                 if let Err(e) = client.request(&Request::Claim { group }) {
                     tracing::warn!(%group, error = %vfio_eeh::error_chain(&e), "Cannot claim the group again");
                 }
+            }
+            // The new session has no buses: each goes again, mappings and all.
+            for lent in session.buses.values_mut() {
+                lent.bus.start_mirror();
+                lent.told_msix = None;
             }
             tracing::info!(socket = %self.socket.display(), vm = %self.vm, "Connected to eehd");
             session.client = Some((client, me));
@@ -198,14 +225,80 @@ impl EehdHost {
     }
 
     fn read(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8) -> Result<u64, i32> {
-        match self.call(&Request::DeviceRead { host, space, offset, width })? {
-            Answer::Value { value } => Ok(value),
+        match self.device_request(host, &Request::DeviceRead { host, space, offset, width })? {
+            Answer::Value { value, .. } => Ok(value),
             _ => Err(EIO),
         }
     }
 
     fn write(&self, host: PciAddr, space: DeviceSpace, offset: u64, width: u8, value: u64) -> Result<(), i32> {
-        self.call(&Request::DeviceWrite { host, space, offset, width, value }).map(drop)
+        self.device_request(host, &Request::DeviceWrite { host, space, offset, width, value }).map(drop)
+    }
+
+    /// A request on function `host`: its model's bus is brought up to date
+    /// first, and the interrupts the model raised fire afterwards.
+    fn device_request(&self, host: PciAddr, request: &Request) -> Result<Answer, i32> {
+        let mut session = self.session();
+        self.update_bus(&mut session, host);
+        let answer = self.call_with_fds(&mut session, request).map(|(answer, _)| answer).map_err(|f| f.errno())?;
+        let interrupts = match &answer {
+            Answer::Value { interrupts, .. } | Answer::Raised { interrupts } => interrupts,
+            _ => return Ok(answer),
+        };
+        if let Some(lent) = session.buses.get(&host) {
+            for &vector in &interrupts.msix {
+                lent.bus.raise_msix(vector);
+            }
+            if let Some(asserted) = interrupts.intx {
+                lent.bus.set_intx(asserted);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Tells eehd what changed of the bus lent to `host`'s model: its
+    /// container's mappings, and MSI-X on or off. A failure leaves the model
+    /// a stale mirror (its DMA may fault), logged.
+    fn update_bus(&self, session: &mut Session, host: PciAddr) {
+        if self.connected(session).is_err() {
+            return;
+        }
+        let Some(lent) = session.buses.get(&host) else { return };
+        let (bus, told_msix) = (Arc::clone(&lent.bus), lent.told_msix);
+        let space = bus.space();
+        for changes in bus.take_mirror().chunks(MAX_DMA_CHANGES) {
+            let changes = changes.iter().map(dma_change).collect();
+            if let Err(failure) = self.call_with_fds(session, &Request::Dma { space, changes }) {
+                tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the DMA mappings");
+            }
+        }
+        let msix = bus.msix_enabled();
+        if told_msix != Some(msix) {
+            let told = self.call_with_fds(session, &Request::Bus { host, space: Some(space), msix });
+            match told {
+                Ok(_) => {
+                    if let Some(lent) = session.buses.get_mut(&host) {
+                        lent.told_msix = Some(msix);
+                    }
+                }
+                Err(failure) => tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the bus"),
+            }
+        }
+    }
+}
+
+/// A mapping change as the wire carries it.
+fn dma_change(change: &IovaChange) -> DmaChange {
+    match *change {
+        IovaChange::Clear => DmaChange::Clear,
+        IovaChange::Map { iova, size, target } => DmaChange::Map {
+            iova,
+            size,
+            vaddr: target.vaddr,
+            device_reads: target.device_reads,
+            device_writes: target.device_writes,
+        },
+        IovaChange::Unmap { iova, size } => DmaChange::Unmap { iova, size },
     }
 }
 
@@ -261,7 +354,7 @@ fn functions(devices: Vec<AttachedDevice>, state_slot: Option<u32>, fds: Vec<Own
                 }
             }
             let direct = states.as_ref().zip(state_slot).map(|(states, slot)| DirectBars::new(Arc::clone(states), slot, shared));
-            FunctionInfo { addr: device.host, bars, direct, msix_vectors: 0 }
+            FunctionInfo { addr: device.host, bars, direct, msix_vectors: device.msix_vectors }
         })
         .collect()
 }
@@ -300,6 +393,7 @@ impl Host for EehdHost {
         })?;
         let Answer::Attached { devices, state_slot, .. } = answer else { return Err(EIO) };
         session.groups.insert(pe, devices.iter().map(|d| d.host).collect());
+        session.models.extend(devices.iter().filter(|d| d.bus).map(|d| d.host));
         Ok(GroupInfo { pe, functions: functions(devices, state_slot, fds) })
     }
 
@@ -307,7 +401,9 @@ impl Host for EehdHost {
     /// that are gone, and this VM may claim it again).
     fn detach(&self, pe: PeId) {
         let mut session = self.session();
-        session.groups.remove(&pe);
+        for function in session.groups.remove(&pe).unwrap_or_default() {
+            session.models.remove(&function);
+        }
         if let Err(failure) = self.call_with_fds(&mut session, &Request::Release { group: pe }) {
             tracing::info!(%pe, errno = failure.errno(), "Cannot release the group in eehd");
         }
@@ -319,9 +415,27 @@ impl Host for EehdHost {
     /// eehd's release lets the PE go as a last close would.
     fn device_released(&self, _addr: PciAddr) {}
 
-    /// eehd's device models run in eehd, which cannot reach this process's
-    /// memory: they get no bus (docs/shared-host.md).
-    fn attach_bus(&self, _addr: PciAddr, _bus: Option<Arc<dyn DeviceBus>>) {}
+    /// The bus goes to eehd with the function's next request
+    /// ([`EehdHost::update_bus`]); taking it back is told at once (best
+    /// effort: eehd also takes it back when the group or session ends).
+    fn attach_bus(&self, addr: PciAddr, bus: Option<Arc<VmmBus>>) {
+        let mut session = self.session();
+        if !session.models.contains(&addr) {
+            return;
+        }
+        match bus {
+            Some(bus) => {
+                bus.start_mirror();
+                session.buses.insert(addr, Lent { bus, told_msix: None });
+            }
+            None => {
+                let told = session.buses.remove(&addr).is_some_and(|lent| lent.told_msix.is_some());
+                if told && session.client.is_some() {
+                    let _ = self.call_with_fds(&mut session, &Request::Bus { host: addr, space: None, msix: false });
+                }
+            }
+        }
+    }
 
     fn config_read(&self, addr: PciAddr, offset: u16, width: u8) -> Result<u32, i32> {
         let value = self.read(addr, DeviceSpace::Config, u64::from(offset), width)?;
@@ -341,7 +455,7 @@ impl Host for EehdHost {
     }
 
     fn function_reset(&self, addr: PciAddr) -> Result<(), i32> {
-        self.call(&Request::DeviceReset { host: addr }).map(drop)
+        self.device_request(addr, &Request::DeviceReset { host: addr }).map(drop)
     }
 
     fn in_process(&self) -> Option<&Arc<SimHost>> {

@@ -158,40 +158,14 @@ impl Write for &PrivateFd {
     }
 }
 
-/// `process_vm_readv` or `process_vm_writev` of one buffer of this process
-/// at `local` and `len` bytes at `remote` of this process.
-fn own_memory_copy(syscall: libc::c_long, local: *mut u8, remote: usize, len: usize) -> io::Result<()> {
-    let local = libc::iovec { iov_base: local.cast(), iov_len: len };
-    let remote = libc::iovec { iov_base: remote as *mut libc::c_void, iov_len: len };
-    // SAFETY: both iovecs are live for the call; the kernel checks `remote`
-    // against this process's mappings (EFAULT, never a fault), and `local`
-    // is a buffer the caller lends for `len` bytes.
-    let done = check(unsafe {
-        libc::syscall(
-            syscall,
-            libc::getpid(),
-            std::ptr::from_ref(&local),
-            1usize,
-            std::ptr::from_ref(&remote),
-            1usize,
-            0usize,
-        )
-    })?;
-    if usize::try_from(done).ok() == Some(len) {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(libc::EFAULT))
-    }
-}
-
 /// Copies `buf.len()` bytes at address `addr` of this process into `buf`,
 /// checked by the kernel: an unreadable address is an error, not a fault.
 pub(crate) fn read_own_memory(addr: usize, buf: &mut [u8]) -> io::Result<()> {
-    own_memory_copy(libc::SYS_process_vm_readv, buf.as_mut_ptr(), addr, buf.len())
+    eehd_protocol::process::read_memory(rustix::process::getpid(), addr as u64, buf)
 }
 
 /// Copies `bytes` to address `addr` of this process, checked by the kernel:
 /// an unwritable address is an error, not a fault.
 pub(crate) fn write_own_memory(addr: usize, bytes: &[u8]) -> io::Result<()> {
-    own_memory_copy(libc::SYS_process_vm_writev, bytes.as_ptr().cast_mut(), addr, bytes.len())
+    eehd_protocol::process::write_memory(rustix::process::getpid(), addr as u64, bytes)
 }

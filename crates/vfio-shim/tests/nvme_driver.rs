@@ -9,12 +9,20 @@
 //! the acknowledged data intact, and a DMA to an unmapped IOVA freezes the
 //! PE as an IOMMU fault does on PowerNV, reaching no memory.
 //!
+//! The same driver runs again as a VMM of a real eehd
+//! (`VFIO_EEH_SHIM_CONNECT`), whose controller model does its DMA into the
+//! driver's memory through the mirror of the container's mappings and
+//! whose interrupts come back to the driver's eventfds.
+//!
 //! Each test runs itself again as a child process under `LD_PRELOAD`, so
 //! that its `open`, `ioctl`, `pread` and `pwrite` are the real libc calls
 //! the library interposes.
 
 mod common;
+#[path = "common/eehd.rs"]
+mod eehd;
 
+use std::ffi::OsStr;
 use std::process::Command;
 
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
@@ -31,14 +39,16 @@ const HALF: u64 = (RAM / 2) as u64;
 const BAR0: i64 = 0;
 const MSIX_VECTORS: u32 = 9;
 
-/// Runs `test` again in a child under the preload library with `iommu`.
-fn in_child(test: &str, iommu: &str) {
+/// Runs `test` again in a child under the preload library with `iommu`
+/// and `env`.
+fn in_child(test: &str, iommu: &str, env: &[(&str, &OsStr)]) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("LD_PRELOAD", common::preload_library())
         .env(CHILD, "1")
         .env("VFIO_EEH_SHIM_IOMMU", iommu)
         .env("VFIO_EEH_SHIM_RESET", "report-unavailable")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -51,7 +61,7 @@ fn an_nvme_driver_does_io_and_recovers_on_type1() {
         return Driver::run(Iommu::Type1);
     }
     // type1 with EEH (a test mode) so that the recovery can be driven.
-    in_child("an_nvme_driver_does_io_and_recovers_on_type1", "type1v2-with-eeh");
+    in_child("an_nvme_driver_does_io_and_recovers_on_type1", "type1v2-with-eeh", &[]);
 }
 
 #[test]
@@ -59,7 +69,31 @@ fn an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw() {
     if std::env::var_os(CHILD).is_some() {
         return Driver::run(Iommu::SpaprDdw);
     }
-    in_child("an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw", "spapr-tce-v2");
+    in_child("an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw", "spapr-tce-v2", &[]);
+}
+
+/// Runs `test` in a child that is a VMM of a fresh eehd.
+fn in_child_under_eehd(test: &str, iommu: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_eehd, socket) = eehd::Eehd::start(&eehd::debug_binary(), dir.path());
+    in_child(test, iommu, &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "nvme".as_ref())]);
+}
+
+#[test]
+fn an_nvme_driver_of_an_eehd_vmm_does_io_and_recovers_on_type1() {
+    if std::env::var_os(CHILD).is_some() {
+        return Driver::run(Iommu::Type1);
+    }
+    in_child_under_eehd("an_nvme_driver_of_an_eehd_vmm_does_io_and_recovers_on_type1", "type1v2-with-eeh");
+}
+
+#[test]
+fn an_nvme_driver_of_an_eehd_vmm_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw() {
+    if std::env::var_os(CHILD).is_some() {
+        return Driver::run(Iommu::SpaprDdw);
+    }
+    let test = "an_nvme_driver_of_an_eehd_vmm_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw";
+    in_child_under_eehd(test, "spapr-tce-v2");
 }
 
 #[derive(Clone, Copy)]

@@ -52,25 +52,11 @@ fn a_c_vmm_maps_devices_and_drives_the_guests_recovery_through_rtas_buffers() {
     assert_ok(&run(&program(), &[], &[("VFIO_EEH_SHIM_RESET", "report-unavailable".as_ref())]));
 }
 
-/// Builds eehd (debug, into the preload library's target directory).
-fn eehd_binary() -> PathBuf {
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("preload");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(common::repo())
-        .args(["build", "--quiet", "-p", "eehd", "--bin", "eehd", "--target-dir"])
-        .arg(&target)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building eehd failed");
-    target.join("debug/eehd")
-}
-
 #[test]
 fn two_c_vmms_of_one_eehd_each_reach_only_their_own_vm() {
     let program = program();
     let dir = tempfile::tempdir().unwrap();
-    let (_eehd, socket) = Eehd::start(&eehd_binary(), dir.path());
+    let (_eehd, socket) = Eehd::start(&eehd::debug_binary(), dir.path());
     let vm = |name: &'static str| [("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", name.as_ref())];
     assert_ok(&run(&program, &[], &vm("a")));
     // A's groups stay claimed and mapped after its VMM exits (eehd keeps

@@ -246,14 +246,17 @@ fn device_access_reaches_the_vms_own_functions_only() {
     let mut a = give_a_the_nic(&core);
     let nic: PciAddr = NIC.parse().unwrap();
     let read = |host| Request::DeviceRead { host, space: DeviceSpace::Config, offset: 0, width: 4 };
-    let Answer::Value { value } = ok(&core, &mut a, read(nic)) else { panic!("not a value") };
+    let Answer::Value { value, .. } = ok(&core, &mut a, read(nic)) else { panic!("not a value") };
     assert_ne!(value, u64::from(u32::MAX), "the NIC answers its vendor and device id");
     let write = Request::DeviceWrite { host: nic, space: DeviceSpace::Bar(0), offset: 0x40, width: 4, value: 1 };
     assert_eq!(ok(&core, &mut a, write), Answer::Done);
     // A frozen PE reads all-ones.
     let mut operator = open(&core, None);
     ok(&core, &mut operator, Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(1) } });
-    assert_eq!(ok(&core, &mut a, read(nic)), Answer::Value { value: u64::from(u32::MAX) });
+    assert_eq!(
+        ok(&core, &mut a, read(nic)),
+        Answer::Value { value: u64::from(u32::MAX), interrupts: Interrupts::default() }
+    );
     // Another VM's function and one the host lacks answer alike.
     let mut b = open(&core, Some("b"));
     let theirs = error(&core, &mut b, read(nic));
@@ -282,4 +285,80 @@ fn operators_drive_a_virtual_clock_only() {
     let mut operator = open(&real_time, None);
     let refused = error(&real_time, &mut operator, Request::Clock { advance_ns: 1 });
     assert_eq!((refused.kind, refused.errno), (ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP));
+}
+
+/// VM "a"'s session of this process (its buses reach this process's
+/// memory), holding group 0, the built-in host's NVMe controller.
+fn a_with_the_nvme(core: &Core<SimHost>) -> (Session, PciAddr) {
+    let (end, _other) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut a = Session::new(ROOT).with_process(Process::peer_of(&end).unwrap());
+    let hello = Request::Hello { version: PROTOCOL_VERSION, vm: Some("a".into()) };
+    assert!(matches!(core.handle(&mut a, &hello).frame, ServerFrame::Ok(Answer::Hello { .. })));
+    let Answer::Attached { devices, .. } = ok(core, &mut a, Request::Attach { group: PeId(0) }) else {
+        panic!("not attached")
+    };
+    assert!(devices[0].bus && devices[0].msix_vectors > 0, "the NVMe model takes a bus: {devices:?}");
+    (a, devices[0].host)
+}
+
+#[test]
+fn a_bus_goes_only_to_a_model_of_the_vms_own_from_a_session_that_names_its_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(sim(BUILTIN_TOML), dir.path());
+    let (mut a, nvme) = a_with_the_nvme(&core);
+    let bus = |host, space| Request::Bus { host, space, msix: true };
+    ok(&core, &mut a, Request::Claim { group: PeId(1) });
+    let nic: PciAddr = NIC.parse().unwrap();
+    assert_eq!(error(&core, &mut a, bus(nic, Some(1))).errno, vfio_eeh::backend::errno::EINVAL, "no model");
+    let mut b = open(&core, Some("b"));
+    let theirs = error(&core, &mut b, bus(nvme, Some(1)));
+    let nowhere = error(&core, &mut b, bus("0000:09:00.0".parse().unwrap(), Some(1)));
+    assert_eq!((theirs.errno, theirs.kind), (nowhere.errno, nowhere.kind), "another VM's is as none");
+    let mut nameless = open(&core, Some("a"));
+    assert_eq!(error(&core, &mut nameless, bus(nvme, Some(1))).errno, vfio_eeh::backend::errno::EOPNOTSUPP);
+    assert!(core.lent.lock().unwrap().is_empty(), "nothing lent by a refusal");
+
+    ok(&core, &mut a, bus(nvme, Some(1)));
+    assert!(core.lent.lock().unwrap().contains_key(&nvme));
+    ok(&core, &mut a, bus(nvme, None));
+    assert!(core.lent.lock().unwrap().is_empty(), "taken back");
+    // Releasing the group and ending the session take it back too.
+    ok(&core, &mut a, bus(nvme, Some(1)));
+    ok(&core, &mut a, Request::Release { group: PeId(0) });
+    assert!(core.lent.lock().unwrap().is_empty(), "released with its group");
+    ok(&core, &mut a, Request::Attach { group: PeId(0) });
+    ok(&core, &mut a, bus(nvme, Some(1)));
+    core.end_session(&a);
+    assert!(core.lent.lock().unwrap().is_empty(), "gone with the session");
+}
+
+#[test]
+fn dma_mirrors_refuse_bad_changes_and_bound_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core_on(sim(BUILTIN_TOML), dir.path());
+    let (mut a, _) = a_with_the_nvme(&core);
+    let map = |iova, size| DmaChange::Map { iova, size, vaddr: 0x7000_0000, device_reads: true, device_writes: true };
+    let dma = |space, changes| Request::Dma { space, changes };
+    ok(&core, &mut a, dma(1, vec![map(0x1000, 0x3000), DmaChange::Unmap { iova: 0x2000, size: 0x1000 }]));
+    assert_eq!(locked(&a.spaces[&1]).len(), 2, "the unmap split the mapping");
+    let refused = error(&core, &mut a, dma(1, vec![map(0x8000, 0x1000), map(0x9000, 0), map(0xa000, 0x1000)]));
+    assert_eq!(refused.kind, ErrorKind::BadRequest);
+    assert_eq!(locked(&a.spaces[&1]).len(), 3, "the change before the empty one stays, the one after is refused");
+    let too_many = vec![DmaChange::Clear; MAX_DMA_CHANGES + 1];
+    assert_eq!(error(&core, &mut a, dma(1, too_many)).errno, vfio_eeh::backend::errno::EINVAL);
+    assert_eq!(locked(&a.spaces[&1]).len(), 3, "refused whole");
+    ok(&core, &mut a, dma(1, vec![DmaChange::Clear]));
+    assert!(locked(&a.spaces[&1]).is_empty());
+    for space in 2..=u32::try_from(MAX_SPACES).unwrap() {
+        ok(&core, &mut a, dma(space, vec![DmaChange::Clear]));
+    }
+    assert_eq!(error(&core, &mut a, dma(0, vec![])).errno, wire_errno::ENOSPC, "one space too many");
+    let mut nameless = open(&core, None);
+    assert_eq!(error(&core, &mut nameless, dma(1, vec![])).kind, ErrorKind::Denied, "a VM's request");
 }

@@ -68,7 +68,6 @@ impl Container {
     }
 
     /// The container's number, unique in the process.
-    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
     pub(crate) fn id(&self) -> u32 {
         self.id
     }
@@ -77,7 +76,6 @@ impl Container {
     /// [`take_mirror`](Self::take_mirror) begins with a snapshot (a `Clear`,
     /// then every mapping), and the IOMMUs `VFIO_SET_IOMMU` sets later are
     /// mirrored too.
-    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
     pub(crate) fn start_mirror(&self) {
         let mut state = lock(&self.state);
         let state = &mut *state;
@@ -93,7 +91,6 @@ impl Container {
     /// The changes of the mappings since mirroring started or this was last
     /// called, to [`apply`](vfio_eeh_sim::iova::IovaMap::apply) in order to
     /// a copy; none when not mirroring.
-    #[cfg_attr(not(test), expect(dead_code, reason = "wired by the eehd DMA mirror"))]
     pub(crate) fn take_mirror(&self) -> Vec<IovaChange> {
         let mut state = lock(&self.state);
         let state = &mut *state;

@@ -23,6 +23,7 @@ use vfio_eeh::addr::{Buid, GuestAddr, PciAddr};
 use vfio_eeh::backend::errno::{EFAULT, EINVAL, EIO, ENOTTY};
 use vfio_eeh::backend::EehBackend;
 use vfio_eeh::uapi::{self, VfioIoctl};
+use vfio_eeh_sim::iova::IovaChange;
 use vfio_eeh_sim::nvme::{DmaError, InterruptSink};
 use vfio_eeh_sim::spec::{BarInfo, BarKind};
 use vfio_eeh_sim::DeviceBus;
@@ -129,7 +130,7 @@ impl Drop for DeviceFile {
 
 /// What the VMM lends an open device's model: the container's IOMMU
 /// mappings into this process's memory, and the device's interrupts.
-struct VmmBus {
+pub(crate) struct VmmBus {
     container: Arc<Container>,
     memory: Arc<dyn UserMemory + Send + Sync>,
     irqs: Arc<Irqs>,
@@ -142,6 +143,22 @@ impl std::fmt::Debug for VmmBus {
 }
 
 impl VmmBus {
+    /// Starts mirroring the container's mappings (eehd's models DMA
+    /// through the mirror): the next [`VmmBus::take_mirror`] has them all.
+    pub(crate) fn start_mirror(&self) {
+        self.container.start_mirror();
+    }
+
+    /// The changes to the container's mappings since the last call.
+    pub(crate) fn take_mirror(&self) -> Vec<IovaChange> {
+        self.container.take_mirror()
+    }
+
+    /// The container's number in this process (its DMA address space).
+    pub(crate) fn space(&self) -> u32 {
+        self.container.id()
+    }
+
     /// A DMA fault is the VMM's mistake (or a guest's): logged, as the
     /// kernel logs an EEH freeze.
     fn logged(result: Result<(), DmaError>) -> Result<(), DmaError> {

@@ -13,6 +13,7 @@ use vfio_eeh::backend::EehBackend;
 use vfio_eeh_sim::spec::{BarInfo, DeviceModel};
 use vfio_eeh_sim::{DeviceBus, SimHost};
 
+use super::device::VmmBus;
 use super::direct::DirectBars;
 
 /// A group as the host lends it to this process.
@@ -55,9 +56,9 @@ pub(crate) trait Host: EehBackend + Send + Sync + Debug {
     fn device_released(&self, addr: PciAddr);
 
     /// Lends a function's device model this VMM's DMA and interrupts while
-    /// its device fd is open (`None` takes them back). A host whose models
-    /// cannot reach this process ignores it.
-    fn attach_bus(&self, addr: PciAddr, bus: Option<Arc<dyn DeviceBus>>);
+    /// its device fd is open (`None` takes them back). A host without a
+    /// model for the function ignores it.
+    fn attach_bus(&self, addr: PciAddr, bus: Option<Arc<VmmBus>>);
 
     /// Reads 1, 2 or 4 bytes of config space.
     fn config_read(&self, addr: PciAddr, offset: u16, width: u8) -> Result<u32, i32>;
@@ -141,9 +142,9 @@ impl Host for InProcess {
         }
     }
 
-    fn attach_bus(&self, addr: PciAddr, bus: Option<Arc<dyn DeviceBus>>) {
+    fn attach_bus(&self, addr: PciAddr, bus: Option<Arc<VmmBus>>) {
         // The device exists: it is one of the host's.
-        let _ = self.0.attach_bus(addr, bus);
+        let _ = self.0.attach_bus(addr, bus.map(|bus| bus as Arc<dyn DeviceBus>));
     }
 
     fn config_read(&self, addr: PciAddr, offset: u16, width: u8) -> Result<u32, i32> {

@@ -43,8 +43,8 @@ use vfio_eeh::uapi::{self, Encoding, FdKind, VfioIoctl};
 use vfio_eeh_sim::SimHost;
 
 use self::container::Container;
-pub(crate) use self::device::Access;
 use self::device::DeviceFile;
+pub(crate) use self::device::{Access, VmmBus};
 pub(crate) use self::direct::DirectBars;
 use self::group::{Group, GroupFile};
 use self::host::{Host, InProcess};

@@ -6,6 +6,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Builds eehd (debug, into the preload library's target directory), once
+/// per test binary.
+#[allow(dead_code, reason = "the bench builds a release eehd of its own")]
+pub fn debug_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("preload");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+                .args(["build", "--quiet", "-p", "eehd", "--bin", "eehd", "--target-dir"])
+                .arg(&target)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building eehd failed");
+            target.join("debug/eehd")
+        })
+        .clone()
+}
+
 /// A running eehd; dropping it kills it.
 pub struct Eehd(Child);
 
