@@ -235,6 +235,9 @@ impl Driver {
         // Freeze mid-I/O: the doorbell is dropped, registers read all-ones.
         let inj = ErrInjection { kind: ErrType::Bus32, func: ErrFunc::LoadConfigAddr, addr: 0, mask: 0 };
         assert_eq!(d.pe_op(EehOp::InjectErr(inj)), 0);
+        // The config load fires the injection where it waits for one
+        // (eehd's host), and reads a frozen PE where it fired at once.
+        assert_eq!(d.config_id(), u32::MAX, "the config load meets the freeze");
         assert_eq!(d.pe_op(EehOp::GetState), i64::from(PeState::Stopped.raw()));
         d.ram.put(HALF, &vec![0xee; 64 << 10]);
         d.submit(1, 0x01, 1, [0, 0, 127, 0, 0, 0], d.data_iova, d.queue_iova + PRP_LIST);
@@ -334,9 +337,18 @@ impl Driver {
     }
 
     fn reg32(&self, off: i64) -> u32 {
+        self.read32(BAR0 + off)
+    }
+
+    /// The first dword of config space (vendor and device ids).
+    fn config_id(&self) -> u32 {
+        self.read32(i64::from(uapi::VFIO_PCI_CONFIG_REGION_INDEX) << 40)
+    }
+
+    fn read32(&self, offset: i64) -> u32 {
         let mut v = [0u8; 4];
         // SAFETY: `v` is a live 4-byte buffer.
-        let n = unsafe { libc::pread(self.device, v.as_mut_ptr().cast(), 4, BAR0 + off) };
+        let n = unsafe { libc::pread(self.device, v.as_mut_ptr().cast(), 4, offset) };
         assert_eq!(n, 4);
         u32::from_le_bytes(v)
     }
