@@ -612,33 +612,8 @@ phb_guest() {
 # stop two error-free rounds after an outage (nvmeio.settle) and verify
 # every acknowledged block ("NVMEIO SUMMARY PASS|FAIL|GONE|STUCK"), then
 # prove the guest still runs commands ("NVMEIO ALIVE").
-# With the driver bound, the guest notices a freeze when an I/O times out:
-# nvme's timeout handler reads CSTS, all-ones, and the EEH-checking readl
-# (eeh_readl -> eeh_check_failure) takes the PE up; requests complete by
-# DMA and doorbells are writes, so nothing else reads the device. Hence
-# nvme_core's io_timeout of 5 s (default 30), for the baseline too, so that
-# both run the same driver set-up.
-nvme_append="eehtest.modules=nvme nvme_core.io_timeout=5 eehtest.workload=nvme-io nvmeio.wait=40"
+# nvme_append and nvme_workload_checks: tests/qemu/lib.sh.
 
-# nvme_workload_checks NAME LOG: what every nvme guest must show: the
-# modules loaded, the driver bound to the device, acknowledged writes, and
-# the guest alive at the end.
-nvme_workload_checks() {
-    expect "$2" '^EEHTEST MODULE nvme-core\.ko ok io_timeout=5$' "$1 guest loaded nvme-core with io_timeout=5"
-    expect "$2" '^EEHTEST MODULE nvme\.ko ok' "$1 guest loaded the nvme modules"
-    expect "$2" '^NVMEIO DEVICE /dev/nvme0n1 .* driver=nvme$' "$1 the nvme driver bound the device: /dev/nvme0n1"
-    if [ "$(count "$2" '^NVMEIO ACK ')" -ge 1 ]; then
-        ok "$1 $(count "$2" '^NVMEIO ACK ') writes acknowledged"
-    else
-        bad "$1 no write acknowledged"
-    fi
-    expect "$2" '^NVMEIO ALIVE ' "$1 guest runs commands after the workload"
-    if [ "$(count "$2" '^NVMEIO SUMMARY STUCK')" = 0 ]; then
-        ok "$1 no I/O stuck"
-    else
-        bad "$1 $(console "$2" | grep '^NVMEIO SUMMARY STUCK')"
-    fi
-}
 # nvme_bench NAME LOG FILE: keeps the guest's figures line in FILE.
 nvme_bench() {
     if console "$2" | grep '^NVMEIO BENCH mib=' >"$3"; then

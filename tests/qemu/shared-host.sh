@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Two real guests on one host: an eehd owns the simulated host of
-# tests/qemu/phb-pair.toml (two NVMe drives, PEs 0 and 1, both behind host
-# PHB 0), and two qemu-system-ppc64 pseries guests run under the preload
-# library as its clients (`eehctl shim --connect`, docs/shared-host.md):
-# guest A (VM guest-a) holds PE 0 (0000:01:00.0), guest B (VM guest-b) PE 1
-# (0000:02:00.0), each on the spapr PHB of its own QEMU. Both boot at once.
+# Real guests on one host: an eehd owns the simulated host of
+# tests/qemu/shared-host.toml (two drives of plain memory, PEs 0 and 1, both
+# behind host PHB 0; the NVMe controller model, PE 2, behind host PHB 1),
+# and qemu-system-ppc64 pseries guests run under the preload library as its
+# clients (`eehctl shim --connect`, docs/shared-host.md): guest A (VM
+# guest-a) holds PE 0 (0000:01:00.0), guest B (VM guest-b) PE 1
+# (0000:02:00.0), each on the spapr PHB of its own QEMU. Both boot at once;
+# guest C comes after them.
 #
 #   busy      B's VMM cannot open A's group: /dev/vfio/0 answers EBUSY to a
 #             process acting for guest-b
@@ -19,6 +21,13 @@
 #   events    `eehctl events --connect S --vm NAME --follow` shows each VM's
 #             events live (A's freezes; B only the fence), followed again
 #             after the restart
+#   model     guest C (VM guest-c) holds PE 2 (0001:01:00.0), the NVMe
+#             controller, whose model runs in eehd: its DMA reaches C's VMM's
+#             memory through eehd's mirror of the VMM's IOMMU mappings, and its
+#             interrupts come back to the VMM's eventfds. C's nvme driver binds
+#             and its block workload runs; a freeze of PE 2 mid-I/O is
+#             recovered through the driver's callbacks, I/O resumes, and every
+#             acknowledged block reads back as written
 #
 #   tests/qemu/shared-host.sh
 #
@@ -35,7 +44,7 @@ run=$repo/scripts/guest/run-guest.sh
 boot_timeout=${SHARED_BOOT_TIMEOUT:-200}
 logs=${SHARED_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/qemu-shared.XXXXXX")}
 target=${CARGO_TARGET_DIR:-$repo/target}
-topology=$here/phb-pair.toml
+topology=$here/shared-host.toml
 # shellcheck source=tests/qemu/lib.sh
 . "$here/lib.sh"
 
@@ -71,7 +80,7 @@ socket=$logs/eehd.sock
 pids=()
 cleanup() { local p; for p in "${pids[@]}" ${eehd_pid:-}; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-# start_eehd: eehd on the pair topology, state (and shared memory) in $logs/state.
+# start_eehd: eehd on the topology, state (and shared memory) in $logs/state.
 start_eehd() {
     rm -f "$socket"
     "$eehd_bin" --host sim --topology "$topology" --socket "$socket" --state-dir "$logs/state" \
@@ -88,14 +97,16 @@ follow() {
     "$eehctl" events --connect "$socket" --vm "$1" --follow >>"$logs/events-$1.txt" 2>>"$logs/events-$1.stderr" &
     pids+=($!)
 }
-if start_eehd; then ok "eehd serves the pair topology at $socket"; else bad "eehd did not start"; finish; fi
+if start_eehd; then ok "eehd serves tests/qemu/shared-host.toml at $socket"; else bad "eehd did not start"; finish; fi
 follow guest-a
 follow guest-b
 
-# launch NAME VM DEVICE: boots a guest under the shim as VM, with DEVICE;
-# sets <NAME>_pid and <NAME>_log.
+# launch NAME VM DEVICE APPEND: boots a guest under the shim as VM, with
+# DEVICE, APPEND on its kernel command line and the guest's nvme modules in
+# its initramfs (loaded only for eehtest.modules=nvme); sets <NAME>_pid and
+# <NAME>_log.
 launch() {
-    local name=$1 vm=$2 dev=$3 dir=$logs/$1
+    local name=$1 vm=$2 dev=$3 append=$4 dir=$logs/$1
     mkdir -p "$dir"
     local -a shim=("$eehctl" shim --dir "$dir" --library "$library" --connect "$socket" --vm "$vm"
         --topology "$topology" --oplog "$dir/oplog-exit.json" "$dev")
@@ -104,14 +115,15 @@ launch() {
     while IFS= read -r line; do genv+=(--env "$line"); done < <("${shim[@]}" --print env)
     mapfile -t qargs < <("${shim[@]}" --print qemu-args)
     "$run" --quiet --log "$dir/console.log" --timeout $((boot_timeout + 200)) --max-log 4M \
-        --append "eehtest.seconds=100 eehtest.wait=60" "${genv[@]}" -- "${qargs[@]}" 2>"$dir/run-guest.stderr" &
+        --append "$append" --module nvme "${genv[@]}" -- "${qargs[@]}" 2>"$dir/run-guest.stderr" &
     pids+=($!)
     printf -v "${name}_pid" %s "$!"
     printf -v "${name}_log" %s "$dir/console.log"
 }
 t0=$(now)
-launch a guest-a 0000:01:00.0
-launch b guest-b 0000:02:00.0
+readers="eehtest.seconds=100 eehtest.wait=60"
+launch a guest-a 0000:01:00.0 "$readers"
+launch b guest-b 0000:02:00.0 "$readers"
 # shellcheck disable=SC2154  # set by launch
 if wait_for "$a_log" '^EEHTEST READY ' 1 "$a_pid" "$boot_timeout" &&
    wait_for "$b_log" '^EEHTEST READY ' 1 "$b_pid" "$boot_timeout"; then
@@ -222,5 +234,38 @@ for g in a b; do
     fi
     if console "${!log_var}" | grep '^EEHTEST FAIL' >/dev/null; then bad "guest $g's /init reported a failure"; fi
 done
+
+# ---- model: guest C's nvme driver, DMA through eehd -------------------------------------
+# Once A and B are done (one TCG guest per core in CI). The workload runs
+# rounds until two clean ones after the outage, then verifies.
+t0=$(now)
+launch c guest-c 0001:01:00.0 "$nvme_append nvmeio.seconds=100 nvmeio.op_timeout=20"
+# shellcheck disable=SC2154  # set by launch
+if wait_for "$c_log" '^NVMEIO (DEVICE|SUMMARY) ' 1 "$c_pid" "$boot_timeout" &&
+   [ "$(count "$c_log" '^NVMEIO DEVICE ')" = 1 ]; then
+    ok "C's nvme driver bound the controller model served by eehd ($(elapsed "$t0")s)"
+    if wait_for "$c_log" '^NVMEIO ACK b=[0-9]+ gen=2 ' 4 "$c_pid" 200 &&
+       "$eehctl" inject --connect "$socket" --pe 2 >"$logs/inject-model.txt"; then
+        ok "freeze of PE 2 injected mid-I/O ($(elapsed "$t0")s)"
+    else
+        bad "no freeze of PE 2 injected (the workload did not reach round 2, or the inject failed)"
+    fi
+    wait_for "$c_log" 'EEH: Recovery successful' 1 "$c_pid" 120 || true
+else
+    bad "C's nvme driver gave no block device: $(console "$c_log" | grep -E '^NVMEIO (NODEV|SUMMARY)|^\[ *[0-9.]+\] nvme ' | tr '\n' ';')"
+fi
+rc=0
+wait "$c_pid" || rc=$?
+if [ "$rc" = 0 ]; then ok "guest c ran to its poweroff"; else bad "guest c: run-guest.sh exited $rc"; fi
+nvme_workload_checks "[c]" "$c_log"
+expect "$c_log" 'EEH: Invoking nvme->slot_reset\(\)' "[c] the EEH core called nvme's slot_reset"
+expect "$c_log" 'EEH: Recovery successful\.' "[c] C recovered the freeze of PE 2 with its driver bound"
+after=$(console "$c_log" | sed -n '/EEH: Recovery successful/,$p' | grep -c '^NVMEIO ACK ' || true)
+if [ "$after" -ge 1 ]; then
+    ok "[c] I/O resumed: $after writes acknowledged after the recovery"
+else
+    bad "[c] no write acknowledged after the recovery"
+fi
+expect "$c_log" '^NVMEIO SUMMARY PASS ' "[c] every acknowledged block reads back as written"
 echo "shared-host: total $(elapsed "$t")s"
 finish
