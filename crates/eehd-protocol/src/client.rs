@@ -25,6 +25,10 @@ pub enum ClientError {
     /// The socket failed.
     #[error("Cannot talk to eehd")]
     Io(#[from] std::io::Error),
+    /// The request could not be sent (the connection is gone, or eehd with
+    /// it): eehd never saw it, and it may be sent again on a new connection.
+    #[error("Cannot send to eehd")]
+    NotSent(#[source] std::io::Error),
     /// The daemon closed the connection.
     #[error("eehd closed the connection")]
     Closed,
@@ -73,7 +77,8 @@ impl Client {
     /// Sends a request and waits for its answer.
     pub fn request(&mut self, request: &Request) -> Result<Answer, ClientError> {
         let bytes = serde_json::to_vec(request).expect("requests serialize");
-        self.send_raw(&bytes)?;
+        // A datagram is sent whole or not at all.
+        seqpacket::send(&self.fd, &bytes).map_err(ClientError::NotSent)?;
         self.answer()
     }
 

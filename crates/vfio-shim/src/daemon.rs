@@ -10,10 +10,12 @@
 //!   does not allow direct access are requests on the socket.
 //! * When eehd cannot be reached, a group open answers `ENODEV` (the
 //!   kernel's answer for a group whose devices are gone) and any other
-//!   request `EIO`; a request cut off by eehd's death answers `EIO`. The
-//!   next request connects again, says hello and claims the groups this
-//!   process holds, so a restarted eehd finds its VMMs back without them
-//!   noticing more than the requests that failed meanwhile.
+//!   request `EIO`; a request cut off by eehd's death answers `EIO`. A
+//!   request that could not even be sent (eehd died since the last one)
+//!   goes again on a new connection; each new connection says hello and
+//!   claims the groups this process holds, so a restarted eehd finds its
+//!   VMMs back without them noticing more than the requests made while it
+//!   was away.
 //! * A device model in eehd (the NVMe controller) gets this process's bus
 //!   while its device fd is open: before each request on the function,
 //!   the changes to its container's IOMMU mappings since the last one go
@@ -154,15 +156,26 @@ impl EehdHost {
     }
 
     /// One request and its answer, with the descriptors that came with it.
+    /// A request the connection could not even send (eehd died since the
+    /// last one) goes once more on a new connection, so that a restarted
+    /// eehd costs nothing to a VMM that was idle meanwhile.
     fn call_with_fds(&self, session: &mut Session, request: &Request) -> Result<(Answer, Vec<OwnedFd>), Failure> {
-        let client = self.connected(session)?;
-        match client.request_with_fds(request) {
-            Ok(answered) => Ok(answered),
-            Err(ClientError::Refused(error)) => Err(Failure::Refused(error.errno)),
-            Err(error) => {
-                tracing::warn!(op = request.name(), error = %vfio_eeh::error_chain(&error), "eehd went away");
-                session.client = None;
-                Err(Failure::Lost)
+        let mut resent = false;
+        loop {
+            let client = self.connected(session)?;
+            match client.request_with_fds(request) {
+                Ok(answered) => return Ok(answered),
+                Err(ClientError::Refused(error)) => return Err(Failure::Refused(error.errno)),
+                Err(ClientError::NotSent(_)) if !resent => {
+                    tracing::info!(op = request.name(), "eehd's connection is gone; sending on a new one");
+                    session.client = None;
+                    resent = true;
+                }
+                Err(error) => {
+                    tracing::warn!(op = request.name(), error = %vfio_eeh::error_chain(&error), "eehd went away");
+                    session.client = None;
+                    return Err(Failure::Lost);
+                }
             }
         }
     }
@@ -680,8 +693,13 @@ mod tests {
         assert_eq!(config_read(&a, nvme), Err(EIO), "config space does");
         assert_eq!(b.0.open(b"/dev/vfio/1", 0), Some(Err(ENODEV)));
 
-        let _daemon = Daemon::start(dir.path());
+        let daemon = Daemon::start(dir.path());
         assert_eq!(config_read(&a, nvme), Ok(0xa824_144d), "connected and claimed again");
+        // A VMM idle while eehd restarts loses nothing: its first request
+        // finds the connection gone before sending, and goes on a new one.
+        drop(daemon);
+        let _daemon = Daemon::start(dir.path());
+        assert_eq!(config_read(&a, nvme), Ok(0xa824_144d), "the first request after the restart");
         assert_eq!(bar0_read(&a, nvme, 16), Ok(7), "device memory outlived eehd");
         assert_eq!(b.0.open(b"/dev/vfio/0", 0), Some(Err(EBUSY)), "still A's");
         operator(dir.path()).request(&Request::Inject { target: InjectTarget::PeFreeze { pe: PeId(0) } }).unwrap();
