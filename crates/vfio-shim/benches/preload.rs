@@ -29,7 +29,17 @@ use eehd::Eehd;
 
 /// Set in the re-executed child: the prefix of its benchmark names.
 const CHILD: &str = "VFIO_EEH_BENCH_PRELOADED";
-/// The built-in simulated host's first group and its device.
+/// The host of both runs: the built-in host's first group with its drive as
+/// plain memory (the built-in one is the NVMe controller model, whose every
+/// access the model must see: under eehd its BARs are never shared).
+const TOPOLOGY: &str = r#"
+[[phb]]
+domain = 0
+[[phb.pe]]
+group = 0
+device = [{ addr = "0000:01:00.0", kind = "nvme", model = "memory" }]
+"#;
+/// Its group and device.
 const GROUP: &str = "/dev/vfio/0";
 const DEVICE: &str = "0000:01:00.0";
 /// vfio-pci's region offsets: index << 40.
@@ -176,9 +186,11 @@ fn parent() {
             .expect("the bench re-executes");
         assert!(status.success(), "the {mode} run failed");
     };
-    run("inproc", &[]);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path());
+    let topology = dir.path().join("topology.toml");
+    std::fs::write(&topology, TOPOLOGY).expect("the topology is written");
+    run("inproc", &[("VFIO_EEH_SHIM_TOPOLOGY", topology.as_os_str())]);
+    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path(), Some(&topology));
     run("eehd", &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "bench".as_ref())]);
 }
 

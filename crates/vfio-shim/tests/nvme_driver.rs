@@ -75,7 +75,7 @@ fn an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw() {
 /// Runs `test` in a child that is a VMM of a fresh eehd.
 fn in_child_under_eehd(test: &str, iommu: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (_eehd, socket) = eehd::Eehd::start(&eehd::debug_binary(), dir.path());
+    let (_eehd, socket) = eehd::Eehd::start(&eehd::debug_binary(), dir.path(), None);
     in_child(test, iommu, &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "nvme".as_ref())]);
 }
 

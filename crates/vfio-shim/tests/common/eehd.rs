@@ -31,15 +31,17 @@ pub fn debug_binary() -> PathBuf {
 pub struct Eehd(Child);
 
 impl Eehd {
-    /// Starts `binary` with its state in `dir`; returns it and its socket
+    /// Starts `binary` on the simulated host of `topology` (the built-in
+    /// one if `None`) with its state in `dir`; returns it and its socket
     /// once it listens.
-    pub fn start(binary: &Path, dir: &Path) -> (Self, PathBuf) {
+    pub fn start(binary: &Path, dir: &Path, topology: Option<&Path>) -> (Self, PathBuf) {
         let socket = dir.join("eehd.sock");
         let child = Command::new(binary)
             .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
             .arg(&socket)
             .arg("--state-dir")
             .arg(dir.join("state"))
+            .args(topology.map(|t| [std::ffi::OsStr::new("--topology"), t.as_os_str()]).into_iter().flatten())
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
