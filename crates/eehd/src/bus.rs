@@ -76,6 +76,15 @@ impl VmmBus {
         std::mem::take(&mut *self.raised.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// A DMA fault is the VMM's mistake (or its guest's): logged, with the
+    /// VMM's pid, as the kernel logs an IOMMU fault.
+    fn logged(&self, result: Result<(), DmaError>) -> Result<(), DmaError> {
+        if let Err(error) = &result {
+            tracing::warn!(pid = self.process.pid(), %error, "device model DMA fault: the PE freezes");
+        }
+        result
+    }
+
     /// A DMA of `len` bytes at `iova`: `copy(vaddr, range)` moves each piece
     /// between the VMM's memory at `vaddr` and `range` of the model's buffer.
     /// The mirror stays locked meanwhile.
@@ -118,16 +127,16 @@ impl InterruptSink for VmmBus {
 impl DeviceBus for VmmBus {
     fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
         let len = buf.len();
-        self.dma(iova, len, false, |vaddr, range| {
+        self.logged(self.dma(iova, len, false, |vaddr, range| {
             let piece = buf.get_mut(range).ok_or_else(|| std::io::Error::from_raw_os_error(EFAULT))?;
             self.process.read(vaddr, piece)
-        })
+        }))
     }
 
     fn dma_write(&self, iova: u64, bytes: &[u8]) -> Result<(), DmaError> {
-        self.dma(iova, bytes.len(), true, |vaddr, range| {
+        self.logged(self.dma(iova, bytes.len(), true, |vaddr, range| {
             let piece = bytes.get(range).ok_or_else(|| std::io::Error::from_raw_os_error(EFAULT))?;
             self.process.write(vaddr, piece)
-        })
+        }))
     }
 }
