@@ -238,28 +238,24 @@ fn done_raising(interrupts: Interrupts) -> Answer {
     }
 }
 
-/// Applies a session's changes to its address space `space`, in order. A
+/// Applies a session's changes to its address space `number`, in order. A
 /// space may hold at most [`MAX_RANGES`] ranges: a change that could go
 /// beyond is refused with those after it (`ENOSPC`; those before it stay
 /// applied, as the VMM's own IOMMU has them), and more than
 /// [`MAX_DMA_CHANGES`] at once are refused whole.
-fn mirror(session: &mut Session, space: u32, changes: &[DmaChange]) -> Answered {
+fn mirror(session: &mut Session, number: u32, changes: &[DmaChange]) -> Answered {
     use vfio_eeh::backend::errno::EINVAL;
-    use wire_errno::ENOSPC;
     if changes.len() > MAX_DMA_CHANGES {
         let why = format!("{} changes at once; at most {MAX_DMA_CHANGES}", changes.len());
         return Err(WireError::new(ErrorKind::BadRequest, EINVAL, why));
     }
-    if !session.spaces.contains_key(&space) && session.spaces.len() >= MAX_SPACES {
-        let why = format!("A session has at most {MAX_SPACES} DMA address spaces");
-        return Err(WireError::new(ErrorKind::Host, ENOSPC, why));
-    }
-    let mut table = locked(session.spaces.entry(space).or_default());
+    let space = space_in(session, number)?;
+    let mut table = locked(&space);
     for change in changes {
         // A change adds at most two ranges (one split, one insert).
         if *change != DmaChange::Clear && table.len() + 2 > MAX_RANGES {
-            let why = format!("DMA address space {space} would hold more than {MAX_RANGES} ranges");
-            return Err(WireError::new(ErrorKind::Host, ENOSPC, why));
+            let why = format!("DMA address space {number} would hold more than {MAX_RANGES} ranges");
+            return Err(WireError::new(ErrorKind::Host, wire_errno::ENOSPC, why));
         }
         if let Err(error) = table.apply(&iova_change(change)) {
             return Err(WireError::bad_request(format!("DMA change refused, with those after it: {error}")));
@@ -270,6 +266,16 @@ fn mirror(session: &mut Session, space: u32, changes: &[DmaChange]) -> Answered 
 
 /// The most DMA address spaces (VFIO containers) one session mirrors.
 const MAX_SPACES: usize = 64;
+
+/// The session's address space `number`, made if new (at most
+/// [`MAX_SPACES`]: `ENOSPC`).
+fn space_in(session: &mut Session, number: u32) -> Result<Space, WireError> {
+    if !session.spaces.contains_key(&number) && session.spaces.len() >= MAX_SPACES {
+        let why = format!("A session has at most {MAX_SPACES} DMA address spaces");
+        return Err(WireError::new(ErrorKind::Host, wire_errno::ENOSPC, why));
+    }
+    Ok(Arc::clone(session.spaces.entry(number).or_default()))
+}
 
 fn hello_required(message: &str) -> WireError {
     WireError::new(ErrorKind::HelloRequired, wire_errno::EPROTO, message)
@@ -577,7 +583,7 @@ impl<H: DaemonHost> Core<H> {
             let why = "eehd cannot name the process of this connection, so it cannot reach its memory";
             return Err(WireError::new(ErrorKind::Host, vfio_eeh::backend::errno::EOPNOTSUPP, why));
         };
-        let space = session.spaces.entry(space).or_default().clone();
+        let space = space_in(session, space)?;
         if let Some(bus) = session.buses.get(&host).filter(|b| b.uses(&space)) {
             if lent.get(&host).is_some_and(|l| Arc::ptr_eq(l, bus)) {
                 bus.set_msix(msix);

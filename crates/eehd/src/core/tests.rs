@@ -359,6 +359,8 @@ fn dma_mirrors_refuse_bad_changes_and_bound_their_size() {
         ok(&core, &mut a, dma(space, vec![DmaChange::Clear]));
     }
     assert_eq!(error(&core, &mut a, dma(0, vec![])).errno, wire_errno::ENOSPC, "one space too many");
+    let bus = Request::Bus { host: "0000:01:00.0".parse().unwrap(), space: Some(0), msix: true };
+    assert_eq!(error(&core, &mut a, bus).errno, wire_errno::ENOSPC, "a bus makes no space beyond the bound either");
     let mut nameless = open(&core, None);
     assert_eq!(error(&core, &mut nameless, dma(1, vec![])).kind, ErrorKind::Denied, "a VM's request");
 }
