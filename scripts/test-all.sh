@@ -86,15 +86,17 @@ fi
 stage "real pseries guest end to end (tests/qemu/e2e.sh)"
 tests/qemu/e2e.sh --jobs 2
 
-# ---- two guests on one eehd (tests/qemu/shared-host.sh) -----------------------
+# ---- guests sharing one eehd (tests/qemu/shared-host.sh) -----------------------
 # Two pseries guests booted at once under one eehd (the preload library as
 # its client, docs/shared-host.md): one guest's freeze leaves the other's
 # reads intact, a PHB fence reaches both, kill -9 of eehd and a restart
-# keep both running; events followed live per VM. About 2 minutes, most of
-# it waiting on the guests' own sleeps and timeouts: it runs in the
-# background while the ppc64le cross build below keeps the cores busy, and
-# its output is printed when it ends.
-stage "two guests on one eehd (tests/qemu/shared-host.sh), in the background"
+# keep both running; events followed live per VM. Then a third guest's nvme
+# driver drives the controller model in eehd (DMA and interrupts through
+# eehd) across a freeze. About 3 minutes, most of it waiting on the guests'
+# own sleeps and timeouts: it runs in the background while the ppc64le
+# cross build below keeps the cores busy, and its output is printed when it
+# ends.
+stage "guests sharing one eehd (tests/qemu/shared-host.sh), in the background"
 background tests/qemu/shared-host.sh tests/qemu/shared-host.sh
 
 # ---------------------------------------------------------------------------
@@ -117,7 +119,7 @@ if [[ ${VFIO_EEH_SKIP_CROSS:-0} != 1 ]]; then
     scripts/cross/run-ppc64le-tests.sh "$cross_target"
 fi
 
-stage "two guests on one eehd (tests/qemu/shared-host.sh): its output"
+stage "guests sharing one eehd (tests/qemu/shared-host.sh): its output"
 collect tests/qemu/shared-host.sh
 
 # ---------------------------------------------------------------------------

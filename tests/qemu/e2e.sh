@@ -700,25 +700,7 @@ nvme_passthrough_guest() {
     echo "$name VFIO_EEH_PE_OP after the injection: ${ops:-none}"
     case "$scenario" in
         nvme-recover)
-            # The EEH core's reports and the nvme driver's own messages
-            # (Linux 6.1: arch/powerpc/kernel/eeh_driver.c,
-            # drivers/nvme/host/pci.c); nvme_error_resume prints nothing.
-            expect "$log" 'EEH: Invoking nvme->error_detected\(IO frozen\)' "$name EEH core called nvme's error_detected"
-            expect "$log" 'nvme nvme[0-9]+: frozen state error detected, reset controller' "$name nvme: 'frozen state error detected, reset controller'"
-            expect "$log" "EEH: nvme driver reports: 'need reset'" "$name nvme asked for a reset"
-            expect "$log" 'EEH: Reset without hotplug activity' "$name guest reset the PE without hotplug (the driver stays bound)"
-            expect "$log" 'EEH: Invoking nvme->slot_reset\(\)' "$name EEH core called nvme's slot_reset"
-            expect "$log" 'nvme nvme[0-9]+: restart after slot reset' "$name nvme: 'restart after slot reset'"
-            expect "$log" 'EEH: Invoking nvme->resume\(\)' "$name EEH core called nvme's resume"
-            expect "$log" 'EEH: Recovery successful\.' "$name guest logged 'EEH: Recovery successful.'"
-            local after
-            after=$(console "$log" | sed -n '/EEH: Recovery successful/,$p' | grep -c '^NVMEIO ACK ' || true)
-            if [ "$after" -ge 1 ]; then
-                ok "$name I/O resumed: $after writes acknowledged after the recovery"
-            else
-                bad "$name no write acknowledged after the recovery"
-            fi
-            expect "$log" '^NVMEIO SUMMARY PASS ' "$name every acknowledged block reads back as written"
+            nvme_recovery_checks "$name" "$log"
             # The whole sequence after the injection, op for op: Linux
             # 6.1's eeh_handle_normal_event runs the same ops with the
             # driver bound as without (detection, eeh_slot_error_detail's

@@ -68,3 +68,27 @@ nvme_workload_checks() {
         bad "$1 $(console "$2" | grep '^NVMEIO SUMMARY STUCK')"
     fi
 }
+
+# nvme_recovery_checks NAME LOG: a freeze recovered by the nvme driver's
+# EEH callbacks ("reset without hotplug"): the EEH core's reports and the
+# driver's own messages (Linux 6.1: arch/powerpc/kernel/eeh_driver.c,
+# drivers/nvme/host/pci.c; nvme_error_resume prints nothing), I/O resumed
+# after the recovery, and every acknowledged block read back as written.
+nvme_recovery_checks() {
+    expect "$2" 'EEH: Invoking nvme->error_detected\(IO frozen\)' "$1 EEH core called nvme's error_detected"
+    expect "$2" 'nvme nvme[0-9]+: frozen state error detected, reset controller' "$1 nvme: 'frozen state error detected, reset controller'"
+    expect "$2" "EEH: nvme driver reports: 'need reset'" "$1 nvme asked for a reset"
+    expect "$2" 'EEH: Reset without hotplug activity' "$1 guest reset the PE without hotplug (the driver stays bound)"
+    expect "$2" 'EEH: Invoking nvme->slot_reset\(\)' "$1 EEH core called nvme's slot_reset"
+    expect "$2" 'nvme nvme[0-9]+: restart after slot reset' "$1 nvme: 'restart after slot reset'"
+    expect "$2" 'EEH: Invoking nvme->resume\(\)' "$1 EEH core called nvme's resume"
+    expect "$2" 'EEH: Recovery successful\.' "$1 guest logged 'EEH: Recovery successful.'"
+    local after
+    after=$(console "$2" | sed -n '/EEH: Recovery successful/,$p' | grep -c '^NVMEIO ACK ' || true)
+    if [ "$after" -ge 1 ]; then
+        ok "$1 I/O resumed: $after writes acknowledged after the recovery"
+    else
+        bad "$1 no write acknowledged after the recovery"
+    fi
+    expect "$2" '^NVMEIO SUMMARY PASS ' "$1 every acknowledged block reads back as written"
+}

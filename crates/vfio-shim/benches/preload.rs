@@ -29,16 +29,9 @@ use eehd::Eehd;
 
 /// Set in the re-executed child: the prefix of its benchmark names.
 const CHILD: &str = "VFIO_EEH_BENCH_PRELOADED";
-/// The host of both runs: the built-in host's first group with its drive as
-/// plain memory (the built-in one is the NVMe controller model, whose every
-/// access the model must see: under eehd its BARs are never shared).
-const TOPOLOGY: &str = r#"
-[[phb]]
-domain = 0
-[[phb.pe]]
-group = 0
-device = [{ addr = "0000:01:00.0", kind = "nvme", model = "memory" }]
-"#;
+/// The host of both runs, whose group 0 is a drive of plain memory (the
+/// built-in one is the NVMe controller model, whose BARs eehd never shares).
+const TOPOLOGY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/plain-host.toml");
 /// Its group and device.
 const GROUP: &str = "/dev/vfio/0";
 const DEVICE: &str = "0000:01:00.0";
@@ -187,10 +180,9 @@ fn parent() {
         assert!(status.success(), "the {mode} run failed");
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let topology = dir.path().join("topology.toml");
-    std::fs::write(&topology, TOPOLOGY).expect("the topology is written");
+    let topology = std::path::Path::new(TOPOLOGY);
     run("inproc", &[("VFIO_EEH_SHIM_TOPOLOGY", topology.as_os_str())]);
-    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path(), Some(&topology));
+    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path(), Some(topology));
     run("eehd", &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "bench".as_ref())]);
 }
 

@@ -504,22 +504,8 @@ mod tests {
     use crate::vfio::{Access, Emulator};
 
     /// The built-in host's groups 0 and 4, with the NVMe drive as plain
-    /// memory: a device model's BARs are never shared, and these tests read
-    /// and write shared BAR memory.
-    const TOPOLOGY: &str = r#"
-        [[phb]]
-        domain = 0
-        [[phb.pe]]
-        group = 0
-        device = [{ addr = "0000:01:00.0", kind = "nvme", model = "memory" }]
-        [[phb]]
-        domain = 1
-        [[phb.pe]]
-        group = 4
-        device = [{ addr = "0001:02:00.0", vendor = 0x1014, device = 0x034a, class = 0x010400, bars = [
-            { index = 0, kind = "mem64", size = 0x10000 },
-        ] }]
-    "#;
+    /// memory: these tests read and write shared BAR memory.
+    const TOPOLOGY: &str = include_str!("../tests/plain-host.toml");
 
     /// An eehd on [`TOPOLOGY`] with virtual time, serving in this process;
     /// its state (and shared memory) in `dir`.
