@@ -180,9 +180,8 @@ fn parent() {
         assert!(status.success(), "the {mode} run failed");
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let topology = std::path::Path::new(TOPOLOGY);
-    run("inproc", &[("VFIO_EEH_SHIM_TOPOLOGY", topology.as_os_str())]);
-    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path(), Some(topology));
+    run("inproc", &[("VFIO_EEH_SHIM_TOPOLOGY", TOPOLOGY.as_ref())]);
+    let (_eehd, socket) = Eehd::start(&target.join("release/eehd"), dir.path(), &["--topology", TOPOLOGY]);
     run("eehd", &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "bench".as_ref())]);
 }
 

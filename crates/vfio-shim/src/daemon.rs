@@ -78,6 +78,8 @@ struct Session {
     models: BTreeSet<PciAddr>,
     /// The buses lent to them.
     buses: BTreeMap<PciAddr, Lent>,
+    /// How many connections this process made (a new one has no buses).
+    connections: u64,
 }
 
 /// A bus lent to a model in eehd.
@@ -151,6 +153,7 @@ impl EehdHost {
             }
             tracing::info!(socket = %self.socket.display(), vm = %self.vm, "Connected to eehd");
             session.client = Some((client, me));
+            session.connections += 1;
         }
         session.client.as_mut().map(|(client, _)| client).ok_or(Failure::Unreachable)
     }
@@ -160,8 +163,20 @@ impl EehdHost {
     /// last one) goes once more on a new connection, so that a restarted
     /// eehd costs nothing to a VMM that was idle meanwhile.
     fn call_with_fds(&self, session: &mut Session, request: &Request) -> Result<(Answer, Vec<OwnedFd>), Failure> {
+        self.call_prepared(session, request, |_, _| {})
+    }
+
+    /// [`EehdHost::call_with_fds`], with `prepare` run before the request
+    /// is sent, and again before it is sent on a new connection.
+    fn call_prepared(
+        &self,
+        session: &mut Session,
+        request: &Request,
+        mut prepare: impl FnMut(&Self, &mut Session),
+    ) -> Result<(Answer, Vec<OwnedFd>), Failure> {
         let mut resent = false;
         loop {
+            prepare(self, session);
             let client = self.connected(session)?;
             match client.request_with_fds(request) {
                 Ok(answered) => return Ok(answered),
@@ -249,11 +264,12 @@ impl EehdHost {
     }
 
     /// A request on function `host`: its model's bus is brought up to date
-    /// first, and the interrupts the model raised fire afterwards.
+    /// first (again if the request goes on a new connection), and the
+    /// interrupts the model raised fire afterwards.
     fn device_request(&self, host: PciAddr, request: &Request) -> Result<Answer, i32> {
         let mut session = self.session();
-        self.update_bus(&mut session, host);
-        let answer = self.call_with_fds(&mut session, request).map(|(answer, _)| answer).map_err(|f| f.errno())?;
+        let answered = self.call_prepared(&mut session, request, |me, session| me.update_bus(session, host));
+        let answer = answered.map(|(answer, _)| answer).map_err(|f| f.errno())?;
         let interrupts = match &answer {
             Answer::Value { interrupts, .. } | Answer::Raised { interrupts } => interrupts,
             _ => return Ok(answer),
@@ -270,31 +286,39 @@ impl EehdHost {
     }
 
     /// Tells eehd what changed of the bus lent to `host`'s model: its
-    /// container's mappings, and MSI-X on or off. A failure leaves the model
-    /// a stale mirror (its DMA may fault), logged.
+    /// container's mappings, and MSI-X on or off. A new connection midway
+    /// (eehd restarted) starts the mirror over and has no bus: all of it
+    /// goes once more. A failure leaves the model a stale mirror (its DMA
+    /// may fault), logged.
     fn update_bus(&self, session: &mut Session, host: PciAddr) {
-        if self.connected(session).is_err() {
-            return;
-        }
-        let Some(lent) = session.buses.get(&host) else { return };
-        let (bus, told_msix) = (Arc::clone(&lent.bus), lent.told_msix);
-        let space = bus.space();
-        for changes in bus.take_mirror().chunks(MAX_DMA_CHANGES) {
-            let changes = changes.iter().map(dma_change).collect();
-            if let Err(failure) = self.call_with_fds(session, &Request::Dma { space, changes }) {
-                tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the DMA mappings");
+        for _ in 0..2 {
+            if self.connected(session).is_err() {
+                return;
             }
-        }
-        let msix = bus.msix_enabled();
-        if told_msix != Some(msix) {
-            let told = self.call_with_fds(session, &Request::Bus { host, space: Some(space), msix });
-            match told {
-                Ok(_) => {
-                    if let Some(lent) = session.buses.get_mut(&host) {
-                        lent.told_msix = Some(msix);
+            let connection = session.connections;
+            let Some(bus) = session.buses.get(&host).map(|lent| Arc::clone(&lent.bus)) else { return };
+            let space = bus.space();
+            for changes in bus.take_mirror().chunks(MAX_DMA_CHANGES) {
+                let changes = changes.iter().map(dma_change).collect();
+                if let Err(failure) = self.call_with_fds(session, &Request::Dma { space, changes }) {
+                    tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the DMA mappings");
+                }
+            }
+            let msix = bus.msix_enabled();
+            if session.buses.get(&host).and_then(|lent| lent.told_msix) != Some(msix) {
+                match self.call_with_fds(session, &Request::Bus { host, space: Some(space), msix }) {
+                    Ok(_) => {
+                        if let Some(lent) = session.buses.get_mut(&host) {
+                            lent.told_msix = Some(msix);
+                        }
+                    }
+                    Err(failure) => {
+                        tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the bus");
                     }
                 }
-                Err(failure) => tracing::warn!(device = %host, errno = failure.errno(), "eehd did not take the bus"),
+            }
+            if session.connections == connection {
+                return;
             }
         }
     }

@@ -23,7 +23,8 @@ mod common;
 mod eehd;
 
 use std::ffi::OsStr;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use vfio_eeh::ops::{EehOp, ErrFunc, ErrInjection, ErrType, PeState, ResetKind};
 use vfio_eeh::uapi::{self, VfioIoctl};
@@ -39,20 +40,32 @@ const HALF: u64 = (RAM / 2) as u64;
 const BAR0: i64 = 0;
 const MSIX_VECTORS: u32 = 9;
 
-/// Runs `test` again in a child under the preload library with `iommu`
-/// and `env`.
-fn in_child(test: &str, iommu: &str, env: &[(&str, &OsStr)]) {
-    let out = Command::new(std::env::current_exe().unwrap())
+/// `test` again, as a child under the preload library with `iommu` and
+/// `env`.
+fn child(test: &str, iommu: &str, env: &[(&str, &OsStr)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("LD_PRELOAD", common::preload_library())
         .env(CHILD, "1")
         .env("VFIO_EEH_SHIM_IOMMU", iommu)
         .env("VFIO_EEH_SHIM_RESET", "report-unavailable")
         .envs(env.iter().copied())
-        .output()
-        .unwrap();
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Checks that a child's test passed.
+fn passed(out: &std::process::Output) {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && text.contains("1 passed"), "{text}");
+}
+
+/// Runs `test` again in a child under the preload library with `iommu`
+/// and `env`.
+fn in_child(test: &str, iommu: &str, env: &[(&str, &OsStr)]) {
+    passed(&child(test, iommu, env).output().unwrap());
 }
 
 #[test]
@@ -72,11 +85,48 @@ fn an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw() {
     in_child("an_nvme_driver_does_io_and_recovers_on_spapr_tce_v2_with_a_ddw", "spapr-tce-v2", &[]);
 }
 
-/// Runs `test` in a child that is a VMM of a fresh eehd.
+/// eehd's idle timeout in these tests, and how long the driver stays idle
+/// to outlast it.
+const IDLE_TIMEOUT: &str = "1";
+const IDLE: Duration = Duration::from_millis(2500);
+
+/// Runs `test` in a child that is a VMM of a fresh eehd (which closes a
+/// session idle for [`IDLE_TIMEOUT`] seconds), killed and started again
+/// once the child says it is idle ([`RESTART`]).
 fn in_child_under_eehd(test: &str, iommu: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (_eehd, socket) = eehd::Eehd::start(&eehd::debug_binary(), dir.path(), None);
-    in_child(test, iommu, &[("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", "nvme".as_ref())]);
+    let binary = eehd::debug_binary();
+    let args = ["--idle-timeout", IDLE_TIMEOUT];
+    let (daemon, socket) = eehd::Eehd::start(&binary, dir.path(), &args);
+    let env = [
+        ("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()),
+        ("VFIO_EEH_SHIM_VM", "nvme".as_ref()),
+        (RESTART, dir.path().as_os_str()),
+    ];
+    let mut running = child(test, iommu, &env).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("idle").exists() && running.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the driver never got idle");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(daemon);
+    let _daemon = eehd::Eehd::start(&binary, dir.path(), &args);
+    std::fs::write(dir.path().join("restarted"), b"").unwrap();
+    passed(&running.wait_with_output().unwrap());
+}
+
+/// Set (to a directory) in a child whose eehd the parent restarts: the
+/// child creates `idle` in it and waits for `restarted`.
+const RESTART: &str = "VFIO_EEH_TEST_RESTART_DIR";
+
+/// Says the driver is idle and waits until eehd was started again.
+fn idle_across_a_restart(dir: &std::path::Path) {
+    std::fs::write(dir.join("idle"), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join("restarted").exists() {
+        assert!(Instant::now() < deadline, "eehd was not started again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -231,6 +281,33 @@ impl Driver {
         assert!(fired(d.vectors[1]) > 0, "the I/O completion raised vector 1");
         assert_eq!(d.rw(0x02, 0, 128, 0x10_0000), 0);
         assert_eq!(d.ram.get(HALF + 0x10_0000, data.len()), data, "read back by DMA");
+
+        if let Some(dir) = std::env::var_os(RESTART) {
+            // Idle past eehd's idle timeout: eehd closes the session and
+            // takes the bus back, the controller keeps its state. The next
+            // doorbell finds the connection gone and goes on a new one, the
+            // bus lent again first.
+            std::thread::sleep(IDLE);
+            d.ram.put(HALF, &data.iter().map(|b| !b).collect::<Vec<u8>>());
+            assert_eq!(d.rw(0x01, 128, 128, 0), 0, "a write after the idle time");
+            assert_eq!(d.rw(0x02, 128, 128, 0x10_0000), 0);
+            assert_eq!(d.ram.get(HALF + 0x10_0000, data.len()), d.ram.get(HALF, data.len()), "read back");
+
+            // eehd is killed and started again while the driver is idle.
+            // Its controller model starts at power-on (its state was the
+            // old eehd's, the namespace too), so the driver brings it up
+            // again; the I/O needs this VMM's bus in the new eehd: every
+            // mapping again, and MSI-X.
+            idle_across_a_restart(std::path::Path::new(&dir));
+            assert_eq!(d.reg32(0x1c), 0, "CSTS of the new eehd's controller: not ready");
+            d.bring_up();
+            d.create_io_queues();
+            d.ram.put(HALF, &data);
+            assert_eq!(d.rw(0x01, 0, 128, 0), 0);
+            assert!(fired(d.vectors[1]) > 0, "the I/O completion raised vector 1 through the new eehd");
+            assert_eq!(d.rw(0x02, 0, 128, 0x10_0000), 0);
+            assert_eq!(d.ram.get(HALF + 0x10_0000, data.len()), data, "read back by DMA through the new eehd");
+        }
 
         // Freeze mid-I/O: the doorbell is dropped, registers read all-ones.
         let inj = ErrInjection { kind: ErrType::Bus32, func: ErrFunc::LoadConfigAddr, addr: 0, mask: 0 };

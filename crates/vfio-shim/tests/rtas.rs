@@ -56,7 +56,7 @@ fn a_c_vmm_maps_devices_and_drives_the_guests_recovery_through_rtas_buffers() {
 fn two_c_vmms_of_one_eehd_each_reach_only_their_own_vm() {
     let program = program();
     let dir = tempfile::tempdir().unwrap();
-    let (_eehd, socket) = Eehd::start(&eehd::debug_binary(), dir.path(), None);
+    let (_eehd, socket) = Eehd::start(&eehd::debug_binary(), dir.path(), &[]);
     let vm = |name: &'static str| [("VFIO_EEH_SHIM_CONNECT", socket.as_os_str()), ("VFIO_EEH_SHIM_VM", name.as_ref())];
     assert_ok(&run(&program, &[], &vm("a")));
     // A's groups stay claimed and mapped after its VMM exits (eehd keeps

@@ -31,17 +31,19 @@ pub fn debug_binary() -> PathBuf {
 pub struct Eehd(Child);
 
 impl Eehd {
-    /// Starts `binary` on the simulated host of `topology` (the built-in
-    /// one if `None`) with its state in `dir`; returns it and its socket
-    /// once it listens.
-    pub fn start(binary: &Path, dir: &Path, topology: Option<&Path>) -> (Self, PathBuf) {
+    /// Starts `binary` on the built-in simulated host (unless `args` names
+    /// a `--topology`), with `args`, its state in `dir`; returns it and its
+    /// socket once it listens.
+    pub fn start(binary: &Path, dir: &Path, args: &[&str]) -> (Self, PathBuf) {
         let socket = dir.join("eehd.sock");
+        // A killed eehd leaves its socket behind: wait for the new one.
+        let _ = std::fs::remove_file(&socket);
         let child = Command::new(binary)
             .args(["--host", "sim", "--sim-clock", "virtual", "--socket"])
             .arg(&socket)
             .arg("--state-dir")
             .arg(dir.join("state"))
-            .args(topology.map(|t| [std::ffi::OsStr::new("--topology"), t.as_os_str()]).into_iter().flatten())
+            .args(args)
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
