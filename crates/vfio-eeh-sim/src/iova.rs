@@ -42,7 +42,7 @@ impl Shift for () {
 /// Where a mapped IOVA range points: the process address of its first
 /// byte, and which ways the device may go (`VFIO_DMA_MAP_FLAG_READ`: the
 /// device reads; `_WRITE`: it writes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     /// The process address of the range's first byte.
     pub vaddr: u64,
@@ -195,7 +195,7 @@ impl Ranges<Target> {
 
 /// A change of an [`IovaMap`], as its journal records it and
 /// [`IovaMap::apply`] replays it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IovaChange {
     /// Everything is unmapped.
     Clear,
