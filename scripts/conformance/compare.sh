@@ -53,8 +53,20 @@ if [ "$offline" = 0 ]; then
     echo "== oracle: Linux 6.12 on QEMU powernv9"
     rust_args=()
     [ -z "$rust" ] || { echo "   (with the Rust backend's checks and eehctl from $rust)"; rust_args=(--rust "$rust"); }
-    "$repo/scripts/oracle/run-powernv.sh" --timeout "${ORACLE_TIMEOUT:-300}" ${rust_args[@]+"${rust_args[@]}"} "$work/oracle.txt" >/dev/null ||
-        die "the oracle run failed (see its error above); no comparison was made"
+    run_oracle() {
+        "$repo/scripts/oracle/run-powernv.sh" --timeout "${ORACLE_TIMEOUT:-300}" ${rust_args[@]+"${rust_args[@]}"} \
+            "$work/oracle.txt" >/dev/null
+    }
+    oracle_rc=0
+    run_oracle || oracle_rc=$?
+    if [ "$oracle_rc" = 75 ]; then
+        # The guest kernel panicked (run-powernv.sh's exit status 75): the
+        # kernel's fault, once; twice fails the stage.
+        echo "   the PowerNV guest kernel panicked; running the oracle once more"
+        oracle_rc=0
+        run_oracle || oracle_rc=$?
+    fi
+    [ "$oracle_rc" = 0 ] || die "the oracle run failed (see its error above); no comparison was made"
     oracle=$work/oracle.txt
 else
     oracle=$golden

@@ -26,7 +26,10 @@
 # Environment: ORACLE_LOG_CAP (console log cap in bytes, default 8 MiB),
 # ORACLE_MEM (guest RAM, default 2G), VFIO_EEH_CACHE (see fetch-deb.sh).
 # Exit status: 0 when the guest ran the program to its SUMMARY line (check
-# failures are data, not errors), 1 on any error, 2 on usage errors.
+# failures are data, not errors), 1 on any error, 2 on usage errors, 75
+# when the guest kernel panicked (its own fault, not the program's: seen
+# once in CI, a WARNING in powerpc's destroy_context as the program exited,
+# then init died of a segfault; a caller may run it again).
 set -euo pipefail
 
 prog=run-powernv.sh
@@ -156,7 +159,7 @@ head -c "$log_cap" <"$work/console.fifo" >"$console" &
 head_pid=$!
 timeout -k 10 "$run_timeout" qemu-system-ppc64 -M powernv9 -m "$guest_mem" -smp 1 \
     -nographic -no-reboot \
-    -kernel "$vmlinux" -initrd "$work/initrd.cpio.gz" -append "console=hvc0" \
+    -kernel "$vmlinux" -initrd "$work/initrd.cpio.gz" -append "console=hvc0 panic=-1" \
     -device e1000e,bus=pcie.0,addr=0x0,romfile= \
     </dev/null >"$work/console.fifo" 2>&1 &
 qemu_pid=$!
@@ -179,6 +182,10 @@ tr -d '\r' <"$console" >"$work/console.txt"
 tail_log() { { tail -n 25 "$work/console.txt"; echo; } | sed 's/^/    | /' >&2; }
 if [ "$capped" = 1 ]; then
     tail_log; die "guest console exceeded $log_cap bytes; QEMU stopped"
+fi
+if grep -q 'Kernel panic - not syncing' "$work/console.txt"; then
+    # panic=-1 reboots at once, and -no-reboot makes that QEMU's exit.
+    tail_log; log "error: the guest kernel panicked (QEMU exit $qemu_rc)"; exit 75
 fi
 if [ "$qemu_rc" = 124 ] || [ "$qemu_rc" = 137 ]; then
     tail_log; die "guest did not finish within ${run_timeout}s (QEMU killed)"
